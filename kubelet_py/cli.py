@@ -1,0 +1,249 @@
+"""The `kubelet-py` command line. Global options come before any subcommand, so every command
+(the daemon included) can target a private instance."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+import click
+
+from runtime.image.errors import ImageError
+
+
+@dataclass(frozen=True)
+class Paths:
+    root: str
+    run_root: str
+    log_root: str
+    socket: str
+    registries: str
+
+
+class KpyError(Exception):
+    """An error of the agent itself (not of a package below): one line for the user."""
+
+
+def _store(ctx: click.Context):
+    from runtime.image.store import ImageStore
+    return ImageStore(ctx.obj.root)
+
+
+def _registries(ctx: click.Context):
+    from runtime.image.registries import load_registries
+    return load_registries(ctx.obj.registries)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--root", envvar="KUBELET_PY_ROOT", default="/var/lib/kubelet-py", show_default=True,
+              help="Persistent state: images, pods, IPAM.")
+@click.option("--run-root", envvar="KUBELET_PY_RUN_ROOT", default="/run/kubelet-py", show_default=True,
+              help="Runtime state: sockets, pinned namespaces, container state.")
+@click.option("--log-root", envvar="KUBELET_PY_LOG_ROOT", default="/var/log/pods", show_default=True,
+              help="Container logs (CRI format).")
+@click.option("--socket", envvar="KUBELET_PY_SOCKET", default="/run/kubelet-py/kubelet-py.sock",
+              show_default=True, help="The daemon's API socket.")
+@click.option("--registries", envvar="KUBELET_PY_REGISTRIES", default="/etc/kubelet-py/registries.yaml",
+              show_default=True, help="Registry mirrors and credentials (k3s format); absent file = none.")
+@click.pass_context
+def cli(ctx, root, run_root, log_root, socket, registries):
+    """kubelet-py: a Kubernetes node agent for one Linux host."""
+    ctx.obj = Paths(os.path.abspath(root), os.path.abspath(run_root), os.path.abspath(log_root),
+                    os.path.abspath(socket), registries)
+
+
+@cli.group()
+def image():
+    """Pull, import, list and remove images."""
+
+
+class _Progress:
+    """One bar per layer on a terminal; plain lines otherwise."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.rows: dict[str, str] = {}
+        self.drawn = 0
+
+    def __call__(self, digest: str, phase: str, done: int, total: int) -> None:
+        short = digest.split(":")[1][:12]
+        if not self.tty:
+            if phase in ("downloaded", "done"):
+                print(f"{short}: {'downloaded' if phase == 'downloaded' else 'unpacked'} {total} bytes",
+                      file=self.stream)
+            return
+        width = 30
+        frac = min(1.0, done / total) if total else 1.0
+        bar = "#" * int(frac * width)
+        self.rows[short] = f"{short} {phase:<10} [{bar:<{width}}] {done}/{total}"
+        if self.drawn:
+            self.stream.write(f"\x1b[{self.drawn}F")
+        for row in self.rows.values():
+            self.stream.write(f"\x1b[2K{row}\n")
+        self.drawn = len(self.rows)
+        self.stream.flush()
+
+
+@image.command("import")
+@click.argument("path", type=click.Path())
+@click.option("--name", help="Name the image (the archive must hold exactly one, or pick with --ref).")
+@click.option("--ref", help="In an OCI layout, import only the image whose ref.name is this.")
+@click.pass_context
+def image_import(ctx, path, name, ref):
+    """Import an OCI layout dir, an oci-archive or a docker-archive tarball."""
+    from runtime.image.archive import import_path
+    for rec in import_path(_store(ctx), path, name=name, ref=ref):
+        click.echo(f"{rec.name} {rec.digest}")
+
+
+@image.command("import-rootfs")
+@click.argument("tarball", type=click.Path())
+@click.option("--name", required=True, help="The image's name.")
+@click.option("--entrypoint", help="Entrypoint, as a JSON list or a single word.")
+@click.option("--cmd", help="Cmd, as a JSON list or a single word.")
+@click.option("--env", multiple=True, help="K=V (repeatable).")
+@click.option("--workdir", default="", help="WorkingDir.")
+@click.option("--user", default="", help="User.")
+@click.pass_context
+def image_import_rootfs(ctx, tarball, name, entrypoint, cmd, env, workdir, user):
+    """Make a one-layer image of a rootfs tarball, like `docker import`."""
+    from runtime.image.archive import import_rootfs
+    for e in env:
+        if "=" not in e:
+            raise click.BadParameter(f"{e!r} is not K=V", param_hint="--env")
+    rec = import_rootfs(_store(ctx), tarball, name, entrypoint=_argv(entrypoint, "--entrypoint"),
+                        cmd=_argv(cmd, "--cmd"), env=list(env) or None, working_dir=workdir, user=user)
+    click.echo(f"{rec.name} {rec.digest}")
+
+
+def _argv(value: str | None, hint: str) -> list[str] | None:
+    if value is None:
+        return None
+    if value.startswith("["):
+        try:
+            v = json.loads(value)
+        except ValueError:
+            raise click.BadParameter("not a JSON list", param_hint=hint) from None
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            raise click.BadParameter("must be a JSON list of strings", param_hint=hint)
+        return v
+    return [value]
+
+
+@image.command("pull")
+@click.argument("ref")
+@click.option("--platform", help="os/arch[/variant] (default: this machine's).")
+@click.pass_context
+def image_pull(ctx, ref, platform):
+    """Pull an image from a registry (OCI distribution API v2)."""
+    from runtime.image.manifest import Platform
+    from runtime.image.registry import pull
+    plat = None
+    if platform:
+        parts = platform.split("/")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise click.BadParameter(f"{platform!r} is not os/arch[/variant]", param_hint="--platform")
+        plat = Platform(*parts)
+    rec = pull(_store(ctx), ref, _registries(ctx), platform=plat, progress=_Progress())
+    click.echo(f"{rec.name} {rec.digest}")
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1000
+    return str(n)
+
+
+@image.command("ls")
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
+@click.pass_context
+def image_ls(ctx, output):
+    """List stored images: name, digest, size, created."""
+    rows = [{"name": im.record.name, "digest": im.record.digest, "size": im.size,
+             "created": im.config.created} for im in _store(ctx).images()]
+    if output == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'NAME':<50} {'DIGEST':<19} {'SIZE':>8}  CREATED")
+    for r in rows:
+        click.echo(f"{r['name']:<50} {r['digest'][:19]:<19} {_human(r['size']):>8}  {r['created'] or '-'}")
+
+
+@image.command("inspect")
+@click.argument("ref")
+@click.pass_context
+def image_inspect(ctx, ref):
+    """Print an image's config (and where it came from) as JSON."""
+    store = _store(ctx)
+    im = store.image(ref)
+    cfg = json.loads(store.read_blob(im.manifest.config.digest))
+    click.echo(json.dumps({"name": im.record.name, "digest": im.record.digest,
+                           "index": im.record.index_digest, "size": im.size,
+                           "layers": [dataclasses.asdict(d) for d in im.manifest.layers],
+                           "config": cfg}, indent=2, default=str))
+
+
+@image.command("rm")
+@click.argument("refs", nargs=-1, required=True)
+@click.pass_context
+def image_rm(ctx, refs):
+    """Remove image names (blobs stay until `image prune`)."""
+    store = _store(ctx)
+    for ref in refs:
+        rec = store.remove(ref)
+        click.echo(f"untagged {rec.name}")
+
+
+@image.command("prune")
+@click.pass_context
+def image_prune(ctx):
+    """Delete blobs and snapshots that no image and no container uses."""
+    r = _store(ctx).prune()
+    click.echo(f"removed {r['blobs']} blobs ({_human(r['bytes'])}) and {r['snapshots']} snapshots")
+
+
+@cli.command()
+@click.pass_context
+def demo(ctx):
+    """The main job (for now): build the built-in busybox image, import it, list the store."""
+    from runtime.image.archive import import_path
+    from runtime.image.build import write_oci_layout
+    from runtime.image.testimages import DEFAULT_IMAGE, busybox_image
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="kpy-demo-") as d:
+        write_oci_layout(d, {DEFAULT_IMAGE: busybox_image()})
+        recs = import_path(_store(ctx), d)
+    click.echo(f"imported {recs[0].name} in {time.monotonic() - t0:.2f}s")
+    ctx.invoke(image_ls)
+
+
+def main(argv=None) -> None:
+    try:
+        cli.main(args=argv, prog_name="kubelet-py", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("kubelet-py: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except (ImageError, KpyError) as e:
+        click.echo(f"kubelet-py: error: {e}", err=True)
+        sys.exit(1)
+    except PermissionError as e:
+        click.echo(f"kubelet-py: error: {e.filename or ''}: permission denied (run as root?)", err=True)
+        sys.exit(1)
+    except OSError as e:
+        click.echo(f"kubelet-py: error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

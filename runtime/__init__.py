@@ -1,0 +1,4 @@
+"""Images and isolated processes: what containerd and runc do.
+
+Never imports kubelet_py or netns; takes and returns plain dataclasses.
+"""

@@ -1,0 +1,138 @@
+"""Streaming, bounded decompression of layer blobs (pure computation over a file object).
+
+The decompressed bytes are hashed as they pass (the layer's diffID covers the *whole* stream,
+trailer and padding included) and counted against a limit, so a bomb stops at the limit with
+bounded memory (security.md 1.3.11)."""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+
+from .errors import LayerError
+
+CHUNK = 1 << 20
+ZSTD_MAX_WINDOW = 1 << 27  # 128 MiB: zstd's own default cap for streaming decoders
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_UNSUPPORTED = {b"\xfd7zXZ\x00": "xz", b"BZh": "bzip2", b"\x04\x22\x4d\x18": "lz4"}
+
+
+def sniff_compression(head: bytes) -> str | None:
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    return None
+
+
+class DecompressedStream:
+    """A read()-able view of the decompressed layer; `finish()` drains to EOF and returns
+    (diffID, uncompressed size)."""
+
+    def __init__(self, src, layer: str, limit: int):
+        self._src = src
+        self.layer = layer
+        self.limit = limit
+        self.count = 0
+        self._hash = hashlib.sha256()
+        self._buf = bytearray()
+        self._eof = False
+        head = src.read(8)
+        for magic, name in _UNSUPPORTED.items():
+            if head.startswith(magic):
+                raise LayerError(layer, f"unsupported compression {name} (only gzip, zstd or none)")
+        self.compression = sniff_compression(head)
+        self._in = head  # compressed bytes not yet fed to the decoder
+        if self.compression == "gzip":
+            self._gz = zlib.decompressobj(wbits=31)
+        elif self.compression == "zstd":
+            import zstandard  # only zstd layers pay for the import
+
+            self._zerr = zstandard.ZstdError
+            self._zst = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).stream_reader(
+                _Prefixed(head, src), read_size=CHUNK, read_across_frames=True)
+
+    def _produce(self, want: int) -> bytes:
+        """Return up to about `want` new decompressed bytes, b'' at the end of the stream."""
+        want = max(want, CHUNK)
+        if self.compression == "zstd":
+            try:
+                out = self._zst.read(want)
+            except self._zerr as e:
+                raise LayerError(self.layer, f"corrupt zstd stream: {e}") from None
+            return out
+        if self.compression is None:
+            data, self._in = self._in or self._src.read(want), b""
+            return data
+        while True:  # gzip, possibly several members, possibly NUL padding after the last
+            if not self._in:
+                self._in = self._src.read(CHUNK)
+                if not self._in:
+                    if self._gz is not None:
+                        raise LayerError(self.layer, "truncated gzip stream")
+                    return b""
+            if self._gz is None:  # between members
+                if not self._in.strip(b"\0"):
+                    self._in = b""
+                    continue
+                if len(self._in) < 2:
+                    self._in += self._src.read(CHUNK)
+                if not self._in.startswith(GZIP_MAGIC):
+                    raise LayerError(self.layer, "garbage after the gzip stream")
+                self._gz = zlib.decompressobj(wbits=31)
+            try:
+                out = self._gz.decompress(self._in, want)
+            except zlib.error as e:
+                raise LayerError(self.layer, f"corrupt gzip stream: {e}") from None
+            if self._gz.eof:
+                self._in, self._gz = self._gz.unused_data, None
+            else:
+                self._in = self._gz.unconsumed_tail
+            if out:
+                return out
+
+    def _account(self, data: bytes) -> None:
+        self.count += len(data)
+        if self.count > self.limit:
+            raise LayerError(self.layer, f"uncompressed size exceeds the limit of {self.limit} bytes")
+        self._hash.update(data)
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            raise ValueError("unbounded read")  # never the whole layer in memory
+        while len(self._buf) < n and not self._eof:
+            data = self._produce(n - len(self._buf))
+            if not data:
+                self._eof = True
+                break
+            self._account(data)
+            self._buf += data
+        out = bytes(self._buf[:n])
+        del self._buf[:n]
+        return out
+
+    def finish(self) -> tuple[str, int]:
+        """Drain what the tar reader left (trailer, padding) and return (diffID, size)."""
+        self._buf.clear()
+        while not self._eof:
+            data = self._produce(CHUNK)
+            if not data:
+                self._eof = True
+                break
+            self._account(data)
+        return f"sha256:{self._hash.hexdigest()}", self.count
+
+
+class _Prefixed:
+    """A file object that first returns `head` (the sniffed bytes), then reads `src`."""
+
+    def __init__(self, head: bytes, src):
+        self._head = head
+        self._src = src
+
+    def read(self, n: int = -1) -> bytes:
+        if self._head:
+            out, self._head = self._head, b""
+            return out
+        return self._src.read(n)

@@ -1,0 +1,107 @@
+"""Adding an image to the store from any source (archive, registry, a built rootfs).
+
+One pipeline for every source: resolve the top document (index -> this platform's manifest),
+verify and parse the config, fetch the layers that have no snapshot yet (in parallel), unpack
+them in order as they arrive, then commit the documents and the name. It all runs in one store
+transaction: a failure anywhere removes every blob and snapshot it created."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterator, Protocol
+
+from .digest import Verifier, digest_bytes
+from .errors import ImageError, ManifestError
+from .manifest import (MAX_DOCUMENT, Descriptor, Index, Manifest, Platform, check_layers_match,
+                       host_platform, parse_config, parse_document, select_platform)
+from .store import ImageRecord, ImageStore
+
+Progress = Callable[[str, str, int, int], None]  # (layer digest, phase, done, total)
+
+
+class BlobSource(Protocol):
+    def chunks(self, desc: Descriptor, what: str) -> Iterator[bytes]:
+        """The blob's bytes, unverified (the caller verifies digest and size)."""
+
+
+class Cancelled(ImageError):
+    pass
+
+
+def read_document(source: BlobSource, desc: Descriptor, what: str) -> bytes:
+    """A manifest/index/config blob, size-capped and verified."""
+    if desc.size > MAX_DOCUMENT:
+        raise ManifestError(what, "size", f"{desc.size} bytes exceeds the {MAX_DOCUMENT}-byte cap")
+    v = Verifier(what, desc.digest, desc.size)
+    parts = []
+    for chunk in source.chunks(desc, what):
+        v.update(chunk)
+        parts.append(chunk)
+    v.check()
+    return b"".join(parts)
+
+
+def resolve_top(source: BlobSource, top: bytes, media_type: str | None, what: str,
+                platform: Platform | None = None) -> tuple[bytes, str, Manifest, tuple[str, bytes] | None]:
+    """(manifest bytes, manifest digest, manifest, (index digest, index bytes) or None)."""
+    doc = parse_document(top, what, media_type)
+    if isinstance(doc, Index):
+        desc = select_platform(doc, platform or host_platform(), what)
+        mbytes = read_document(source, desc, f"{what} manifest {desc.digest}")
+        m = parse_document(mbytes, f"{what} manifest {desc.digest}", desc.media_type)
+        if not isinstance(m, Manifest):
+            raise ManifestError(what, "manifests", f"{desc.digest} is a nested index")
+        return mbytes, desc.digest, m, (digest_bytes(top), top)
+    return top, digest_bytes(top), doc, None
+
+
+def ingest(store: ImageStore, name: str, source: BlobSource, top: bytes, media_type: str | None,
+           *, platform: Platform | None = None, progress: Progress | None = None,
+           parallel: int = 4) -> ImageRecord:
+    what = f"image {name}"
+    with store.transaction():
+        mbytes, mdigest, manifest, index = resolve_top(source, top, media_type, what, platform)
+        cbytes = read_document(source, manifest.config, f"{what} config {manifest.config.digest}")
+        config = parse_config(cbytes, f"{what} config {manifest.config.digest}")
+        check_layers_match(manifest, config, f"{what} manifest")
+        todo = [i for i, d in enumerate(config.diff_ids) if not store.has_snapshot(d)]
+        cancel = threading.Event()
+
+        def fetch(i: int) -> None:
+            desc = manifest.layers[i]
+            if store.has_blob(desc.digest):
+                return
+            done = 0
+
+            def counted():
+                nonlocal done
+                for chunk in source.chunks(desc, f"{what} layer {desc.digest}"):
+                    if cancel.is_set():
+                        raise Cancelled(f"{what}: cancelled")
+                    done += len(chunk)
+                    if progress:
+                        progress(desc.digest, "download", done, desc.size)
+                    yield chunk
+            store.write_blob(f"{what} layer {desc.digest}", desc.digest, desc.size, counted())
+            if progress:
+                progress(desc.digest, "downloaded", desc.size, desc.size)
+
+        pool = ThreadPoolExecutor(max_workers=max(1, min(parallel, len(todo) or 1)),
+                                  thread_name_prefix="kpy-fetch")
+        try:
+            futures = {i: pool.submit(fetch, i) for i in todo}
+            for i in todo:
+                futures[i].result()
+                desc = manifest.layers[i]
+                if progress:
+                    progress(desc.digest, "unpack", 0, desc.size)
+                store.unpack(desc.digest, config.diff_ids[i], list(reversed(config.diff_ids[:i])))
+                if progress:
+                    progress(desc.digest, "done", desc.size, desc.size)
+        except BaseException:
+            cancel.set()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # nothing may land after a rollback
+        return store.commit_image(name, mbytes, mdigest, cbytes, index)
