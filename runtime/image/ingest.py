@@ -65,7 +65,7 @@ def ingest(store: ImageStore, name: str, source: BlobSource, top: bytes, media_t
         cbytes = read_document(source, manifest.config, f"{what} config {manifest.config.digest}")
         config = parse_config(cbytes, f"{what} config {manifest.config.digest}")
         check_layers_match(manifest, config, f"{what} manifest")
-        todo = [i for i, d in enumerate(config.diff_ids) if not store.has_snapshot(d)]
+        todo = [i for i, d in enumerate(config.diff_ids) if not store.has_layer(manifest.layers[i].digest, d)]
         cancel = threading.Event()
 
         def fetch(i: int) -> None:

@@ -214,14 +214,31 @@ class ImageStore:
         with open(os.path.join(self.snapshot_dir(diff_id), "layer.json"), "rb") as f:
             return json.loads(f.read())
 
+    def has_layer(self, layer_digest: str, diff_id: str) -> bool:
+        """True if the snapshot for `diff_id` exists and is known to come from this blob."""
+        try:
+            return layer_digest in self.snapshot_meta(diff_id).get("blobs", [])
+        except FileNotFoundError:
+            return False
+
     def unpack(self, layer_digest: str, diff_id: str, lower_diff_ids: list[str]) -> bool:
         """Unpack blob `layer_digest` into the snapshot for `diff_id` unless it exists.
         `lower_diff_ids` (top first) lend metadata to implicitly created parent dirs.
-        Returns True if it unpacked."""
+        A blob that claims an existing snapshot's diffID is hashed first: a false claim is a
+        mismatch error and the snapshot is untouched (CVE-2014-8178). Returns True if it unpacked."""
         final = self.snapshot_dir(diff_id)
-        if self.has_snapshot(diff_id):
-            return False
         what = f"{layer_digest} (diff_id {diff_id})"
+        if self.has_snapshot(diff_id):
+            if not self.has_layer(layer_digest, diff_id):
+                with open(self.blob_path(layer_digest), "rb", buffering=0) as blob:
+                    stream = DecompressedStream(blob, layer_digest, self.limits.max_bytes)
+                    actual, _ = stream.finish()
+                if actual != diff_id:
+                    raise DigestMismatch(f"layer {what}: diff_id", diff_id, actual)
+                meta = self.snapshot_meta(diff_id)
+                meta["blobs"] = sorted(set(meta.get("blobs", [])) | {layer_digest})
+                atomic_write(os.path.join(final, "layer.json"), json.dumps(meta).encode())
+            return False
         work = tempfile.mkdtemp(prefix="snap-", dir=self.tmp)
         lowers = []
         try:
@@ -241,10 +258,10 @@ class ImageStore:
                 raise DigestMismatch(f"layer {what}: diff_id", diff_id, result.diff_id)
             meta = {"diff_id": diff_id, "size": result.size, "entries": result.entries,
                     "root_opaque": result.root_opaque, "compression": stream.compression,
-                    "unpacked": time.time()}
+                    "blobs": [layer_digest], "unpacked": time.time()}
             with open(os.path.join(work, "layer.json"), "w") as f:
                 json.dump(meta, f)
-            if os.path.exists(final):  # an incomplete one (no layer.json) cannot exist: rename is atomic
+            if os.path.exists(final):  # a dir without layer.json: never complete, replace it
                 shutil.rmtree(final)
             os.rename(work, final)
             _fsync_dir(self.snapshots)

@@ -104,26 +104,31 @@ class _Extractor:
         self.lowers = lowers  # root fds of the parent snapshots, top first (for parent metadata)
         self.limits = limits
         self._dirs: OrderedDict[tuple, tuple[int, tuple]] = OrderedDict()  # name -> (fd, canonical)
+        self._dead: list[int] = []
         self._entry = ""
         self.root_opaque = False
         self.dir_times: list[tuple[tuple, int]] = []
 
     # ---- directory handles -------------------------------------------------------------
     def close(self) -> None:
-        for fd, _ in self._dirs.values():
+        self._forget()
+        self._reap()
+
+    def _reap(self) -> None:
+        for fd in self._dead:
             os.close(fd)
-        self._dirs.clear()
+        self._dead.clear()
 
     def _trim(self) -> None:
         while len(self._dirs) > _FD_CACHE:
             _, (fd, _) = self._dirs.popitem(last=False)
             os.close(fd)
 
-    def _forget(self, removed: tuple) -> None:
-        """A directory was removed: drop cached handles at or below it (now detached)."""
-        n = len(removed)
-        for key in [k for k, (_, canon) in self._dirs.items() if canon[:n] == removed]:
-            os.close(self._dirs.pop(key)[0])
+    def _forget(self) -> None:
+        """A directory or symlink was removed: any cached resolution may have gone through it.
+        Handles the current entry still holds are closed when the next entry starts."""
+        self._dead.extend(fd for fd, _ in self._dirs.values())
+        self._dirs.clear()
 
     def parent(self, parts: tuple, create: bool = True) -> tuple[int, tuple]:
         """Handle and canonical path of the directory `parts`, resolved inside the root."""
@@ -211,9 +216,10 @@ class _Extractor:
             return False
         if stat.S_ISDIR(st.st_mode):
             shutil.rmtree(name, dir_fd=pfd)  # fd-based, symlink-safe on Linux
-            self._forget(pcanon + (name,))
         else:
             os.unlink(name, dir_fd=pfd)
+        if not stat.S_ISREG(st.st_mode):
+            self._forget()
         return True
 
     # ---- entries -----------------------------------------------------------------------
@@ -250,6 +256,7 @@ class _Extractor:
         return ns, ns
 
     def entry(self, m: tarfile.TarInfo, src) -> None:
+        self._reap()
         self._entry = m.name
         parts = split_name(m.name, self.layer, self.limits)
         if not parts:
