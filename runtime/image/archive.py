@@ -12,6 +12,7 @@ import json
 import os
 import stat
 import tarfile
+import threading
 from typing import Iterator
 
 from .build import LAYER_MEDIA, Layer, build_image
@@ -103,6 +104,7 @@ class _TarFiles(_Files):
         self.path = path
         try:
             self._tf = tarfile.open(path, "r:*")
+            self._lock = threading.Lock()
             self._members = {}
             for m in self._tf:
                 if m.isreg():
@@ -121,7 +123,33 @@ class _TarFiles(_Files):
         m = self._members.get(rel)
         if m is None:
             raise NotFound(f"{self.path}: {rel}", "missing from the archive")
-        return self._tf.extractfile(m)
+        return _MemberReader(self._tf.fileobj, self._lock, m.offset_data, m.size)
+
+
+class _MemberReader:
+    """One member's bytes; safe while layers are fetched in parallel from the same archive
+    (each read seeks under the archive's lock)."""
+
+    def __init__(self, fileobj, lock, offset: int, size: int):
+        self._f, self._lock, self._pos, self._end = fileobj, lock, offset, offset + size
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._end - self._pos if n is None or n < 0 else min(n, self._end - self._pos)
+        if n <= 0:
+            return b""
+        with self._lock:
+            self._f.seek(self._pos)
+            data = self._f.read(n)
+        if len(data) < n:
+            raise ImageError(f"archive truncated: member ends early at offset {self._pos + len(data)}")
+        self._pos += n
+        return data
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
 
 
 class LayoutSource:
