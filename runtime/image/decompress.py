@@ -38,6 +38,10 @@ class DecompressedStream:
         self._hash = hashlib.sha256()
         self._buf = bytearray()
         self._eof = False
+        self._pos = 0  # bytes handed out; tell()/seek() let tarfile run in its seekable mode
+        self._hist = b""  # the last bytes handed out, for tarfile's one-byte look-back
+        self._q = self._thread = None
+        self._stop = False
         head = src.read(8)
         for magic, name in _UNSUPPORTED.items():
             if head.startswith(magic):
@@ -98,29 +102,91 @@ class DecompressedStream:
             raise LayerError(self.layer, f"uncompressed size exceeds the limit of {self.limit} bytes")
         self._hash.update(data)
 
+    def _next(self) -> bytes:
+        """The next decompressed, counted and hashed chunk; b'' at the end."""
+        if self._q is None:
+            data = self._produce(CHUNK)
+            if data:
+                self._account(data)
+            return data
+        item = self._q.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def _pump(self) -> None:
+        """Decompress and hash ahead in a thread (zlib, zstd and sha256 release the GIL), as
+        `tar -xzf` runs gzip in a second process; the queue bounds memory to a few chunks."""
+        try:
+            while not self._stop:
+                data = self._produce(CHUNK)
+                if data:
+                    self._account(data)
+                self._q.put(data)
+                if not data:
+                    return
+        except BaseException as e:  # handed to the reader
+            self._q.put(e)
+
+    def start_prefetch(self) -> None:
+        import queue
+        import threading
+        self._q = queue.Queue(maxsize=4)
+        self._thread = threading.Thread(target=self._pump, name="kpy-decompress", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the prefetch thread (after an error the rest of the stream is not needed)."""
+        if self._thread is not None:
+            self._stop = True
+            while self._thread.is_alive():
+                try:
+                    self._q.get(timeout=0.05)
+                except Exception:
+                    pass
+            self._thread = None
+
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
             raise ValueError("unbounded read")  # never the whole layer in memory
         while len(self._buf) < n and not self._eof:
-            data = self._produce(n - len(self._buf))
+            data = self._next()
             if not data:
                 self._eof = True
                 break
-            self._account(data)
             self._buf += data
         out = bytes(self._buf[:n])
         del self._buf[:n]
+        self._pos += len(out)
+        self._hist = (self._hist + out)[-512:] if len(out) < 512 else out[-512:]
         return out
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        """Forward seeks skip (still hashed and counted); backward only within the last 512 bytes."""
+        if whence == 1:
+            pos += self._pos
+        if pos < self._pos:
+            back = self._pos - pos
+            if whence == 2 or back > len(self._hist):
+                raise OSError("backward seek in a decompressed stream")
+            self._buf[:0] = self._hist[-back:]
+            self._hist = self._hist[:-back]
+            self._pos = pos
+        while self._pos < pos:
+            if not self.read(min(pos - self._pos, CHUNK)):
+                break
+        return self._pos
 
     def finish(self) -> tuple[str, int]:
         """Drain what the tar reader left (trailer, padding) and return (diffID, size)."""
         self._buf.clear()
         while not self._eof:
-            data = self._produce(CHUNK)
-            if not data:
+            if not self._next():
                 self._eof = True
-                break
-            self._account(data)
+        self.close()
         return f"sha256:{self._hash.hexdigest()}", self.count
 
 

@@ -70,7 +70,26 @@ class Endpoint:
 def _check_keys(d: dict, allowed: set, path: str, where: str) -> None:
     for k in d:
         if k not in allowed:
-            raise ConfigError(where, f"{path}.{k}", f"unknown key (expected one of {', '.join(sorted(allowed))})")
+            raise ConfigError(where, f"{path}.{k}" if path else str(k),
+                              f"unknown key (expected one of {', '.join(sorted(allowed))})")
+
+
+def _mapping(v: object, where: str, path: str) -> dict:
+    """`v` as a mapping; an absent (null) section is an empty one."""
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise ConfigError(where, path, "must be a mapping")
+    return v
+
+
+def _text(v: object, where: str, path: str) -> str:
+    """A string setting; null (`password:` left empty) is "", never "None"."""
+    if v is None:
+        return ""
+    if isinstance(v, (dict, list)):
+        raise ConfigError(where, path, "must be a string")
+    return str(v)
 
 
 def _endpoint_url(raw: object, where: str, path: str) -> str:
@@ -90,7 +109,7 @@ def parse_registries(doc: object, where: str) -> RegistriesConfig:
         raise ConfigError(where, "(document)", "must be a mapping")
     _check_keys(doc, {"mirrors", "configs"}, "", where)
     mirrors = {}
-    for name, m in (doc.get("mirrors") or {}).items():
+    for name, m in _mapping(doc.get("mirrors"), where, "mirrors").items():
         p = f"mirrors.{name}"
         if not isinstance(m, dict):
             raise ConfigError(where, p, "must be a mapping")
@@ -99,7 +118,8 @@ def parse_registries(doc: object, where: str) -> RegistriesConfig:
         if not isinstance(eps, list):
             raise ConfigError(where, f"{p}.endpoint", "must be a list")
         rewrites = []
-        for pat, repl in (m.get("rewrite") or {}).items():
+        for pat, repl in _mapping(m.get("rewrite"), where, f"{p}.rewrite").items():
+            pat = str(pat)
             try:
                 re.compile(pat)
             except re.error as e:
@@ -110,7 +130,7 @@ def parse_registries(doc: object, where: str) -> RegistriesConfig:
         mirrors[str(name)] = Mirror(tuple(_endpoint_url(e, where, f"{p}.endpoint[{i}]") for i, e in enumerate(eps)),
                                     tuple(rewrites))
     configs = {}
-    for host, c in (doc.get("configs") or {}).items():
+    for host, c in _mapping(doc.get("configs"), where, "configs").items():
         p = f"configs.{host}"
         if not isinstance(c, dict):
             raise ConfigError(where, p, "must be a mapping")
@@ -121,7 +141,7 @@ def parse_registries(doc: object, where: str) -> RegistriesConfig:
             if not isinstance(a, dict):
                 raise ConfigError(where, f"{p}.auth", "must be a mapping")
             _check_keys(a, {"username", "password", "auth", "identity_token"}, f"{p}.auth", where)
-            auth = Auth(**{k: str(v) for k, v in a.items()})
+            auth = Auth(**{k: _text(v, where, f"{p}.auth.{k}") for k, v in a.items()})
         if c.get("tls") is not None:
             t = c["tls"]
             if not isinstance(t, dict):
@@ -132,7 +152,7 @@ def parse_registries(doc: object, where: str) -> RegistriesConfig:
             isv = t.get("insecure_skip_verify", False)
             if not isinstance(isv, bool):
                 raise ConfigError(where, f"{p}.tls.insecure_skip_verify", "must be true or false")
-            tls = TLS(str(t.get("ca_file") or ""), str(t.get("cert_file") or ""), str(t.get("key_file") or ""), isv)
+            tls = TLS(*(_text(t.get(k), where, f"{p}.tls.{k}") for k in ("ca_file", "cert_file", "key_file")), isv)
         key = str(host)
         if "://" in key:
             key = urlsplit(key).netloc
@@ -153,11 +173,34 @@ def load_registries(path: str | None) -> RegistriesConfig:
     return parse_registries(doc, path)
 
 
+# Go's regexp.Expand syntax, which k3s/containerd rewrites use: $1, ${1}, $name, ${name}, $$
+_GO_REF = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+)|(\$))")
+
+
+def _expand(repl: str, m: re.Match) -> str:
+    def one(ref: re.Match) -> str:
+        if ref.group(3):
+            return "$"
+        name = ref.group(1) or ref.group(2)
+        try:
+            return m.group(int(name) if name.isdigit() else name) or ""
+        except IndexError:  # no such group: empty, as in Go
+            return ""
+    return _GO_REF.sub(one, repl)
+
+
 def _rewrite(repo: str, rewrites) -> str:
+    """The first rewrite whose pattern matches, applied as Go's ReplaceAllString would (the
+    replacement is taken literally but for `$` references)."""
     for pat, repl in rewrites:
-        if re.search(pat, repo):
-            return re.sub(pat, re.sub(r"\$(\d+)", r"\\\1", repl), repo, count=1)
+        rx = re.compile(pat)
+        if rx.search(repo):
+            return rx.sub(lambda m: _expand(repl, m), repo)
     return repo
+
+
+def _hostname(host: str) -> str:
+    return urlsplit(f"//{host}").hostname or host
 
 
 def endpoints_for(cfg: RegistriesConfig, registry: str, repository: str) -> list[Endpoint]:
@@ -167,10 +210,16 @@ def endpoints_for(cfg: RegistriesConfig, registry: str, repository: str) -> list
     default_url = DOCKER_HUB if registry == "docker.io" else f"https://{registry}"
     for url in (mirror.endpoints if mirror else ()):
         host = urlsplit(url).netloc
+        # a mirror gets its own host's config; the registry's only when the mirror is that same
+        # host (another port): its credentials must not go to some other machine
+        conf = cfg.configs.get(host)
+        if conf is None and _hostname(host) == _hostname(registry):
+            conf = cfg.configs.get(registry)
         out.append(Endpoint(url, host, _rewrite(repository, mirror.rewrites),
-                            cfg.configs.get(host) or cfg.configs.get(registry) or HostConfig(), False))
+                            conf or cfg.configs.get("*") or HostConfig(), False))
     if not any(e.url == default_url for e in out):
         host = urlsplit(default_url).netloc
         out.append(Endpoint(default_url, host, repository,
-                            cfg.configs.get(registry) or cfg.configs.get(host) or HostConfig(), True))
+                            cfg.configs.get(registry) or cfg.configs.get(host) or cfg.configs.get("*") or HostConfig(),
+                            True))
     return out

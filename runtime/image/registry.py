@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
 import socket
 import ssl
 import threading
@@ -23,7 +24,7 @@ from .decompress import CHUNK
 from .digest import digest_bytes
 from .errors import DigestMismatch, ImageError, NotFound, RegistryError
 from .ingest import Progress, ingest
-from .manifest import ACCEPT, MAX_DOCUMENT, Descriptor, Platform
+from .manifest import ACCEPT, INDEX_TYPES, MANIFEST_TYPES, MAX_DOCUMENT, Descriptor, Platform
 from .reference import parse_reference
 from .registries import Endpoint, RegistriesConfig, endpoints_for
 from .store import ImageRecord, ImageStore
@@ -106,11 +107,23 @@ class RegistryClient:
             self._basic = f"Basic {raw}"
 
     def _ssl_context(self) -> ssl.SSLContext:
+        """The system's CAs plus `ca_file` (as containerd adds it to the system pool), and the
+        client certificate if one is configured."""
         tls = self.ep.config.tls
-        ctx = ssl.create_default_context(cafile=tls.ca_file or None if tls else None)
-        if tls and tls.cert_file:
-            ctx.load_cert_chain(tls.cert_file, tls.key_file)
-        if tls and tls.insecure_skip_verify:
+        ctx = ssl.create_default_context()
+        if tls is None:
+            return ctx
+        for key, path in (("ca_file", tls.ca_file), ("cert_file", tls.cert_file), ("key_file", tls.key_file)):
+            if path and not os.path.isfile(path):
+                raise RegistryError(self.ref, f"tls.{key} {path!r} for {self.ep.host}: no such file")
+        try:
+            if tls.ca_file:
+                ctx.load_verify_locations(cafile=tls.ca_file)
+            if tls.cert_file:
+                ctx.load_cert_chain(tls.cert_file, tls.key_file)
+        except (ssl.SSLError, OSError) as e:
+            raise RegistryError(self.ref, f"TLS files for {self.ep.host} cannot be used: {e}") from None
+        if tls.insecure_skip_verify:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
         return ctx
@@ -190,7 +203,9 @@ class RegistryClient:
         if status == 403:
             raise RegistryError(self.ref, f"access denied: {detail or 'forbidden'}", status)
         if status == 404:
-            raise NotFound(self.ref, f"not found on {self.netloc}{' (' + detail + ')' if detail else ''}")
+            obj = path.rsplit("/", 1)[-1]
+            what = f"blob {obj}: " if "/blobs/" in path else (f"manifest {obj}: " if obj.startswith("sha256:") else "")
+            raise NotFound(self.ref, f"{what}not found on {self.netloc}{' (' + detail + ')' if detail else ''}")
         raise RegistryError(self.ref, f"{self.netloc} answered {status} for {path}{': ' + detail if detail else ''}", status)
 
     def _with_auth(self, method: str, url: str, headers: dict) -> _Response:
@@ -260,6 +275,10 @@ class RegistryClient:
         return body, ctype, r.headers.get("docker-content-digest")
 
     def blob_chunks(self, desc: Descriptor) -> Iterator[bytes]:
+        """The blob's bytes as they arrive; a response cut short (less than its Content-Length,
+        or a broken chunked body) is resumed with `Range`. A response that ends where it says it
+        ends is the blob's end: if that differs from the descriptor's size, the caller's verifier
+        reports it (asking again would not help)."""
         done = 0
         attempts = 0
         path = f"/v2/{self.ep.repository}/blobs/{desc.digest}"
@@ -269,6 +288,7 @@ class RegistryClient:
             if done and r.status != 206:
                 r.conn.close()
                 raise RegistryError(self.ref, f"blob {desc.digest}: connection lost and the server cannot resume")
+            released = False
             try:
                 while True:
                     chunk = r.resp.read(CHUNK)
@@ -276,16 +296,19 @@ class RegistryClient:
                         break
                     done += len(chunk)
                     yield chunk
+                if r.resp.length:  # read(n) returns b"" rather than raise when the peer hangs up early
+                    raise http.client.IncompleteRead(b"", r.resp.length)
+                released = True
                 self.release(r)
-                if desc.size and done < desc.size:
-                    raise http.client.IncompleteRead(b"", desc.size - done)
                 return
-            except _NET_ERRORS as e:
-                r.conn.close()
+            except _NET_ERRORS + (ssl.SSLError,) as e:
                 attempts += 1
                 if attempts > RETRIES:
                     raise RegistryError(self.ref, f"blob {desc.digest}: download failed after {done} bytes: {e!r}") from None
                 time.sleep(BACKOFF * 2 ** (attempts - 1))
+            finally:
+                if not released:  # broken, or abandoned by the consumer (a mismatch): never reuse
+                    r.conn.close()
 
 
 class RegistrySource:
@@ -293,6 +316,11 @@ class RegistrySource:
         self.client = client
 
     def chunks(self, desc: Descriptor, what: str) -> Iterator[bytes]:
+        # a manifest named by an index lives at /manifests/<digest>; registries (distribution
+        # among them) do not serve it from /blobs/
+        if desc.media_type in MANIFEST_TYPES + INDEX_TYPES:
+            body, _, _ = self.client.manifest(desc.digest)
+            return iter((body,))
         # descriptor `urls` (foreign layers) are never followed (CVE-2020-15157)
         return self.client.blob_chunks(desc)
 

@@ -396,14 +396,16 @@ def unpack_stream(stream: DecompressedStream, root_fd: int, lowers: list[int],
     layer = stream.layer
     ex = _Extractor(root_fd, layer, lowers, limits)
     entries = 0
+    stream.start_prefetch()
     try:
         try:
-            tf = tarfile.open(fileobj=stream, mode="r|", bufsize=_COPY,
-                              tarinfo=_guarded_tarinfo(limits, layer), encoding="utf-8",
-                              errors="surrogateescape")
+            # seekable mode over a forward-only stream (see DecompressedStream.seek): stream
+            # mode ("r|") would copy its whole read buffer on every 512-byte header read
+            tf = tarfile.TarFile(fileobj=stream, mode="r", tarinfo=_guarded_tarinfo(limits, layer),
+                                 encoding="utf-8", errors="surrogateescape")
         except tarfile.ReadError as e:
             raise LayerError(layer, f"not a tar archive: {e}") from None
-        src = tf.fileobj
+        src = stream
         while True:
             try:
                 m = tf.next()
@@ -422,7 +424,8 @@ def unpack_stream(stream: DecompressedStream, root_fd: int, lowers: list[int],
             except OSError as e:
                 raise LayerError(layer, f"{e.strerror or e}", m.name) from None
         ex.finish()
+        diff_id, size = stream.finish()
     finally:
         ex.close()
-    diff_id, size = stream.finish()
+        stream.close()
     return UnpackResult(diff_id, size, entries, ex.root_opaque)
