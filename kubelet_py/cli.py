@@ -241,7 +241,8 @@ def main(argv=None) -> None:
         click.echo(f"kubelet-py: error: {e.filename or ''}: permission denied (run as root?)", err=True)
         sys.exit(1)
     except OSError as e:
-        click.echo(f"kubelet-py: error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", err=True)
+        where = f"{e.filename}: " if e.filename else ""
+        click.echo(f"kubelet-py: error: {where}{e.strerror or e} ({type(e).__name__})", err=True)
         sys.exit(1)
 
 

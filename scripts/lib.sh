@@ -28,7 +28,7 @@ ensure_venv() {
   fi
   local stamp="$VENV/.kpy-installed${extras:+-$extras}"
   if [ ! -f "$stamp" ] || [ "$TOP/pyproject.toml" -nt "$stamp" ]; then
-    "$VENV/bin/pip" install -q --disable-pip-version-check -e "$TOP${extras:+[$extras]}" >&2
+    "$VENV/bin/pip" install -q --disable-pip-version-check --config-settings editable_mode=compat -e "$TOP${extras:+[$extras]}" >&2
     touch "$stamp"
   fi
 }

@@ -6,7 +6,7 @@ type before anything uses them (security.md 1.3.12-13)."""
 from __future__ import annotations
 
 import json
-import platform as _platform
+import os
 from dataclasses import dataclass, field
 
 from .digest import validate_digest
@@ -230,7 +230,7 @@ _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l": "arm"
 
 
 def host_platform() -> Platform:
-    m = _platform.machine()
+    m = os.uname().machine
     variant = {"aarch64": "v8", "armv7l": "v7", "armv6l": "v6"}.get(m)
     return Platform("linux", _ARCH.get(m, m), variant)
 

@@ -9,11 +9,10 @@ verified by the store; nothing of a failed pull is kept."""
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import os
 import socket
-import ssl
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Iterator
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from .decompress import CHUNK
+from .http import Connection, HTTPError, Response
 from .digest import digest_bytes
 from .errors import DigestMismatch, ImageError, NotFound, RegistryError
 from .ingest import Progress, ingest
@@ -33,7 +33,12 @@ RETRIES = 4
 BACKOFF = 0.2  # seconds, doubled per retry
 TIMEOUT = 30.0
 _RETRY_STATUS = {429, 500, 502, 503, 504}
-_NET_ERRORS = (ConnectionError, http.client.HTTPException, socket.timeout, TimeoutError)
+_NET_ERRORS = (ConnectionError, socket.timeout, TimeoutError)  # HTTPError is a ConnectionError
+
+
+def _is_tls_error(e: BaseException) -> bool:
+    ssl = sys.modules.get("ssl")  # imported only once an https endpoint is used
+    return ssl is not None and isinstance(e, ssl.SSLError)
 
 
 def parse_challenge(header: str) -> tuple[str, dict]:
@@ -79,8 +84,8 @@ def _error_text(body: bytes) -> str:
 class _Response:
     status: int
     headers: dict
-    resp: http.client.HTTPResponse
-    conn: http.client.HTTPConnection
+    resp: Response
+    conn: Connection
     key: tuple
 
     def read(self, limit: int | None = None) -> bytes:
@@ -106,9 +111,10 @@ class RegistryClient:
             raw = auth.auth or base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode()
             self._basic = f"Basic {raw}"
 
-    def _ssl_context(self) -> ssl.SSLContext:
+    def _ssl_context(self):
         """The system's CAs plus `ca_file` (as containerd adds it to the system pool), and the
         client certificate if one is configured."""
+        import ssl
         tls = self.ep.config.tls
         ctx = ssl.create_default_context()
         if tls is None:
@@ -135,10 +141,11 @@ class RegistryClient:
             idle = self._idle.get(key)
             if idle:
                 return idle.pop()
+        ctx = None
         if scheme == "https":
+            import ssl
             ctx = self._ssl if netloc == self.netloc else ssl.create_default_context()
-            return http.client.HTTPSConnection(netloc, timeout=TIMEOUT, context=ctx)
-        return http.client.HTTPConnection(netloc, timeout=TIMEOUT)
+        return Connection(scheme, netloc, TIMEOUT, ctx)
 
     def release(self, r: _Response) -> None:
         if r.resp.isclosed() and not r.resp.will_close:
@@ -160,12 +167,11 @@ class RegistryClient:
         conn = self._conn(u.scheme, u.netloc)
         path = u.path + (f"?{u.query}" if u.query else "")
         try:
-            conn.request(method, path, headers=headers)
-            resp = conn.getresponse()
+            resp = conn.request(method, path or "/", headers)
         except BaseException:
             conn.close()
             raise
-        return _Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp, conn, (u.scheme, u.netloc))
+        return _Response(resp.status, resp.headers, resp, conn, (u.scheme, u.netloc))
 
     def request(self, method: str, path: str, headers: dict | None = None, ok=(200,)) -> _Response:
         """Send with auth, redirects and retries; returns a response whose status is in `ok`."""
@@ -174,9 +180,9 @@ class RegistryClient:
         for attempt in range(RETRIES + 1):
             try:
                 r = self._with_auth(method, url, dict(headers or {}))
-            except ssl.SSLError as e:
-                raise RegistryError(self.ref, f"TLS error talking to {self.netloc}: {e.reason or e}") from None
             except _NET_ERRORS + (OSError,) as e:
+                if _is_tls_error(e):
+                    raise RegistryError(self.ref, f"TLS error talking to {self.netloc}: {getattr(e, 'reason', None) or e}") from None
                 if attempt == RETRIES:
                     raise RegistryError(self.ref, f"cannot reach {self.netloc}: {e}") from None
                 time.sleep(delay)
@@ -297,11 +303,11 @@ class RegistryClient:
                     done += len(chunk)
                     yield chunk
                 if r.resp.length:  # read(n) returns b"" rather than raise when the peer hangs up early
-                    raise http.client.IncompleteRead(b"", r.resp.length)
+                    raise HTTPError(f"{r.resp.length} bytes of the body missing")
                 released = True
                 self.release(r)
                 return
-            except _NET_ERRORS + (ssl.SSLError,) as e:
+            except _NET_ERRORS + (OSError,) as e:  # TLS errors mid-body included
                 attempts += 1
                 if attempts > RETRIES:
                     raise RegistryError(self.ref, f"blob {desc.digest}: download failed after {done} bytes: {e!r}") from None

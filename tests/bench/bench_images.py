@@ -59,7 +59,10 @@ def row(label: str, xs: list[float], floor: float | None = None, floor_name: str
 
 
 def sh(*cmd, **kw):
-    return subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)
+    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kw)
+    if r.returncode:
+        sys.exit(f"bench_images: {' '.join(cmd)} failed: {r.stderr.strip()}")
+    return r
 
 
 def make_usr_layer(work: str) -> tuple[str, Layer]:
@@ -155,11 +158,11 @@ def bench_pull(work: str, runs: int) -> None:
     try:
         layout = os.path.join(work, "pull-layout")
         write_oci_layout(layout, {"busybox": busybox_image()})
-        ref = f"{reg.addr}/kpy/busybox:1.35"
-        sh("skopeo", "copy", "--dest-tls-verify=false", f"oci:{layout}:busybox", f"docker://{ref}")
+        ref = f"{reg.host}/kpy/busybox:1.35"
+        sh("skopeo", "--insecure-policy", "copy", "--preserve-digests", "--dest-tls-verify=false", f"oci:{layout}:busybox", f"docker://{ref}")
         regfile = os.path.join(work, "registries.yaml")
         with open(regfile, "w") as f:
-            f.write(f'mirrors:\n  "{reg.addr}":\n    endpoint: ["http://{reg.addr}"]\n')
+            f.write(f'mirrors:\n  "{reg.host}":\n    endpoint: ["http://{reg.host}"]\n')
         root = os.path.join(work, "pullroot")
         kpy = KPY + ["--root", root, "--registries", regfile]
 
@@ -175,7 +178,7 @@ def bench_pull(work: str, runs: int) -> None:
         else:
             print("  containerd/ctr: not installed")
         if shutil.which("podman"):
-            pod_t = _bench_podman(work, reg.addr, ref, runs)
+            pod_t = _bench_podman(work, reg.host, ref, runs)
             row("podman pull", pod_t)
             print(f"  kubelet-py / podman: {med(ours) / med(pod_t):.2f}x")
         else:
@@ -184,15 +187,16 @@ def bench_pull(work: str, runs: int) -> None:
         blob, layer = make_usr_layer(work)
         big_layout = os.path.join(work, "big-layout")
         write_oci_layout(big_layout, {"usr": build_image([layer])})
-        big = f"{reg.addr}/kpy/usr:1"
-        sh("skopeo", "copy", "--dest-tls-verify=false", f"oci:{big_layout}:usr", f"docker://{big}")
+        big = f"{reg.host}/kpy/usr:1"
+        sh("skopeo", "--insecure-policy", "copy", "--preserve-digests", "--dest-tls-verify=false", f"oci:{big_layout}:usr", f"docker://{big}")
         ours_big = timed(lambda: sh(*kpy, "image", "pull", big, cwd=TOP), max(1, runs // 2),
                          lambda: (subprocess.run(kpy + ["image", "rm", big], capture_output=True),
                                   subprocess.run(kpy + ["image", "prune"], capture_output=True)))
         dest = os.path.join(work, "skopeo-dest")
 
         def skopeo_tar():
-            sh("skopeo", "copy", "--src-tls-verify=false", f"docker://{big}", f"oci:{dest}/layout:usr")
+            os.makedirs(dest)
+            sh("skopeo", "--insecure-policy", "copy", "--src-tls-verify=false", f"docker://{big}", f"oci:{dest}/layout:usr")
             blobs = os.path.join(dest, "layout", "blobs", "sha256", layer.digest.split(":")[1])
             os.makedirs(os.path.join(dest, "rootfs"))
             sh("tar", "-xzf", blobs, "-C", os.path.join(dest, "rootfs"))
