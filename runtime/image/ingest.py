@@ -8,7 +8,6 @@ transaction: a failure anywhere removes every blob and snapshot it created."""
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator, Protocol
 
 from .digest import Verifier, digest_bytes
@@ -87,12 +86,13 @@ def ingest(store: ImageStore, name: str, source: BlobSource, top: bytes, media_t
             if progress:
                 progress(desc.digest, "downloaded", desc.size, desc.size)
 
-        pool = ThreadPoolExecutor(max_workers=max(1, min(parallel, len(todo) or 1)),
-                                  thread_name_prefix="kpy-fetch")
+        pool, futures = None, {}
+        if len(todo) > 1:  # one layer (the common small image) needs no threads
+                        pool = ThreadPoolExecutor(max_workers=min(parallel, len(todo)), thread_name_prefix="kpy-fetch")
         try:
-            futures = {i: pool.submit(fetch, i) for i in todo}
+            futures = {i: pool.submit(fetch, i) for i in todo} if pool else {}
             for i in todo:
-                futures[i].result()
+                futures[i].result() if pool else fetch(i)
                 desc = manifest.layers[i]
                 if progress:
                     progress(desc.digest, "unpack", 0, desc.size)
@@ -103,5 +103,6 @@ def ingest(store: ImageStore, name: str, source: BlobSource, top: bytes, media_t
             cancel.set()
             raise
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)  # nothing may land after a rollback
+            if pool:
+                pool.shutdown(wait=True, cancel_futures=True)  # nothing may land after a rollback
         return store.commit_image(name, mbytes, mdigest, cbytes, index)

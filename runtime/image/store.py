@@ -31,6 +31,7 @@ from .manifest import ImageConfig, Manifest, check_layers_match, parse_config, p
 from .reference import parse_reference
 from .unpack import UnpackLimits, unpack_stream
 
+PREFETCH_ABOVE = 4 << 20  # decompress in a second thread only for blobs bigger than this
 _LEASE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$")
 
 
@@ -251,7 +252,8 @@ class ImageStore:
             try:
                 with open(self.blob_path(layer_digest), "rb", buffering=0) as blob:
                     stream = DecompressedStream(blob, layer_digest, self.limits.max_bytes)
-                    result = unpack_stream(stream, root_fd, lowers, self.limits)
+                    big = os.fstat(blob.fileno()).st_size > PREFETCH_ABOVE
+                    result = unpack_stream(stream, root_fd, lowers, self.limits, prefetch=big)
             finally:
                 os.close(root_fd)
             if result.diff_id != diff_id:

@@ -391,12 +391,13 @@ class _Extractor:
 
 
 def unpack_stream(stream: DecompressedStream, root_fd: int, lowers: list[int],
-                  limits: UnpackLimits) -> UnpackResult:
+                  limits: UnpackLimits, prefetch: bool = True) -> UnpackResult:
     """Apply the tar in `stream` below `root_fd` (a fresh private dir). Caller removes it on error."""
     layer = stream.layer
     ex = _Extractor(root_fd, layer, lowers, limits)
     entries = 0
-    stream.start_prefetch()
+    if prefetch:
+        stream.start_prefetch()
     try:
         try:
             # seekable mode over a forward-only stream (see DecompressedStream.seek): stream

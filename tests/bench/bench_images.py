@@ -35,7 +35,7 @@ from runtime.image.build import Layer, build_image, write_oci_layout  # noqa: E4
 from runtime.image.store import ImageStore  # noqa: E402
 from runtime.image.testimages import busybox_image, layered_image  # noqa: E402
 
-KPY = [sys.executable, "-m", "kubelet_py.cli"]
+KPY = [os.path.join(os.path.dirname(sys.executable), "kubelet-py")]  # what users run
 
 
 def timed(fn, runs: int, prepare=None) -> list[float]:
@@ -169,27 +169,45 @@ def bench_pull(work: str, runs: int) -> None:
         def kpy_clean():
             subprocess.run(kpy + ["image", "rm", ref], capture_output=True)
             subprocess.run(kpy + ["image", "prune"], capture_output=True, check=True)
-        ours = timed(lambda: sh(*kpy, "image", "pull", ref, cwd=TOP), runs, kpy_clean)
-        row("kubelet-py image pull (1 MB image)", ours)
-        if shutil.which("containerd") and shutil.which("ctr"):
-            ctr_t = _bench_ctr(work, ref, runs)
-            row("ctr images pull --plain-http", ctr_t)
-            print(f"  kubelet-py / ctr: {med(ours) / med(ctr_t):.2f}x")
+        # interleaved, one run of each in turn, so that this VM's drift hits all alike
+        peers = {"kubelet-py image pull": (lambda: sh(*kpy, "image", "pull", ref), kpy_clean)}
+        ctrd = _Containerd(work) if shutil.which("containerd") and shutil.which("ctr") else None
+        if ctrd:
+            ctr = ctrd.ctr
+            peers["ctr images pull --plain-http"] = (
+                lambda: sh(*ctr, "images", "pull", "--plain-http", ref),
+                lambda: subprocess.run(ctr + ["images", "rm", "--sync", ref], capture_output=True))
         else:
             print("  containerd/ctr: not installed")
         if shutil.which("podman"):
-            pod_t = _bench_podman(work, reg.host, ref, runs)
-            row("podman pull", pod_t)
-            print(f"  kubelet-py / podman: {med(ours) / med(pod_t):.2f}x")
+            env = dict(os.environ, PEERS_WORK=os.path.join(work, "peers"), REGISTRY_ADDR=reg.host)
+            pre = f"source {_peers_common()}; podman_env; "
+            peers["podman pull"] = (
+                lambda: sh("bash", "-c", pre + f"podman pull -q {ref}", env=env),
+                lambda: subprocess.run(["bash", "-c", pre + f"podman rmi -f {ref}"], env=env, capture_output=True))
         else:
             print("  podman: not installed")
+        times = {k: [] for k in peers}
+        try:
+            for _ in range(runs):
+                for k, (fn, prep) in peers.items():
+                    times[k] += timed(fn, 1, prep)
+        finally:
+            if ctrd:
+                ctrd.stop()
+        ours = times["kubelet-py image pull"]
+        for k, xs in times.items():
+            row(f"{k} (1 MB image)", xs)
+        for k, xs in times.items():
+            if k != "kubelet-py image pull":
+                print(f"  kubelet-py / {k.split()[0]}: {med(ours) / med(xs):.2f}x")
         # the 100 MB image
         blob, layer = make_usr_layer(work)
         big_layout = os.path.join(work, "big-layout")
         write_oci_layout(big_layout, {"usr": build_image([layer])})
         big = f"{reg.host}/kpy/usr:1"
         sh("skopeo", "--insecure-policy", "copy", "--preserve-digests", "--dest-tls-verify=false", f"oci:{big_layout}:usr", f"docker://{big}")
-        ours_big = timed(lambda: sh(*kpy, "image", "pull", big, cwd=TOP), max(1, runs // 2),
+        ours_big = timed(lambda: sh(*kpy, "image", "pull", big), max(1, runs // 2),
                          lambda: (subprocess.run(kpy + ["image", "rm", big], capture_output=True),
                                   subprocess.run(kpy + ["image", "prune"], capture_output=True)))
         dest = os.path.join(work, "skopeo-dest")
@@ -207,36 +225,34 @@ def bench_pull(work: str, runs: int) -> None:
         reg.stop()
 
 
-def _bench_ctr(work: str, ref: str, runs: int) -> list[float]:
-    d = os.path.join(work, "containerd")
-    os.makedirs(d, exist_ok=True)
-    sock = os.path.join(d, "containerd.sock")
-    with open(os.path.join(d, "config.toml"), "w") as f:
-        f.write(f'version = 2\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\nroot = "{d}/root"\n'
-                f'state = "{d}/state"\n[grpc]\n  address = "{sock}"\n[ttrpc]\n  address = "{sock}.ttrpc"\n')
-    proc = subprocess.Popen(["containerd", "--config", os.path.join(d, "config.toml")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+class _Containerd:
+    """Our own containerd: private root/state/socket, CRI off (as ../shared/peers/bench.sh)."""
+
+    def __init__(self, work: str):
+        d = os.path.join(work, "containerd")
+        os.makedirs(d, exist_ok=True)
+        sock = os.path.join(d, "containerd.sock")
+        with open(os.path.join(d, "config.toml"), "w") as f:
+            f.write(f'version = 2\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\nroot = "{d}/root"\n'
+                    f'state = "{d}/state"\n[grpc]\n  address = "{sock}"\n[ttrpc]\n  address = "{sock}.ttrpc"\n')
+        self.proc = subprocess.Popen(["containerd", "--config", os.path.join(d, "config.toml")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(100):
             if subprocess.run(["ctr", "-a", sock, "version"], capture_output=True).returncode == 0:
                 break
             time.sleep(0.1)
-        ctr = ["ctr", "-a", sock, "-n", "kpy-bench"]
-        return timed(lambda: sh(*ctr, "images", "pull", "--plain-http", ref), runs,
-                     lambda: subprocess.run(ctr + ["images", "rm", "--sync", ref], capture_output=True))
-    finally:
-        proc.terminate()
-        proc.wait()
+        self.ctr = ["ctr", "-a", sock, "-n", "kpy-bench"]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait()
 
 
-def _bench_podman(work: str, addr: str, ref: str, runs: int) -> list[float]:
-    common = "/work/shared/peers/common.sh"
-    if not os.path.exists(common):
-        common = os.path.join(os.path.dirname(TOP), "shared", "peers", "common.sh")
-    env = dict(os.environ, PEERS_WORK=os.path.join(work, "peers"), REGISTRY_ADDR=addr)
-    pre = f"source {common}; podman_env; "
-    return timed(lambda: sh("bash", "-c", pre + f"podman pull -q {ref}", env=env), runs,
-                 lambda: subprocess.run(["bash", "-c", pre + f"podman rmi -f {ref}"], env=env, capture_output=True))
+def _peers_common() -> str:
+    for p in (os.path.join(os.path.dirname(TOP), "shared", "peers", "common.sh"), "/work/shared/peers/common.sh"):
+        if os.path.exists(p):
+            return p
+    sys.exit("bench_images: ../shared/peers/common.sh not found (podman's isolated store)")
 
 
 def main() -> None:
