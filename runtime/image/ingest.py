@@ -89,7 +89,7 @@ def ingest(store: ImageStore, name: str, source: BlobSource, top: bytes, media_t
         pool, futures = None, {}
         if len(todo) > 1:  # one layer (the common small image) needs no threads
             from concurrent.futures import ThreadPoolExecutor
-                        pool = ThreadPoolExecutor(max_workers=min(parallel, len(todo)), thread_name_prefix="kpy-fetch")
+            pool = ThreadPoolExecutor(max_workers=min(parallel, len(todo)), thread_name_prefix="kpy-fetch")
         try:
             futures = {i: pool.submit(fetch, i) for i in todo} if pool else {}
             for i in todo:
