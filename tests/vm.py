@@ -2,7 +2,7 @@
 over this machine's own root filesystem (read-only, writes in an overlay), and bring back the
 exit code, the pytest summary and a junit file through a writable shared dir.
 
-    python -m tests.vm                      # the VM group: every test marked cgroup2
+    python -m tests.vm                      # the VM group: tests marked cgroup2 or cgroups
     python -m tests.vm -- -k oom -x         # pytest arguments for the VM (default: -m cgroup2 tests)
     python -m tests.vm --shell              # an interactive shell in the VM
     python -m tests.vm --print-cmd          # show the vng command instead of running it
@@ -28,7 +28,7 @@ import tempfile
 import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_PYTEST = ["-m", "cgroup2", "tests/integration"]
+DEFAULT_PYTEST = ["-m", "cgroup2 or cgroups", "tests/integration"]
 
 
 class VMError(Exception):
@@ -72,6 +72,13 @@ class VMSpec:
     rwdirs: list[str] = dataclasses.field(default_factory=list)
 
 
+def vng_env() -> dict:
+    """vng runs its sibling virtme-run from PATH: put the venv's bin dir first."""
+    env = dict(os.environ)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    return env
+
+
 def vng_command(spec: VMSpec, kernel: str, exec_cmd: str | None) -> list[str]:
     find_tool("qemu-system-x86_64", "qemu-system-x86")
     cmd = [find_tool("vng", "virtme-ng (pip)"), "--run", kernel, "--disable-kvm", "--force-9p",
@@ -98,7 +105,8 @@ def run_pytest_in_vm(pytest_args: list[str], spec: VMSpec | None = None, timeout
     cmd = vng_command(spec, kernel, inner)
     t0 = time.time()
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=TOP, stdin=subprocess.DEVNULL)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=TOP, stdin=subprocess.DEVNULL,
+                           env=vng_env())
     except subprocess.TimeoutExpired:
         raise VMError(f"the VM did not finish within {timeout:.0f}s") from None
     wall = time.time() - t0
@@ -135,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             if a.print_cmd:
                 print(shlex.join(cmd))
                 return 0
-            return subprocess.call(cmd, cwd=TOP)
+            return subprocess.call(cmd, cwd=TOP, env=vng_env())
         return run_pytest_in_vm(a.pytest_args or DEFAULT_PYTEST, spec)
     except VMError as e:
         print(f"tests.vm: error: {e}", file=sys.stderr)
