@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import click
 
+from runtime.errors import RuntimeFailure
 from runtime.image.errors import ImageError
 
 
@@ -23,6 +24,7 @@ class Paths:
     log_root: str
     socket: str
     registries: str
+    cgroup_root: str = "kubelet-py"
 
 
 class KpyError(Exception):
@@ -50,11 +52,13 @@ def _registries(ctx: click.Context):
               show_default=True, help="The daemon's API socket.")
 @click.option("--registries", envvar="KUBELET_PY_REGISTRIES", default="/etc/kubelet-py/registries.yaml",
               show_default=True, help="Registry mirrors and credentials (k3s format); absent file = none.")
+@click.option("--cgroup-root", envvar="KUBELET_PY_CGROUP_ROOT", default="kubelet-py", show_default=True,
+              help="Parent of every cgroup the agent makes, below each hierarchy's root.")
 @click.pass_context
-def cli(ctx, root, run_root, log_root, socket, registries):
+def cli(ctx, root, run_root, log_root, socket, registries, cgroup_root):
     """kubelet-py: a Kubernetes node agent for one Linux host."""
     ctx.obj = Paths(os.path.abspath(root), os.path.abspath(run_root), os.path.abspath(log_root),
-                    os.path.abspath(socket), registries)
+                    os.path.abspath(socket), registries, cgroup_root.strip("/"))
 
 
 @cli.group()
@@ -210,6 +214,100 @@ def image_prune(ctx):
     click.echo(f"removed {r['blobs']} blobs ({_human(r['bytes'])}) and {r['snapshots']} snapshots")
 
 
+@cli.group()
+def runtime():
+    """Run OCI bundles and single containers (what runc and containerd do)."""
+
+
+def _container_options(f):
+    for opt in reversed([
+        click.option("--image", "image_ref", help="Image to run (from the store)."),
+        click.option("--memory", help="Memory limit, e.g. 64Mi."),
+        click.option("--cpu", help="CPU limit, e.g. 500m (also the request)."),
+        click.option("--pids", type=int, help="pids limit."),
+        click.option("--user", help="name, uid, name:group or uid:gid (default: the image's User)."),
+        click.option("--cap-add", multiple=True, help="Add a capability (repeatable)."),
+        click.option("--cap-drop", multiple=True, help="Drop a capability, or ALL (repeatable)."),
+        click.option("--privileged", is_flag=True, help="All capabilities, no masked paths."),
+        click.option("--no-new-privs", is_flag=True, help="allowPrivilegeEscalation: false."),
+        click.option("--read-only", is_flag=True, help="readOnlyRootFilesystem."),
+        click.option("--env", "-e", multiple=True, help="K=V (repeatable)."),
+        click.option("--workdir", default="", help="Working directory."),
+        click.option("--hostname", default="", help="Hostname (default: the container name)."),
+        click.option("--name", default="runtime-run", help="Container name."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def _request(cmd, memory, cpu, pids, cap_add, cap_drop, privileged, no_new_privs, read_only, env, workdir,
+             hostname, name):
+    from kubelet_py.quantity import QuantityError, to_bytes, to_milli
+    from runtime.oci.spec import ContainerRequest
+    envd = {}
+    for e in env:
+        k, sep, v = e.partition("=")
+        if not sep or not k:
+            raise click.BadParameter(f"{e!r} is not K=V", param_hint="--env")
+        envd[k] = v
+    try:
+        mem = to_bytes(memory, "--memory") if memory else None
+        milli = to_milli(cpu, "--cpu") if cpu else None
+    except QuantityError as e:
+        raise click.BadParameter(str(e)) from None
+    return ContainerRequest(name=name, command=list(cmd) or None, env=envd, working_dir=workdir,
+                            cap_add=list(cap_add), cap_drop=list(cap_drop), privileged=privileged,
+                            allow_privilege_escalation=False if no_new_privs else None, read_only_rootfs=read_only,
+                            memory_limit=mem, cpu_request_milli=milli, cpu_limit_milli=milli, pids_limit=pids,
+                            hostname=hostname)
+
+
+def _runtime_paths(ctx):
+    from runtime.container import Paths
+    return Paths(ctx.obj.root, ctx.obj.run_root, ctx.obj.cgroup_root)
+
+
+@runtime.command("spec")
+@_container_options
+@click.argument("cmd", nargs=-1)
+@click.pass_context
+def runtime_spec(ctx, image_ref, user, cmd, **kw):
+    """Print the config.json that `runtime run --image` would execute."""
+    from runtime.container import bundle_for, new_id, remove_container
+    if not image_ref:
+        raise click.UsageError("--image is required")
+    store, paths, cid = _store(ctx), _runtime_paths(ctx), new_id()
+    bundle = bundle_for(store, image_ref, _request(cmd, **kw), paths, cid, user)
+    try:
+        with open(os.path.join(bundle, "config.json")) as f:
+            click.echo(f.read())
+    finally:
+        remove_container(store, paths, cid)
+
+
+@runtime.command("run")
+@click.option("--bundle", type=click.Path(), help="Run this OCI bundle (config.json + rootfs), as `runc run`.")
+@_container_options
+@click.argument("args", nargs=-1)
+@click.pass_context
+def runtime_run(ctx, bundle, image_ref, user, args, **kw):
+    """Run a bundle (`--bundle DIR [ID]`) or one container of an image (`--image REF [-- CMD...]`)
+    in the foreground; exits with the container's exit code."""
+    from runtime.container import new_id, run_image
+    from runtime.oci.run import run_bundle
+    if bool(bundle) == bool(image_ref):
+        raise click.UsageError("give exactly one of --bundle DIR or --image REF")
+    if bundle:
+        if len(args) > 1:
+            raise click.UsageError("--bundle takes at most one argument: the container ID")
+        status = run_bundle(os.path.abspath(bundle), args[0] if args else new_id())
+    else:
+        status = run_image(_store(ctx), image_ref, _request(args, **kw), _runtime_paths(ctx), user)
+    if status.oom_killed:
+        click.echo(f"kubelet-py: container OOMKilled (exit {status.code})", err=True)
+    sys.exit(status.code)
+
+
 @cli.command()
 @click.pass_context
 def demo(ctx):
@@ -234,7 +332,7 @@ def main(argv=None) -> None:
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
-    except (ImageError, KpyError) as e:
+    except (ImageError, KpyError, RuntimeFailure) as e:
         click.echo(f"kubelet-py: error: {e}", err=True)
         sys.exit(1)
     except PermissionError as e:

@@ -1,0 +1,81 @@
+"""One container in a fresh sandbox, in the foreground (`kubelet-py runtime run --image`): the
+image's rootfs as an overlay, a generated config.json in a bundle dir, the executor, cleanup.
+The pod-level API (pinned sandboxes, the supervisor) builds on these pieces."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+from dataclasses import dataclass
+
+from .cgroups import detect
+from .image.store import ImageStore
+from .oci.run import ExitStatus, load_bundle, run
+from .oci.spec import ContainerRequest, generate
+from .oci.users import resolve
+from .rootfs import mount_rootfs, remove_rootfs
+
+_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Paths:
+    root: str  # --root
+    run_root: str  # --run-root
+    cgroup_root: str = "kubelet-py"
+
+
+def new_id() -> str:
+    return "kpy" + secrets.token_hex(6)
+
+
+def bundle_for(store: ImageStore, image_ref: str, req: ContainerRequest, paths: Paths, cid: str,
+               user: str | None = None) -> str:
+    """Mount the rootfs and write the bundle's config.json; returns the bundle dir."""
+    if not _ID.match(cid):
+        raise ValueError(f"container id {cid!r}: lowercase letters, digits, . _ - (at most 64)")
+    image = store.image(image_ref)
+    bundle = os.path.join(paths.run_root, "containers", cid)
+    state = os.path.join(paths.root, "containers", cid)
+    rootfs = os.path.join(bundle, "rootfs")
+    os.makedirs(bundle, mode=0o700, exist_ok=True)
+    store.add_lease(cid, [image.record.digest])
+    try:
+        mount_rootfs(store.snapshots, list(image.layer_dirs), state, rootfs)
+        u = resolve(rootfs, user if user is not None else image.config.user, req.supplemental_groups)
+        if req.uid is not None:
+            u = type(u)(req.uid, req.gid if req.gid is not None else u.gid, u.groups)
+        doc = generate(req, image.config, rootfs, f"{paths.cgroup_root}/{cid}", detect(), u.uid, u.gid, list(u.groups))
+        doc["annotations"]["io.kubernetes.cri.image-name"] = image.record.name
+        with open(os.path.join(bundle, "config.json"), "w") as f:
+            json.dump(doc, f, indent=1)
+    except BaseException:
+        remove_container(store, paths, cid)
+        raise
+    return bundle
+
+
+def remove_container(store: ImageStore, paths: Paths, cid: str) -> None:
+    bundle = os.path.join(paths.run_root, "containers", cid)
+    remove_rootfs(os.path.join(paths.root, "containers", cid), os.path.join(bundle, "rootfs"))
+    for name in ("config.json",):
+        try:
+            os.unlink(os.path.join(bundle, name))
+        except FileNotFoundError:
+            pass
+    if os.path.isdir(bundle):
+        os.rmdir(bundle)
+    store.remove_lease(cid)
+
+
+def run_image(store: ImageStore, image_ref: str, req: ContainerRequest, paths: Paths,
+              user: str | None = None, cid: str | None = None) -> ExitStatus:
+    cid = cid or new_id()
+    bundle = bundle_for(store, image_ref, req, paths, cid, user)
+    try:
+        spec, rootfs = load_bundle(bundle)
+        return run(spec, rootfs, cid, paths.cgroup_root)
+    finally:
+        remove_container(store, paths, cid)

@@ -1,0 +1,396 @@
+"""Carrying out an OCI runtime spec (kernel edge): what `runc run` does, in the foreground.
+
+    parent (this process, child subreaper)
+      `- intermediate: joins/creates namespaces, forks, exits
+           `- init (PID 1 of a new pid namespace): mounts, pivot_root, masks, hostname, rlimits,
+              user, capabilities, no_new_privs, closes every fd, chdir, execve
+
+Everything the init uses is imported before the fork; after it enters the container's mount
+namespace it makes raw syscalls only (security.md 0.4). Errors of the init come back to the
+parent over a close-on-exec pipe as one line, so a failed start is a clear error."""
+
+from __future__ import annotations
+
+from ..errors import RuntimeFailure
+
+import json
+import os
+import resource
+import signal
+import stat
+from dataclasses import dataclass
+
+from ..cgroups import Cgroup, resources_from_spec
+from ..linux import sys as ksys
+from ..linux.caps import last_cap
+from ..linux.paths import open_in_root, proc_fd
+from .spec import Mount, Spec, SpecError, parse
+
+DEFAULT_DEVICES = [("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/full", 1, 7), ("/dev/random", 1, 8),
+                   ("/dev/urandom", 1, 9), ("/dev/tty", 5, 0)]
+DEV_LINKS = [("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"), ("/proc/self/fd/1", "/dev/stdout"),
+             ("/proc/self/fd/2", "/dev/stderr"), ("pts/ptmx", "/dev/ptmx"), ("/proc/kcore", "/dev/core")]
+_RLIMIT = {n: getattr(resource, n) for n in dir(resource) if n.startswith("RLIMIT_")}
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    code: int  # 128+N when killed by signal N, as a shell reports it
+    oom_killed: bool = False
+
+    @property
+    def reason(self) -> str:
+        return "OOMKilled" if self.oom_killed else ("Completed" if self.code == 0 else "Error")
+
+
+class RunError(RuntimeFailure):
+    """The container could not be started; names the step."""
+
+
+def load_bundle(bundle: str) -> tuple[Spec, str]:
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path, "rb") as f:
+            doc = json.loads(f.read(4 << 20))
+    except FileNotFoundError:
+        raise RunError(f"{bundle}: no config.json (not an OCI bundle)") from None
+    except ValueError as e:
+        raise RunError(f"{path}: not valid JSON: {e}") from None
+    spec = parse(doc)
+    rootfs = spec.root_path if spec.root_path.startswith("/") else os.path.join(bundle, spec.root_path)
+    if not os.path.isdir(rootfs):
+        raise SpecError("root.path", f"{rootfs} is not a directory")
+    return spec, os.path.realpath(rootfs)
+
+
+def _mount_flags(options: list[str]) -> tuple[int, int, list[str]]:
+    """(flags, propagation flags, data options)."""
+    flags, prop, data = 0, 0, []
+    for o in options:
+        if o in ksys.MOUNT_FLAGS:
+            bit, on = ksys.MOUNT_FLAGS[o]
+            flags = flags | bit if on else flags & ~bit
+        elif o in ksys.PROPAGATION:
+            prop |= ksys.PROPAGATION[o]
+        else:
+            data.append(o)
+    return flags, prop, data
+
+
+# ---- inside the container (after fork; raw syscalls only) ---------------------------------
+
+def _on_top(rootfs_fd: int, dest: str, flags: int) -> None:
+    """mount(2) on what is now mounted at `dest`: an fd opened before the mount names the dir
+    below it, so the target is resolved again (still inside the root, race-safe)."""
+    fd = open_in_root(rootfs_fd, dest)
+    try:
+        ksys.mount(None, proc_fd(fd), None, flags)
+    finally:
+        os.close(fd)
+
+
+def _mount_one(rootfs_fd: int, m: Mount, cgroup: Cgroup | None) -> None:
+    flags, prop, data = _mount_flags(m.options)
+    is_bind = m.type == "bind" or flags & ksys.MS_BIND
+    if is_bind:
+        src_is_dir = os.path.isdir(m.source)
+        fd = open_in_root(rootfs_fd, m.destination, "dir" if src_is_dir else "file")
+        try:
+            target = proc_fd(fd)
+            ksys.mount(m.source, target, None, ksys.MS_BIND | (flags & ksys.MS_REC))
+            remount = flags & ~(ksys.MS_BIND | ksys.MS_REC | ksys.MS_REMOUNT)
+            if remount:
+                _on_top(rootfs_fd, m.destination, ksys.MS_BIND | ksys.MS_REMOUNT | remount)
+            if prop:
+                _on_top(rootfs_fd, m.destination, prop)
+        finally:
+            os.close(fd)
+        return
+    fd = open_in_root(rootfs_fd, m.destination, "dir")
+    try:
+        target = proc_fd(fd)
+        if m.type == "cgroup":  # v1: a tmpfs with the container's own cgroup of each controller
+            ksys.mount("tmpfs", target, "tmpfs", ksys.MS_NOSUID | ksys.MS_NODEV | ksys.MS_NOEXEC, "mode=755")
+            os.close(fd)
+            fd = open_in_root(rootfs_fd, m.destination)  # now the tmpfs, not the dir below it
+            target = proc_fd(fd)
+            for d in (cgroup.dirs() if cgroup else []):
+                ctrl = d[len("/sys/fs/cgroup/"):].split("/", 1)[0]
+                sub = open_in_root(rootfs_fd, f"{m.destination}/{ctrl}", "dir", 0o555)
+                try:
+                    ksys.mount(d, proc_fd(sub), None, ksys.MS_BIND)
+                finally:
+                    os.close(sub)
+                _on_top(rootfs_fd, f"{m.destination}/{ctrl}", ksys.MS_BIND | ksys.MS_REMOUNT | flags | ksys.MS_RDONLY)
+            if flags & ksys.MS_RDONLY:
+                _on_top(rootfs_fd, m.destination, ksys.MS_BIND | ksys.MS_REMOUNT | ksys.MS_RDONLY | ksys.MS_NOSUID
+                           | ksys.MS_NODEV | ksys.MS_NOEXEC)
+        else:
+            ksys.mount(m.source, target, m.type, flags, ",".join(data) or None)
+        if prop:
+            _on_top(rootfs_fd, m.destination, prop)
+    finally:
+        os.close(fd)
+
+
+def _make_devices(rootfs_fd: int, spec: Spec) -> None:
+    devs = [{"path": p, "type": "c", "major": a, "minor": b, "fileMode": 0o666, "uid": 0, "gid": 0}
+            for p, a, b in DEFAULT_DEVICES]
+    devs += spec.devices
+    for d in devs:
+        parent_fd = open_in_root(rootfs_fd, os.path.dirname(d["path"]), "dir")
+        try:
+            pfd = os.open(proc_fd(parent_fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            name = os.path.basename(d["path"])
+            kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[d.get("type", "c")]
+            try:
+                os.unlink(name, dir_fd=pfd)
+            except FileNotFoundError:
+                pass
+            os.mknod(name, kind | 0o600, os.makedev(d.get("major", 0), d.get("minor", 0)), dir_fd=pfd)
+            os.chown(name, d.get("uid", 0) or 0, d.get("gid", 0) or 0, dir_fd=pfd, follow_symlinks=False)
+            os.chmod(name, d.get("fileMode", 0o666) & 0o7777, dir_fd=pfd)
+            os.close(pfd)
+        finally:
+            os.close(parent_fd)
+    dev = open_in_root(rootfs_fd, "/dev", "dir")
+    try:
+        dfd = os.open(proc_fd(dev), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        for src, dst in DEV_LINKS:
+            try:
+                os.symlink(src, os.path.basename(dst), dir_fd=dfd)
+            except FileExistsError:
+                pass
+        os.close(dfd)
+    finally:
+        os.close(dev)
+
+
+def _pivot(rootfs: str) -> None:
+    old = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    new = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    os.fchdir(new)
+    ksys.pivot_root(".", ".")
+    os.fchdir(old)
+    ksys.mount(None, ".", None, ksys.MS_SLAVE | ksys.MS_REC)  # the unmount must not reach the host
+    ksys.umount2(".", ksys.MNT_DETACH)
+    os.chdir("/")
+    os.close(old)
+    os.close(new)
+
+
+def _mask(paths: list[str]) -> None:
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            ksys.mount("tmpfs", p, "tmpfs", ksys.MS_RDONLY, "nr_blocks=1,nr_inodes=1")
+        else:
+            ksys.mount("/dev/null", p, None, ksys.MS_BIND)
+
+
+def _readonly(paths: list[str]) -> None:
+    for p in paths:
+        try:
+            ksys.mount(p, p, None, ksys.MS_BIND | ksys.MS_REC)
+        except FileNotFoundError:
+            continue
+        st = os.statvfs(p)
+        keep = st.f_flag & (ksys.MS_NOSUID | ksys.MS_NODEV | ksys.MS_NOEXEC)
+        ksys.mount(None, p, None, ksys.MS_BIND | ksys.MS_REMOUNT | ksys.MS_RDONLY | keep)
+
+
+def _find_exe(arg0: str, env: list[str]) -> str:
+    if "/" in arg0:
+        return arg0
+    path = next((e[5:] for e in env if e.startswith("PATH=")), "/usr/local/bin:/usr/bin:/bin")
+    for d in path.split(":"):
+        cand = f"{d or '.'}/{arg0}"
+        if os.access(cand, os.X_OK) and not os.path.isdir(cand):
+            return cand
+    raise FileNotFoundError(2, f"executable file {arg0!r} not found in $PATH", arg0)
+
+
+def _init(spec: Spec, rootfs: str, cgroup: Cgroup | None, report_fd: int) -> None:
+    """Become the container. Never returns: execs or raises."""
+    prop = ksys.PROPAGATION.get(spec.propagation or "rslave", ksys.MS_SLAVE | ksys.MS_REC)
+    ksys.mount(None, "/", None, prop)
+    ksys.mount(rootfs, rootfs, None, ksys.MS_BIND | ksys.MS_REC)  # pivot_root needs a mount point
+    if any(t == "cgroup" for t, _ in spec.namespaces):
+        pass  # entered by the intermediate after joining the cgroup
+    rootfs_fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    for m in spec.mounts:
+        try:
+            _mount_one(rootfs_fd, m, cgroup)
+        except OSError as e:
+            raise RunError(f"mounting {m.type} on {m.destination}: {e.strerror or e}") from None
+        if m.destination == "/dev":
+            pass
+    _make_devices(rootfs_fd, spec)
+    os.close(rootfs_fd)
+    _pivot(rootfs)
+    _mask(spec.masked)
+    _readonly(spec.readonly)
+    if spec.root_readonly:
+        keep = os.statvfs("/").f_flag & (ksys.MS_NOSUID | ksys.MS_NODEV | ksys.MS_NOEXEC)
+        ksys.mount(None, "/", None, ksys.MS_BIND | ksys.MS_REMOUNT | ksys.MS_RDONLY | keep)
+    if spec.hostname and any(t == "uts" for t, _ in spec.namespaces):
+        ksys.sethostname(spec.hostname)
+    for k, v in spec.sysctl.items():
+        with open("/proc/sys/" + k.replace(".", "/"), "w") as f:
+            f.write(v)
+    for name, soft, hard in spec.rlimits:
+        resource.setrlimit(_RLIMIT[name], (soft, hard))
+    if spec.oom_score_adj is not None:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(spec.oom_score_adj))
+    # user and capabilities, in runc's order
+    caps = spec.caps
+    for cap in range(last_cap() + 1):
+        if not caps["bounding"] >> cap & 1:
+            ksys.prctl(ksys.PR_CAPBSET_DROP, cap)
+    ksys.prctl(ksys.PR_SET_KEEPCAPS, 1)
+    os.setgroups(spec.additional_gids)
+    os.setresgid(spec.gid, spec.gid, spec.gid)
+    os.setresuid(spec.uid, spec.uid, spec.uid)
+    ksys.prctl(ksys.PR_SET_KEEPCAPS, 0)
+    ksys.capset(caps["effective"], caps["permitted"], caps["inheritable"])
+    ksys.prctl(ksys.PR_CAP_AMBIENT, ksys.PR_CAP_AMBIENT_CLEAR_ALL)
+    for cap in range(last_cap() + 1):
+        if caps["ambient"] >> cap & 1 and caps["inheritable"] >> cap & 1:
+            # the kernel raises an ambient cap only if it is also inheritable; runc skips
+            # the others with a warning, and so do we
+            ksys.prctl(ksys.PR_CAP_AMBIENT, ksys.PR_CAP_AMBIENT_RAISE, cap)
+    if spec.umask is not None:
+        os.umask(spec.umask)
+    if spec.no_new_privs:
+        ksys.prctl(ksys.PR_SET_NO_NEW_PRIVS, 1)
+    exe = _find_exe(spec.args[0], spec.env)
+    # no fd of the agent may reach the container (CVE-2024-21626): close all but the report
+    # pipe (close-on-exec) before the chdir, then check the cwd is inside the new root
+    os.closerange(3, report_fd)
+    os.closerange(report_fd + 1, 1 << 16)
+    os.chdir(spec.cwd)
+    if not os.getcwd().startswith("/"):
+        raise RunError(f"cwd {spec.cwd} is outside the container")
+    os.execve(exe, spec.args, dict(e.split("=", 1) for e in spec.env))
+
+
+# ---- the parent ---------------------------------------------------------------------------
+
+def run(spec: Spec, rootfs: str, container_id: str, cgroup_parent: str = "kubelet-py") -> ExitStatus:
+    """Run the container in the foreground until it exits."""
+    ns_paths = {t: p for t, p in spec.namespaces if p}
+    ns_new = [t for t, p in spec.namespaces if not p]
+    flags = 0
+    for t in ns_new:
+        if t != "cgroup":
+            flags |= ksys.NAMESPACES[t]
+    ns_fds = {}
+    try:
+        for t, p in ns_paths.items():
+            try:
+                ns_fds[t] = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as e:
+                raise SpecError(f"linux.namespaces[{t}].path", f"{p}: {e.strerror}") from None
+        cgroup = Cgroup(spec.cgroups_path or f"{cgroup_parent}/{container_id}")
+        cgroup.create()
+        try:
+            cgroup.apply(resources_from_spec(spec.resources))
+            code = _start_and_wait(spec, rootfs, cgroup, flags, ns_fds, "cgroup" in ns_new)
+            return ExitStatus(code, code == 137 and cgroup.oom_killed())
+        finally:
+            cgroup.kill_all()
+            cgroup.destroy()
+    finally:
+        for fd in ns_fds.values():
+            os.close(fd)
+
+
+def _start_and_wait(spec, rootfs, cgroup, flags, ns_fds, new_cgroupns) -> int:
+    ksys.prctl(ksys.PR_SET_CHILD_SUBREAPER, 1)
+    go_r, go_w = os.pipe2(os.O_CLOEXEC)
+    rep_r, rep_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # intermediate
+        code = 1
+        try:
+            os.close(go_w)
+            os.close(rep_r)
+            os.read(go_r, 1)  # the parent has put us in the cgroup
+            for t in ("network", "ipc", "uts", "pid", "mount", "cgroup"):
+                if t in ns_fds:
+                    ksys.setns(ns_fds[t], ksys.NAMESPACES[t])
+            ksys.unshare(flags)
+            if new_cgroupns:
+                ksys.unshare(ksys.CLONE_NEWCGROUP)
+            child = os.fork() if flags & ksys.CLONE_NEWPID or "pid" in ns_fds else 0
+            if child:
+                os.write(rep_w, f"P{child}\n".encode())
+                os._exit(0)
+            if not (flags & ksys.CLONE_NEWPID or "pid" in ns_fds):
+                os.write(rep_w, f"P{os.getpid()}\n".encode())
+            ksys.prctl(ksys.PR_SET_PDEATHSIG, signal.SIGKILL)
+            _init(spec, rootfs, cgroup, rep_w)
+        except BaseException as e:  # noqa: BLE001 - reported to the parent as one line
+            msg = f"{type(e).__name__}: {e}" if not isinstance(e, (RunError, OSError)) else str(e)
+            try:
+                os.write(rep_w, f"E{msg}\n".encode(errors="replace"))
+            except OSError:
+                pass
+            code = 127
+        os._exit(code)
+    os.close(go_r)
+    os.close(rep_w)
+    try:
+        cgroup.add(pid)
+    except Exception:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    os.write(go_w, b"g")
+    os.close(go_w)
+    data = b""
+    while chunk := os.read(rep_r, 4096):
+        data += chunk
+    os.close(rep_r)
+    os.waitpid(pid, 0)
+    init_pid = None
+    for line in data.decode(errors="replace").splitlines():
+        if line.startswith("P"):
+            init_pid = int(line[1:])
+        elif line.startswith("E"):
+            if init_pid and init_pid != pid:
+                _reap(init_pid)
+            raise RunError(f"container start failed: {line[1:]}")
+    if init_pid is None:
+        raise RunError("container start failed: the init process vanished")
+    if init_pid == pid:
+        return 0
+    # forward the usual termination signals to the container, as `runc run` does
+    old = {s: signal.signal(s, lambda n, _f: os.kill(init_pid, n)) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        return _reap(init_pid)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _reap(pid: int) -> int:
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            return 255
+        if os.WIFSIGNALED(status):
+            return 128 + os.WTERMSIG(status)
+        return os.WEXITSTATUS(status)
+
+
+def run_bundle(bundle: str, container_id: str) -> ExitStatus:
+    spec, rootfs = load_bundle(bundle)
+    return run(spec, rootfs, container_id)
