@@ -33,8 +33,12 @@ def overlay_options(snapshot_root: str, layer_dirs: list[str], upper: str, work:
 
 def mount_rootfs(snapshot_root: str, layer_dirs: list[str], state_dir: str, mountpoint: str) -> None:
     upper, work = os.path.join(state_dir, "upper"), os.path.join(state_dir, "work")
-    for d in (state_dir, upper, work):
+    for d in (state_dir, work):
         os.makedirs(d, mode=0o700, exist_ok=True)
+    # the upper dir's own mode becomes the mode of the container's `/`: 0755 as in images
+    # (host users are kept out by the 0700 state dir above it)
+    os.makedirs(upper, mode=0o755, exist_ok=True)
+    os.chmod(upper, 0o755)
     os.makedirs(mountpoint, mode=0o700, exist_ok=True)
     opts = overlay_options(snapshot_root, layer_dirs, upper, work)
     with _cwd_lock:

@@ -38,3 +38,14 @@ def mask(names) -> int:
     for n in names:
         m |= 1 << NUMBER[n]
     return m
+
+
+def host_bounding() -> list[str]:
+    """Every capability this process may hand on (what "all" means for privileged: a host
+    without CAP_SYS_RESOURCE, like this project's machines, cannot grant it)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapBnd:"):
+                m = int(line.split()[1], 16)
+                return [n for i, n in enumerate(NAMES) if m >> i & 1]
+    return list(NAMES[: last_cap() + 1])

@@ -332,7 +332,6 @@ def _start_and_wait(spec, rootfs, cgroup, flags, ns_fds, new_cgroupns) -> int:
                 os._exit(0)
             if not (flags & ksys.CLONE_NEWPID or "pid" in ns_fds):
                 os.write(rep_w, f"P{os.getpid()}\n".encode())
-            ksys.prctl(ksys.PR_SET_PDEATHSIG, signal.SIGKILL)
             _init(spec, rootfs, cgroup, rep_w)
         except BaseException as e:  # noqa: BLE001 - reported to the parent as one line
             msg = f"{type(e).__name__}: {e}" if not isinstance(e, (RunError, OSError)) else str(e)

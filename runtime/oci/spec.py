@@ -104,21 +104,19 @@ def generate(req: ContainerRequest, image_config, rootfs: str, cgroups_path: str
     if not args:
         raise SpecError("process.args", "no command: the image has no Entrypoint/Cmd and none was given")
     if req.privileged:
-        capset = list(_caps.NAMES[: _caps.last_cap() + 1])
+        capset = _caps.host_bounding()
     else:
-        capset = list(_caps.DEFAULT)
+        # drops first, then adds, so that `drop: [ALL], add: [X]` gives X (as containerd's CRI)
+        drops = {_caps.normalise(c) for c in req.cap_drop}
+        capset = [] if "CAP_ALL" in drops else [c for c in _caps.DEFAULT if c not in drops]
         for c in req.cap_add:
             n = _caps.normalise(c)
             if n == "CAP_ALL":
-                capset = list(_caps.NAMES[: _caps.last_cap() + 1])
+                capset = _caps.host_bounding()
             elif n not in _caps.NUMBER:
                 raise SpecError("process.capabilities", f"unknown capability {c!r}")
             elif n not in capset:
                 capset.append(n)
-        drops = {_caps.normalise(c) for c in req.cap_drop}
-        if "CAP_ALL" in drops:
-            capset = []
-        capset = [c for c in capset if c not in drops]
     no_new_privs = req.allow_privilege_escalation is False
     resources: dict = {"devices": [{"allow": False, "access": "rwm"}] if not req.privileged else [{"allow": True, "access": "rwm"}]}
     cpu: dict = {"shares": milli_to_shares(req.cpu_request_milli or req.cpu_limit_milli)}

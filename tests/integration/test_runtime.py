@@ -1,0 +1,158 @@
+"""The container runtime, checked from inside the container (root, real kernel)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from runtime.image.archive import import_path
+from runtime.image.build import write_oci_layout
+from runtime.image.store import ImageStore
+from runtime.image.testimages import DEFAULT_IMAGE, LAYERED_IMAGE, busybox_image, layered_image
+from tests.integration.leaks import assert_no_leaks, cgroups_under
+
+pytestmark = [pytest.mark.root, pytest.mark.cgroups]
+
+
+@pytest.fixture
+def env(tmp_path):
+    root, run = str(tmp_path / "root"), str(tmp_path / "run")
+    layout = str(tmp_path / "layout")
+    write_oci_layout(layout, {DEFAULT_IMAGE: busybox_image(), LAYERED_IMAGE: layered_image("gzip")})
+    import_path(ImageStore(root), layout)
+    cg = f"kpytest-{uuid.uuid4().hex[:8]}"
+    yield {"root": root, "run": run, "cg": cg}
+    assert_no_leaks(root, run, cg)
+    for base in ("/sys/fs/cgroup", *(f"/sys/fs/cgroup/{c}" for c in ("cpu", "cpuacct", "memory", "pids"))):
+        if os.path.isdir(f"{base}/{cg}"):
+            os.rmdir(f"{base}/{cg}")
+
+
+def run(env, *args, image=DEFAULT_IMAGE, script: str | None = None, check_rc: int | None = 0):
+    cmd = [sys.executable, "-m", "kubelet_py.cli", "--root", env["root"], "--run-root", env["run"],
+           "--cgroup-root", env["cg"], "runtime", "run", "--image", image, *args]
+    if script is not None:
+        cmd += ["--", "sh", "-c", script]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    if check_rc is not None:
+        assert p.returncode == check_rc, p.stderr
+    return p
+
+
+def test_pid1_hostname_and_isolation(env):
+    out = run(env, "--hostname", "podname", script="echo $$; hostname; ls /proc | grep -c '^[0-9]'").stdout.split()
+    assert out[0] == "1"
+    assert out[1] == "podname"
+    assert int(out[2]) <= 3  # sh, ls, grep: no host process is visible
+
+
+def test_masked_and_readonly_paths(env):
+    p = run(env, script="echo k=$(cat /proc/kcore | wc -c); echo f=$(ls -A /sys/firmware | wc -l);"
+                        " echo 1 > /proc/sys/vm/drop_caches && echo W1; echo x > /sys/kernel/profiling && echo W2;"
+                        " echo ok", check_rc=0)
+    lines = p.stdout.split()
+    assert "k=0" in lines and "f=0" in lines, p.stdout
+    assert "W1" not in lines and "W2" not in lines and lines[-1] == "ok"
+
+
+def test_mount_and_reboot_are_refused(env):
+    p = run(env, script="mount -t tmpfs t /mnt; echo m=$?; reboot -f; echo r=$?", check_rc=0)
+    assert "m=1" in p.stdout or "m=255" in p.stdout
+    assert "Operation not permitted" in p.stderr or "permission" in p.stderr.lower()
+
+
+def test_capabilities_and_no_new_privs(env):
+    status = run(env, script="grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status").stdout
+    assert "CapEff:\t00000000a80425fb" in status and "CapBnd:\t00000000a80425fb" in status
+    assert "NoNewPrivs:\t0" in status
+    status = run(env, "--no-new-privs", "--cap-drop", "ALL", "--cap-add", "NET_ADMIN",
+                 script="grep -E '^(CapEff|NoNewPrivs)' /proc/self/status").stdout
+    assert "CapEff:\t0000000000001000" in status and "NoNewPrivs:\t1" in status
+    status = run(env, "--privileged", script="grep -E '^Cap(Eff|Bnd)' /proc/self/status").stdout.split()
+    with open("/proc/self/status") as f:
+        host_bnd = next(line.split()[1] for line in f if line.startswith("CapBnd"))
+    assert status[1] == status[3] == host_bnd  # all the host can give
+
+
+def test_user_from_the_images_passwd(env):
+    assert run(env, "--user", "app", script="id -u; id -g").stdout.split() == ["1000", "1000"]
+    assert run(env, "--user", "1234:5678", script="id -u; id -g").stdout.split() == ["1234", "5678"]
+    p = run(env, "--user", "nosuchuser", script="true", check_rc=1)
+    assert "nosuchuser" in p.stderr and "not found" in p.stderr
+
+
+def test_layers_whiteouts_and_writes_stay_in_the_container(env):
+    p = run(env, image=LAYERED_IMAGE, script="cat /etc/layer3.txt; ls /opt/old; test -e /etc/layer1-only.txt || "
+                                             "echo gone; echo new > /etc/layer3.txt; cat /etc/layer3.txt")
+    assert p.stdout.split() == ["layer", "3", "b.txt", "gone", "new"]
+    store = ImageStore(env["root"])
+    for d in store.image(LAYERED_IMAGE).layer_dirs:
+        f = os.path.join(d, "etc", "layer3.txt")
+        if os.path.exists(f):
+            assert open(f).read() == "layer 3\n"  # the snapshot is untouched
+
+
+def test_memory_limit_oom_kill(env):
+    p = run(env, "--memory", "16Mi", script="x=$(head -c 64000000 /dev/zero | tr '\\0' a); echo survived",
+            check_rc=137)
+    assert "OOMKilled" in p.stderr and "survived" not in p.stdout
+
+
+def test_cgroup_files_hold_computed_values(env):
+    v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers") and open("/sys/fs/cgroup/cgroup.controllers").read().split()
+    if v2:
+        script = "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.max /sys/fs/cgroup/cpu.weight /sys/fs/cgroup/pids.max"
+        expect = ["67108864", "50000", "100000", "20", "50"]
+    else:
+        script = ("cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us "
+                  "/sys/fs/cgroup/cpu/cpu.cfs_period_us /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/pids/pids.max")
+        expect = ["67108864", "50000", "100000", "512", "50"]
+    assert run(env, "--memory", "64Mi", "--cpu", "500m", "--pids", "50", script=script).stdout.split() == expect
+
+
+def test_no_agent_fd_reaches_the_container(env):
+    fds = run(env, script="ls /proc/self/fd").stdout.split()
+    assert sorted(fds) == ["0", "1", "2", "3"]  # 3 is ls's own handle on the directory
+
+
+def test_exit_codes_and_signals(env):
+    run(env, script="exit 42", check_rc=42)
+    # PID 1 of a pid namespace ignores signals it has no handler for, even SIGKILL from
+    # inside (runc behaves the same); a killed child shows as 128+9
+    run(env, script="sleep 10 & kill -9 $!; wait $!", check_rc=137)
+
+
+def test_read_only_rootfs(env):
+    p = run(env, "--read-only", script="touch /x && echo wrote; echo done")
+    assert "wrote" not in p.stdout and "Read-only" in p.stderr
+
+
+def test_cleanup_after_failed_start(env):
+    p = run(env, script=None, check_rc=None)  # busybox's Cmd is sh: fine; now a missing binary
+    p = subprocess.run([sys.executable, "-m", "kubelet_py.cli", "--root", env["root"], "--run-root", env["run"],
+                        "--cgroup-root", env["cg"], "runtime", "run", "--image", DEFAULT_IMAGE, "--", "/nope"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "nope" in p.stderr
+    assert cgroups_under(env["cg"]) == []
+
+
+def test_bad_bundle_field_is_named(tmp_path):
+    import json
+    b = tmp_path / "b"
+    (b / "rootfs").mkdir(parents=True)
+    doc = {"ociVersion": "1.0.2", "process": {"args": ["true"], "cwd": "/", "selinuxLabel": "x"},
+           "root": {"path": "rootfs"}, "linux": {"namespaces": [{"type": "mount"}]}}
+    (b / "config.json").write_text(json.dumps(doc))
+    p = subprocess.run([sys.executable, "-m", "kubelet_py.cli", "runtime", "run", "--bundle", str(b)],
+                       capture_output=True, text=True)
+    assert p.returncode == 1 and "process.selinuxLabel" in p.stderr
+    doc["process"].pop("selinuxLabel")
+    doc["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW"}
+    (b / "config.json").write_text(json.dumps(doc))
+    p = subprocess.run([sys.executable, "-m", "kubelet_py.cli", "runtime", "run", "--bundle", str(b)],
+                       capture_output=True, text=True)
+    assert p.returncode == 1 and "linux.seccomp" in p.stderr
