@@ -16,7 +16,21 @@ import time
 from dataclasses import dataclass
 
 ROOT = "/sys/fs/cgroup"
-V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "pids")
+V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "pids", "devices")
+# runc's AllowedDevices, granted before the spec's own rules (type, major, minor, access)
+DEFAULT_DEVICE_RULES = [
+    {"allow": True, "type": "c", "major": None, "minor": None, "access": "m"},
+    {"allow": True, "type": "b", "major": None, "minor": None, "access": "m"},
+    {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},  # null
+    {"allow": True, "type": "c", "major": 1, "minor": 8, "access": "rwm"},  # random
+    {"allow": True, "type": "c", "major": 1, "minor": 7, "access": "rwm"},  # full
+    {"allow": True, "type": "c", "major": 5, "minor": 0, "access": "rwm"},  # tty
+    {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},  # zero
+    {"allow": True, "type": "c", "major": 1, "minor": 9, "access": "rwm"},  # urandom
+    {"allow": True, "type": "c", "major": 5, "minor": 1, "access": "rwm"},  # console
+    {"allow": True, "type": "c", "major": 136, "minor": None, "access": "rwm"},  # pts/*
+    {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},  # ptmx
+]
 
 
 class CgroupError(RuntimeFailure):
@@ -34,6 +48,27 @@ class Resources:
     memory_limit: int | None = None  # bytes
     memory_swap: int | None = None  # memory+swap (OCI semantics); == limit means no swap
     pids_limit: int | None = None
+    devices: tuple = ()  # OCI device rules, in order; empty = leave the device controller alone
+
+
+def device_rule_line(rule: dict) -> str:
+    """`c 1:3 rwm`, `a *:* rwm` (the v1 devices.allow/deny syntax)."""
+    t = rule.get("type") or "a"
+    if t == "a":
+        return "a *:* rwm" if not rule.get("access") else f"a *:* {rule['access']}"
+    major = "*" if rule.get("major") in (None, -1) else rule["major"]
+    minor = "*" if rule.get("minor") in (None, -1) else rule["minor"]
+    return f"{t} {major}:{minor} {rule.get('access') or 'rwm'}"
+
+
+def effective_device_rules(spec_rules) -> list[dict]:
+    """What the container gets: the spec's rules, with runc's default allow-list right after a
+    leading deny-all (as runc's specconv does for every container)."""
+    rules = list(spec_rules or [])
+    if rules and not rules[0].get("allow") and (rules[0].get("type") in (None, "a")) and \
+            rules[0].get("major") in (None, -1) and rules[0].get("minor") in (None, -1):
+        return rules[:1] + DEFAULT_DEVICE_RULES + rules[1:]
+    return rules
 
 
 def resources_from_spec(res: dict | None) -> Resources:
@@ -42,7 +77,8 @@ def resources_from_spec(res: dict | None) -> Resources:
     return Resources(cpu.get("shares"), cpu.get("quota") if cpu.get("quota", -1) > 0 else None, cpu.get("period"),
                      mem.get("limit") if mem.get("limit", -1) > 0 else None,
                      mem.get("swap") if mem.get("swap", -1) > 0 else None,
-                     pids.get("limit") if pids.get("limit", 0) > 0 else None)
+                     pids.get("limit") if pids.get("limit", 0) > 0 else None,
+                     tuple(effective_device_rules(res.get("devices"))))
 
 
 def shares_to_weight(shares: int) -> int:
@@ -142,6 +178,9 @@ class Cgroup:
                     _write(f"{d}/memory.swap.max", str(max(0, r.memory_swap - r.memory_limit)))
             if r.pids_limit is not None:
                 _write(f"{d}/pids.max", str(r.pids_limit))
+            if r.devices:
+                from .linux.devfilter import attach_device_filter
+                attach_device_filter(d, list(r.devices))
             return
         if r.cpu_shares is not None:
             _write(f"{self.dir('cpu')}/cpu.shares", str(r.cpu_shares))
@@ -159,6 +198,8 @@ class Cgroup:
                 raise CgroupError(self.path, f"memory limit {r.memory_limit}: {e.strerror}") from None
         if r.pids_limit is not None and os.path.isdir(self.dir("pids")):
             _write(f"{self.dir('pids')}/pids.max", str(r.pids_limit))
+        for rule in r.devices:
+            _write(f"{self.dir('devices')}/devices.{'allow' if rule.get('allow') else 'deny'}", device_rule_line(rule))
 
     def add(self, pid: int) -> None:
         for d in self.dirs():

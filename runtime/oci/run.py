@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from ..cgroups import Cgroup, resources_from_spec
 from ..linux import sys as ksys
 from ..linux.caps import last_cap
-from ..linux.paths import open_in_root, proc_fd
+from ..linux.paths import open_in_root, proc_fd, read_file_in_root
 from .spec import Mount, Spec, SpecError, parse
 
 DEFAULT_DEVICES = [("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/full", 1, 7), ("/dev/random", 1, 8),
                    ("/dev/urandom", 1, 9), ("/dev/tty", 5, 0)]
 DEV_LINKS = [("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"), ("/proc/self/fd/1", "/dev/stdout"),
-             ("/proc/self/fd/2", "/dev/stderr"), ("pts/ptmx", "/dev/ptmx"), ("/proc/kcore", "/dev/core")]
+             ("/proc/self/fd/2", "/dev/stderr"), ("pts/ptmx", "/dev/ptmx")]
 _RLIMIT = {n: getattr(resource, n) for n in dir(resource) if n.startswith("RLIMIT_")}
 
 
@@ -280,8 +280,26 @@ def _init(spec: Spec, rootfs: str, cgroup: Cgroup | None, report_fd: int) -> Non
 
 # ---- the parent ---------------------------------------------------------------------------
 
+def _with_home(spec: Spec, rootfs: str) -> None:
+    """runc sets HOME from the container's /etc/passwd when the spec does not (read here, on
+    the host side, scoped to the rootfs: never through NSS)."""
+    if any(e.startswith("HOME=") for e in spec.env):
+        return
+    home = "/"
+    try:
+        for line in read_file_in_root(rootfs, "/etc/passwd").decode("utf-8", "replace").splitlines():
+            f = line.split(":")
+            if len(f) >= 6 and f[2] == str(spec.uid):
+                home = f[5] or "/"
+                break
+    except OSError:
+        pass
+    spec.env.append(f"HOME={home}")
+
+
 def run(spec: Spec, rootfs: str, container_id: str, cgroup_parent: str = "kubelet-py") -> ExitStatus:
     """Run the container in the foreground until it exits."""
+    _with_home(spec, rootfs)
     ns_paths = {t: p for t, p in spec.namespaces if p}
     ns_new = [t for t, p in spec.namespaces if not p]
     flags = 0

@@ -156,3 +156,13 @@ def test_bad_bundle_field_is_named(tmp_path):
     p = subprocess.run([sys.executable, "-m", "kubelet_py.cli", "runtime", "run", "--bundle", str(b)],
                        capture_output=True, text=True)
     assert p.returncode == 1 and "linux.seccomp" in p.stderr
+
+
+def test_device_cgroup_denies_devices_outside_the_allowlist(env):
+    # CAP_MKNOD is in the default set, so the nodes can be made; the device cgroup (v1 rules
+    # or the v2 BPF filter) must refuse to open them, while /dev/null works. The privileged
+    # run (all devices allowed) shows that the nodes themselves do open on this host.
+    script = ("mknod /tmp/tun c 10 200 && (exec 3</tmp/tun) && echo OPEN-TUN; mknod /tmp/kmsg c 1 11 && "
+              "head -c 1 /tmp/kmsg >/dev/null && echo OPEN-KMSG; echo x > /dev/null && echo null-ok")
+    assert run(env, "--privileged", script=script).stdout.split() == ["OPEN-TUN", "OPEN-KMSG", "null-ok"]
+    assert run(env, script=script).stdout.split() == ["null-ok"]
