@@ -98,7 +98,10 @@ def run_pytest_in_vm(pytest_args: list[str], spec: VMSpec | None = None, timeout
     kernel = find_kernel()
     results = tempfile.mkdtemp(prefix="kpy-vm-", dir="/var/tmp")
     spec.rwdirs.append(results)
-    inner = (f"echo $(date +%s.%N) > {results}/t_exec; cd {shlex.quote(TOP)} && "
+    # /tmp on a fresh tmpfs: the VM's root overlay refuses the 0:0 whiteout nodes and trusted
+    # xattrs that snapshots hold
+    inner = (f"echo $(date +%s.%N) > {results}/t_exec; mount -t tmpfs -o size=1500m kpy-vm-tmp /tmp; "
+             f"cd {shlex.quote(TOP)} && "
              f"KPY_IN_VM=1 KPY_STRICT=1 PYTHONDONTWRITEBYTECODE=1 {shlex.quote(sys.executable)} -m pytest "
              f"-p no:cacheprovider --junitxml={results}/junit.xml {' '.join(map(shlex.quote, pytest_args))} "
              f"> {results}/pytest.out 2>&1; echo $? > {results}/rc")

@@ -68,7 +68,10 @@ def compile_rules(rules: list[dict]) -> bytes:
         block = _rule_block(rule)
         for i, (code, dst, src, off, imm) in enumerate(block):
             prog.append((code, dst, src, len(block) - i - 1 if off == "next" else off, imm))
-    prog += [(MOV64_K, 0, 0, 0, 0), (EXIT, 0, 0, 0, 0)]
+        if len(block) == 2:  # matches every device: what follows is unreachable (the verifier refuses it)
+            break
+    else:
+        prog += [(MOV64_K, 0, 0, 0, 0), (EXIT, 0, 0, 0, 0)]
     return b"".join(_insn(c, d, s, o, i) for c, d, s, o, i in prog)
 
 

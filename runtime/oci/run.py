@@ -153,10 +153,11 @@ def _make_devices(rootfs_fd: int, spec: Spec) -> None:
             os.close(pfd)
         finally:
             os.close(parent_fd)
+    links = DEV_LINKS + ([("/proc/kcore", "/dev/core")] if os.path.exists("/proc/kcore") else [])  # as runc
     dev = open_in_root(rootfs_fd, "/dev", "dir")
     try:
         dfd = os.open(proc_fd(dev), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        for src, dst in DEV_LINKS:
+        for src, dst in links:
             try:
                 os.symlink(src, os.path.basename(dst), dir_fd=dfd)
             except FileExistsError:
@@ -241,6 +242,11 @@ def _init(spec: Spec, rootfs: str, cgroup: Cgroup | None, report_fd: int) -> Non
     for k, v in spec.sysctl.items():
         with open("/proc/sys/" + k.replace(".", "/"), "w") as f:
             f.write(v)
+    if not any(name == "RLIMIT_NOFILE" for name, _s, _h in spec.rlimits):
+        # runc and the containerd shim (Go) run with the soft NOFILE limit raised to the hard
+        # one, and containers inherit that; so do ours
+        _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     for name, soft, hard in spec.rlimits:
         resource.setrlimit(_RLIMIT[name], (soft, hard))
     if spec.oom_score_adj is not None:
