@@ -311,7 +311,8 @@ def runtime_run(ctx, bundle, image_ref, user, args, **kw):
 @cli.command()
 @click.pass_context
 def demo(ctx):
-    """The main job (for now): build the built-in busybox image, import it, list the store."""
+    """The main job (for now): build the built-in busybox image, import it, list the store, and
+    run a container on it (64Mi, 500m) that says where it is."""
     from runtime.image.archive import import_path
     from runtime.image.build import write_oci_layout
     from runtime.image.testimages import DEFAULT_IMAGE, busybox_image
@@ -321,6 +322,17 @@ def demo(ctx):
         recs = import_path(_store(ctx), d)
     click.echo(f"imported {recs[0].name} in {time.monotonic() - t0:.2f}s")
     ctx.invoke(image_ls)
+    from runtime.container import run_image
+    from runtime.oci.spec import ContainerRequest
+    script = ('echo "hello from $(hostname): pid $$, uid $(id -u)"; echo "memory limit: '
+              '$(cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes)"; '
+              'grep CapEff /proc/self/status')
+    req = ContainerRequest(name="demo", command=["sh", "-c", script], memory_limit=64 << 20,
+                           cpu_request_milli=500, cpu_limit_milli=500)
+    click.echo("$ kubelet-py runtime run --image {} --memory 64Mi --cpu 500m -- sh -c ...".format(recs[0].name))
+    sys.stdout.flush()
+    status = run_image(_store(ctx), recs[0].name, req, _runtime_paths(ctx))
+    sys.exit(status.code)
 
 
 def main(argv=None) -> None:

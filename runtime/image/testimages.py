@@ -35,7 +35,7 @@ def base_entries() -> list[TarEntry]:
     data, applets = _busybox()
     dirs = {"bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "www", "opt", "opt/old", "opt/old/sub",
             "data", "home", "proc", "sys", "dev", "var", "run"}
-    dirs |= {os.path.dirname(a) for a in applets}
+    dirs |= {os.path.dirname(a) for a in applets} - {""}
     entries = [TarEntry(d + "/", "dir") for d in sorted(dirs)]
     entries += [TarEntry("tmp/", "dir", mode=0o1777), TarEntry("root/", "dir", mode=0o700),
                 TarEntry("home/app/", "dir", uid=1000, gid=1000)]

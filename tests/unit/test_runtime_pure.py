@@ -1,0 +1,134 @@
+"""Pure runtime logic: the spec generator and parser, users, quantities, cgroup formulas,
+device filter compilation."""
+
+from __future__ import annotations
+
+import pytest
+
+from kubelet_py.quantity import QuantityError, to_bytes, to_milli
+from runtime.cgroups import device_rule_line, effective_device_rules, resources_from_spec, shares_to_weight
+from runtime.image.manifest import ImageConfig
+from runtime.linux.devfilter import compile_rules
+from runtime.oci.spec import ContainerRequest, SpecError, generate, merge_env, milli_to_shares, parse, resolve_args
+from runtime.oci.users import parse_group, parse_passwd
+
+IMG = ImageConfig("amd64", "linux", (), entrypoint=("/ep",), cmd=("c1", "c2"), env=("PATH=/bin", "A=img"),
+                  working_dir="/w")
+
+
+@pytest.mark.parametrize("command,args,expected", [
+    (None, None, ["/ep", "c1", "c2"]),
+    (None, ["a"], ["/ep", "a"]),
+    (["/cmd"], None, ["/cmd"]),
+    (["/cmd"], ["a", "b"], ["/cmd", "a", "b"]),
+])
+def test_four_combinations(command, args, expected):
+    assert resolve_args(command, args, IMG.entrypoint, IMG.cmd) == expected
+
+
+def test_env_overlay():
+    assert merge_env(IMG.env, {"A": "pod", "B": "2"}) == ["PATH=/bin", "A=pod", "B=2"]
+    assert merge_env((), {}) [0].startswith("PATH=/usr/local/sbin")
+
+
+@pytest.mark.parametrize("milli,shares", [(None, 2), (0, 2), (1, 2), (500, 512), (1000, 1024), (10**9, 262144)])
+def test_shares(milli, shares):
+    assert milli_to_shares(milli) == shares
+
+
+def test_weight_formula():
+    assert (shares_to_weight(2), shares_to_weight(1024), shares_to_weight(262144)) == (1, 39, 10000)
+
+
+def _doc(**kw):
+    return generate(ContainerRequest(name="c", **kw), IMG, "/r", "kpy/c", "v1")
+
+
+def test_generated_defaults():
+    d = _doc()
+    p = d["process"]
+    assert p["args"] == ["/ep", "c1", "c2"] and p["cwd"] == "/w" and p["noNewPrivileges"] is False
+    assert len(p["capabilities"]["effective"]) == 14 and "CAP_SYS_ADMIN" not in p["capabilities"]["bounding"]
+    assert "/proc/kcore" in d["linux"]["maskedPaths"] and "/proc/sys" in d["linux"]["readonlyPaths"]
+    assert d["linux"]["resources"]["devices"] == [{"allow": False, "access": "rwm"}]
+    assert d["hostname"] == "c" and parse(d).cgroups_path == "kpy/c"
+
+
+def test_generated_limits_and_security():
+    d = _doc(memory_limit=64 << 20, cpu_limit_milli=250, allow_privilege_escalation=False,
+             cap_drop=["ALL"], cap_add=["net_bind_service"], read_only_rootfs=True)
+    r = d["linux"]["resources"]
+    assert r["memory"] == {"limit": 64 << 20, "swap": 64 << 20}
+    assert r["cpu"] == {"shares": 256, "quota": 25000, "period": 100000}
+    assert d["process"]["capabilities"]["effective"] == ["CAP_NET_BIND_SERVICE"]
+    assert d["process"]["noNewPrivileges"] is True and d["root"]["readonly"] is True
+    with pytest.raises(SpecError, match="unknown capability"):
+        _doc(cap_add=["NOT_A_CAP"])
+
+
+def test_v2_gets_a_cgroup_namespace():
+    d = generate(ContainerRequest(name="c"), IMG, "/r", "kpy/c", "v2")
+    assert {"type": "cgroup"} in d["linux"]["namespaces"]
+    assert d["mounts"][-1]["type"] == "cgroup2"
+
+
+@pytest.mark.parametrize("mutate,field", [
+    (lambda d: d["process"].update(terminal=True), "process.terminal"),
+    (lambda d: d["process"].update(args=[]), "process.args"),
+    (lambda d: d["process"].update(cwd="rel"), "process.cwd"),
+    (lambda d: d["process"]["user"].update(uid=2**31), "process.user.uid"),
+    (lambda d: d["process"]["capabilities"].update(bounding=["CAP_NOPE"]), "process.capabilities.bounding"),
+    (lambda d: d["process"].update(rlimits=[{"type": "RLIMIT_NOPE"}]), "process.rlimits[0].type"),
+    (lambda d: d["linux"].update(seccomp={"defaultAction": "SCMP_ACT_ALLOW"}), "linux.seccomp"),
+    (lambda d: d["linux"].update(uidMappings=[{}]), "linux.uidMappings"),
+    (lambda d: d["linux"]["namespaces"].append({"type": "user"}), "linux.namespaces"),
+    (lambda d: d["linux"].update(namespaces=[{"type": "pid"}]), "linux.namespaces"),
+    (lambda d: d["linux"]["resources"].update(hugepageLimits=[]), "linux.resources.hugepageLimits"),
+    (lambda d: d.update(hooks={"prestart": [{"path": "/x"}]}), "hooks"),
+    (lambda d: d.update(solaris={}), "solaris"),
+    (lambda d: d["mounts"].append({"destination": "rel", "type": "tmpfs"}), "mounts[7].destination"),
+])
+def test_parse_rejects_unsupported_fields(mutate, field):
+    d = _doc()
+    mutate(d)
+    with pytest.raises(SpecError) as e:
+        parse(d)
+    assert e.value.field.startswith(field)
+
+
+def test_passwd_and_group_parsing():
+    pw = parse_passwd("root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\nbroken\n1000:x:0:0::/:/bin/sh\n")
+    assert pw["app"] == (1000, 1001) and pw["1000"] == (0, 0)  # a digit name is kept, but resolve() never uses it
+    assert parse_group("wheel:x:10:app,bob\nbad\n") == [("wheel", 10, ["app", "bob"])]
+
+
+@pytest.mark.parametrize("v,milli", [("500m", 500), ("1", 1000), ("0.0001", 1), ("2.5", 2500), ("1e3", 10**6)])
+def test_cpu_quantities(v, milli):
+    assert to_milli(v) == milli
+
+
+@pytest.mark.parametrize("v,b", [("64Mi", 64 << 20), ("1G", 10**9), ("1k", 1000), ("128974848", 128974848)])
+def test_memory_quantities(v, b):
+    assert to_bytes(v) == b
+
+
+@pytest.mark.parametrize("v", ["", "abc", "1.2.3", "5Mb", "-1"])
+def test_bad_quantities(v):
+    with pytest.raises(QuantityError):
+        to_bytes(v)
+
+
+def test_device_rules():
+    rules = effective_device_rules([{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "major": 10,
+                                                                         "minor": 200, "access": "rw"}])
+    assert device_rule_line(rules[0]) == "a *:* rwm"
+    assert device_rule_line(rules[1]) == "c *:* m" and device_rule_line(rules[-1]) == "c 10:200 rw"
+    assert resources_from_spec({"devices": rules[:1]}).devices[3]["minor"] == 3  # /dev/null allowed
+
+
+def test_device_filter_program_shape():
+    prog = compile_rules(effective_device_rules([{"allow": False, "access": "rwm"}]))
+    assert len(prog) % 8 == 0
+    assert prog[-8:] == bytes([0x95]) + bytes(7)  # ends in exit, with no unreachable fallback after deny-all
+    with pytest.raises(Exception, match="access"):
+        compile_rules([{"allow": True, "type": "c", "access": "x"}])
