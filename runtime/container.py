@@ -16,6 +16,7 @@ from .oci.run import ExitStatus, load_bundle, run
 from .oci.spec import ContainerRequest, generate
 from .oci.users import resolve
 from .rootfs import mount_rootfs, remove_rootfs
+from .sandbox import Sandbox, create_sandbox, pod_resources, qos_class, remove_sandbox
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
@@ -32,7 +33,7 @@ def new_id() -> str:
 
 
 def bundle_for(store: ImageStore, image_ref: str, req: ContainerRequest, paths: Paths, cid: str,
-               user: str | None = None) -> str:
+               user: str | None = None, sandbox: Sandbox | None = None) -> str:
     """Mount the rootfs and write the bundle's config.json; returns the bundle dir."""
     if not _ID.match(cid):
         raise ValueError(f"container id {cid!r}: lowercase letters, digits, . _ - (at most 64)")
@@ -47,7 +48,12 @@ def bundle_for(store: ImageStore, image_ref: str, req: ContainerRequest, paths: 
         u = resolve(rootfs, user if user is not None else image.config.user, req.supplemental_groups)
         if req.uid is not None:
             u = type(u)(req.uid, req.gid if req.gid is not None else u.gid, u.groups)
-        doc = generate(req, image.config, rootfs, f"{paths.cgroup_root}/{cid}", detect(), u.uid, u.gid, list(u.groups))
+        if sandbox is not None:
+            req.namespaces = {"pid": None, "mount": None, **sandbox.namespaces}
+            req.hostname = sandbox.hostname
+        cgpath = sandbox.container_cgroup(cid) if sandbox else f"{paths.cgroup_root}/{cid}"
+        doc = generate(req, image.config, rootfs, cgpath, detect(), u.uid, u.gid, list(u.groups),
+                       shm=sandbox.shm if sandbox else None)
         doc["annotations"]["io.kubernetes.cri.image-name"] = image.record.name
         with open(os.path.join(bundle, "config.json"), "w") as f:
             json.dump(doc, f, indent=1)
@@ -71,11 +77,22 @@ def remove_container(store: ImageStore, paths: Paths, cid: str) -> None:
 
 
 def run_image(store: ImageStore, image_ref: str, req: ContainerRequest, paths: Paths,
-              user: str | None = None, cid: str | None = None) -> ExitStatus:
+              user: str | None = None, cid: str | None = None, sandbox: Sandbox | None = None) -> ExitStatus:
+    """Run one container to its end; in `sandbox`, or in a fresh one removed afterwards."""
     cid = cid or new_id()
-    bundle = bundle_for(store, image_ref, req, paths, cid, user)
+    own = sandbox is None
+    if own:
+        c = {"cpu_request": req.cpu_request_milli, "cpu_limit": req.cpu_limit_milli,
+             "memory_limit": req.memory_limit, "memory_request": req.memory_limit}
+        sandbox = create_sandbox(paths.run_root, cid, req.hostname or req.name, cgroup_root=paths.cgroup_root,
+                                 qos=qos_class([c]), resources=pod_resources([c]))
     try:
-        spec, rootfs = load_bundle(bundle)
-        return run(spec, rootfs, cid, paths.cgroup_root)
+        bundle = bundle_for(store, image_ref, req, paths, cid, user, sandbox)
+        try:
+            spec, rootfs = load_bundle(bundle)
+            return run(spec, rootfs, cid, paths.cgroup_root)
+        finally:
+            remove_container(store, paths, cid)
     finally:
-        remove_container(store, paths, cid)
+        if own:
+            remove_sandbox(paths.run_root, cid, paths.cgroup_root)

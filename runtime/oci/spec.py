@@ -98,7 +98,7 @@ def milli_to_shares(milli: int | None) -> int:
 
 
 def generate(req: ContainerRequest, image_config, rootfs: str, cgroups_path: str, cgroup_version: str,
-             uid: int = 0, gid: int = 0, groups: list[int] | None = None) -> dict:
+             uid: int = 0, gid: int = 0, groups: list[int] | None = None, shm: str | None = None) -> dict:
     """config.json for `req` on an image. `uid/gid/groups` are already resolved (see users.py)."""
     args = resolve_args(req.command, req.args, image_config.entrypoint, image_config.cmd)
     if not args:
@@ -147,6 +147,10 @@ def generate(req: ContainerRequest, image_config, rootfs: str, cgroups_path: str
         linux["maskedPaths"] = list(MASKED)
         linux["readonlyPaths"] = list(READONLY)
     mounts = default_mounts(cgroup_version)
+    if shm:  # the pod's one /dev/shm, shared by its containers
+        mounts = [m if m["destination"] != "/dev/shm" else
+                  {"destination": "/dev/shm", "type": "bind", "source": shm, "options": ["rbind", "nosuid", "nodev", "noexec"]}
+                  for m in mounts]
     if req.privileged:
         for m in mounts:
             if m["destination"] in ("/sys", "/sys/fs/cgroup"):

@@ -11,13 +11,28 @@ def mounts_under(*prefixes: str) -> list[str]:
     return [p for p in points if any(p.startswith(x) for x in prefixes)]
 
 
+QOS_LEVELS = {"kubepods", "burstable", "besteffort"}  # kept, as the kubelet keeps its QoS cgroups
+
+
+def cgroup_bases(cgroup_root: str) -> list[str]:
+    return [d for d in [f"{b}/{cgroup_root}" for b in ("/sys/fs/cgroup", *(
+        f"/sys/fs/cgroup/{c}" for c in ("cpu", "cpuacct", "memory", "pids", "devices")))] if os.path.isdir(d)]
+
+
 def cgroups_under(cgroup_root: str) -> list[str]:
+    """Pod and container cgroups left below `cgroup_root` (QoS levels do not count)."""
     out = []
-    for base in ("/sys/fs/cgroup", *(f"/sys/fs/cgroup/{c}" for c in ("cpu", "cpuacct", "memory", "pids"))):
-        d = f"{base}/{cgroup_root}"
-        if os.path.isdir(d):
-            out += [os.path.join(d, n) for n in os.listdir(d) if os.path.isdir(os.path.join(d, n))]
+    for base in cgroup_bases(cgroup_root):
+        for dirpath, dirs, _files in os.walk(base):
+            out += [os.path.join(dirpath, n) for n in dirs if n not in QOS_LEVELS]
+            dirs[:] = [n for n in dirs if n in QOS_LEVELS]
     return out
+
+
+def remove_cgroup_tree(cgroup_root: str) -> None:
+    for base in cgroup_bases(cgroup_root):
+        for dirpath, dirs, _files in os.walk(base, topdown=False):
+            os.rmdir(dirpath)
 
 
 def assert_no_leaks(root: str, run_root: str, cgroup_root: str) -> None:

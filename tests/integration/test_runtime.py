@@ -13,7 +13,7 @@ from runtime.image.archive import import_path
 from runtime.image.build import write_oci_layout
 from runtime.image.store import ImageStore
 from runtime.image.testimages import DEFAULT_IMAGE, LAYERED_IMAGE, busybox_image, layered_image
-from tests.integration.leaks import assert_no_leaks, cgroups_under
+from tests.integration.leaks import assert_no_leaks, cgroups_under, remove_cgroup_tree
 
 pytestmark = [pytest.mark.root, pytest.mark.cgroups]
 
@@ -27,9 +27,7 @@ def env(tmp_path):
     cg = f"kpytest-{uuid.uuid4().hex[:8]}"
     yield {"root": root, "run": run, "cg": cg}
     assert_no_leaks(root, run, cg)
-    for base in ("/sys/fs/cgroup", *(f"/sys/fs/cgroup/{c}" for c in ("cpu", "cpuacct", "memory", "pids"))):
-        if os.path.isdir(f"{base}/{cg}"):
-            os.rmdir(f"{base}/{cg}")
+    remove_cgroup_tree(cg)
 
 
 def run(env, *args, image=DEFAULT_IMAGE, script: str | None = None, check_rc: int | None = 0):
@@ -166,3 +164,32 @@ def test_device_cgroup_denies_devices_outside_the_allowlist(env):
               "head -c 1 /tmp/kmsg >/dev/null && echo OPEN-KMSG; echo x > /dev/null && echo null-ok")
     assert run(env, "--privileged", script=script).stdout.split() == ["OPEN-TUN", "OPEN-KMSG", "null-ok"]
     assert run(env, script=script).stdout.split() == ["null-ok"]
+
+
+def test_two_containers_of_a_pod_share_net_ipc_uts_shm_not_pid(env, capfd):
+    from runtime.container import Paths, run_image
+    from runtime.oci.spec import ContainerRequest
+    from runtime.sandbox import create_sandbox, remove_sandbox
+    paths = Paths(env["root"], env["run"], env["cg"])
+    store = ImageStore(env["root"])
+    sb = create_sandbox(env["run"], "pod-1234", "mypod", cgroup_root=env["cg"])
+    try:
+        probe = "for n in net ipc uts pid; do echo $n=$(readlink /proc/self/ns/$n); done; hostname; "
+        a = run_image(store, DEFAULT_IMAGE, ContainerRequest(name="a", command=["sh", "-c", probe + "echo hi > /dev/shm/x"]),
+                      paths, sandbox=sb)
+        b = run_image(store, DEFAULT_IMAGE, ContainerRequest(name="b", command=["sh", "-c", probe + "cat /dev/shm/x"]),
+                      paths, sandbox=sb)
+        assert (a.code, b.code) == (0, 0)
+        out = capfd.readouterr().out.split()
+        first, second = out[:5], out[5:10]
+        for i in range(3):  # net, ipc, uts pinned: the same in both containers
+            assert first[i] == second[i]
+        assert first[3] != second[3]  # each container has its own pid namespace
+        assert first[4] == second[4] == "mypod" and out[10] == "hi"
+        mem = f"/sys/fs/cgroup/memory/{env['cg']}/kubepods/besteffort/podpod-1234"
+        v2 = f"/sys/fs/cgroup/{env['cg']}/kubepods/besteffort/podpod-1234"
+        assert os.path.isdir(mem) or os.path.isdir(v2)
+    finally:
+        remove_sandbox(env["run"], "pod-1234", env["cg"])
+        remove_sandbox(env["run"], "pod-1234", env["cg"])  # idempotent
+

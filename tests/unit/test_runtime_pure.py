@@ -132,3 +132,16 @@ def test_device_filter_program_shape():
     assert prog[-8:] == bytes([0x95]) + bytes(7)  # ends in exit, with no unreachable fallback after deny-all
     with pytest.raises(Exception, match="access"):
         compile_rules([{"allow": True, "type": "c", "access": "x"}])
+
+
+def test_qos_and_pod_resources():
+    from runtime.sandbox import pod_resources, qos_class
+    g = {"cpu_limit": 500, "memory_limit": 1 << 26}
+    assert qos_class([g]) == "guaranteed"
+    assert qos_class([g, {}]) == "burstable"
+    assert qos_class([{}, {}]) == "besteffort"
+    assert qos_class([{"cpu_request": 100, "cpu_limit": 500, "memory_limit": 1}]) == "burstable"
+    r = pod_resources([g, {"cpu_request": 250}])
+    assert (r.cpu_shares, r.cpu_quota, r.memory_limit) == (768, None, None)
+    r = pod_resources([g, g])
+    assert (r.cpu_quota, r.memory_limit) == (100000, 1 << 27)
