@@ -231,6 +231,7 @@ def _container_options(f):
         click.option("--privileged", is_flag=True, help="All capabilities, no masked paths."),
         click.option("--no-new-privs", is_flag=True, help="allowPrivilegeEscalation: false."),
         click.option("--read-only", is_flag=True, help="readOnlyRootFilesystem."),
+        click.option("--run-as-non-root", is_flag=True, help="runAsNonRoot: refuse to start as uid 0."),
         click.option("--env", "-e", multiple=True, help="K=V (repeatable)."),
         click.option("--workdir", default="", help="Working directory."),
         click.option("--hostname", default="", help="Hostname (default: the container name)."),
@@ -240,8 +241,8 @@ def _container_options(f):
     return f
 
 
-def _request(cmd, memory, cpu, pids, cap_add, cap_drop, privileged, no_new_privs, read_only, env, workdir,
-             hostname, name):
+def _request(cmd, memory, cpu, pids, cap_add, cap_drop, privileged, no_new_privs, read_only, run_as_non_root,
+             env, workdir, hostname, name):
     from kubelet_py.quantity import QuantityError, to_bytes, to_milli
     from runtime.oci.spec import ContainerRequest
     envd = {}
@@ -258,6 +259,7 @@ def _request(cmd, memory, cpu, pids, cap_add, cap_drop, privileged, no_new_privs
     return ContainerRequest(name=name, command=list(cmd) or None, env=envd, working_dir=workdir,
                             cap_add=list(cap_add), cap_drop=list(cap_drop), privileged=privileged,
                             allow_privilege_escalation=False if no_new_privs else None, read_only_rootfs=read_only,
+                            run_as_non_root=run_as_non_root,
                             memory_limit=mem, cpu_request_milli=milli, cpu_limit_milli=milli, pids_limit=pids,
                             hostname=hostname)
 

@@ -14,7 +14,8 @@ from .cgroups import detect
 from .image.store import ImageStore
 from .oci.run import ExitStatus, load_bundle, run
 from .oci.spec import ContainerRequest, generate
-from .oci.users import resolve
+from .linux.paths import open_in_root
+from .oci.users import UserError, resolve
 from .rootfs import mount_rootfs, remove_rootfs
 from .sandbox import Sandbox, create_sandbox, pod_resources, qos_class, remove_sandbox
 
@@ -48,6 +49,16 @@ def bundle_for(store: ImageStore, image_ref: str, req: ContainerRequest, paths: 
         u = resolve(rootfs, user if user is not None else image.config.user, req.supplemental_groups)
         if req.uid is not None:
             u = type(u)(req.uid, req.gid if req.gid is not None else u.gid, u.groups)
+        if req.run_as_non_root and u.uid == 0:
+            # the kubelet's check (kuberuntime verifyRunAsNonRoot): refuse before anything runs
+            raise UserError(user or image.config.user or "0",
+                            "runAsNonRoot is set but the container would run as root (uid 0)")
+        workdir = req.working_dir or image.config.working_dir or "/"
+        rfd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:  # workingDir is created if missing (containerd does), inside the rootfs only
+            os.close(open_in_root(rfd, workdir, "dir"))
+        finally:
+            os.close(rfd)
         if sandbox is not None:
             req.namespaces = {"pid": None, "mount": None, **sandbox.namespaces}
             req.hostname = sandbox.hostname

@@ -59,6 +59,7 @@ class ContainerRequest:
     privileged: bool = False
     allow_privilege_escalation: bool | None = None
     read_only_rootfs: bool = False
+    run_as_non_root: bool = False
     memory_limit: int | None = None
     cpu_request_milli: int | None = None
     cpu_limit_milli: int | None = None

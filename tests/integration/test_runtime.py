@@ -81,6 +81,13 @@ def test_user_from_the_images_passwd(env):
     assert run(env, "--user", "1234:5678", script="id -u; id -g").stdout.split() == ["1234", "5678"]
     p = run(env, "--user", "nosuchuser", script="true", check_rc=1)
     assert "nosuchuser" in p.stderr and "not found" in p.stderr
+    p = run(env, "--run-as-non-root", script="echo RAN", check_rc=1)
+    assert "runAsNonRoot" in p.stderr and "RAN" not in p.stdout
+    assert run(env, "--run-as-non-root", "--user", "app", script="id -u").stdout.strip() == "1000"
+
+
+def test_working_dir_is_created(env):
+    assert run(env, "--workdir", "/srv/new/dir", script="pwd").stdout.strip() == "/srv/new/dir"
 
 
 def test_layers_whiteouts_and_writes_stay_in_the_container(env):
