@@ -167,6 +167,7 @@ def remove_sandbox(run_root: str, pod_uid: str, cgroup_root: str = "kubelet-py")
     """Kill what is left in the pod cgroup, unpin, unmount, delete. Idempotent, and safe after a
     half-done create or a crash."""
     d = os.path.join(run_root, "pods", pod_uid)
+    _stop_supervisor(d)
     for qos in ("guaranteed", "burstable", "besteffort"):
         cg = Cgroup(pod_cgroup_path(cgroup_root, qos, pod_uid))
         if any(os.path.isdir(x) for x in cg.dirs()):
@@ -185,12 +186,36 @@ def remove_sandbox(run_root: str, pod_uid: str, cgroup_root: str = "kubelet-py")
             os.rmdir(p)
         elif os.path.exists(p):
             os.unlink(p)
-    for p in (os.path.join(d, "sandbox.json"),):
-        if os.path.exists(p):
-            os.unlink(p)
-    for p in (os.path.join(d, "ns"), d):
+    for name in ("sandbox.json", "shim.sock", "shim.pid", "shim.pid.tmp", "shim.log"):
+        if os.path.lexists(os.path.join(d, name)):
+            os.unlink(os.path.join(d, name))
+    states = os.path.join(d, "containers")
+    if os.path.isdir(states):
+        for name in os.listdir(states):
+            if name.endswith((".json", ".json.tmp")):
+                os.unlink(os.path.join(states, name))
+    for p in (states, os.path.join(d, "ns"), d):
         if os.path.isdir(p):
             os.rmdir(p)
+
+
+def _stop_supervisor(pod_dir: str) -> None:
+    """SIGKILL the pod's supervisor if it is still there (checked by its cmdline, never a
+    recycled pid of something else)."""
+    try:
+        pid = int(open(os.path.join(pod_dir, "shim.pid")).read())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().split(b"\0")
+    except (OSError, ValueError):
+        return
+    if b"runtime.shim" in cmd and pod_dir.encode() in cmd:
+        import signal
+        import time
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(200):
+            if not os.path.exists(f"/proc/{pid}"):
+                break
+            time.sleep(0.01)
 
 
 def load_sandbox(run_root: str, pod_uid: str) -> Sandbox:

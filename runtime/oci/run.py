@@ -30,6 +30,7 @@ DEFAULT_DEVICES = [("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/full", 1, 7)
                    ("/dev/urandom", 1, 9), ("/dev/tty", 5, 0)]
 DEV_LINKS = [("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"), ("/proc/self/fd/1", "/dev/stdout"),
              ("/proc/self/fd/2", "/dev/stderr"), ("pts/ptmx", "/dev/ptmx")]
+_CATCHABLE = [s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP) and s < signal.SIGRTMIN]
 _RLIMIT = {n: getattr(resource, n) for n in dir(resource) if n.startswith("RLIMIT_")}
 
 
@@ -273,6 +274,11 @@ def _init(spec: Spec, rootfs: str, cgroup: Cgroup | None, report_fd: int) -> Non
         os.umask(spec.umask)
     if spec.no_new_privs:
         ksys.prctl(ksys.PR_SET_NO_NEW_PRIVS, 1)
+    # the container starts with default signal dispositions and nothing blocked, whatever the
+    # supervisor ignores (an ignored SIGTERM would survive execve and defeat the stop)
+    for sig in _CATCHABLE:
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
     exe = _find_exe(spec.args[0], spec.env)
     # no fd of the agent may reach the container (CVE-2024-21626): close all but the report
     # pipe (close-on-exec) before the chdir, then check the cwd is inside the new root
@@ -303,8 +309,24 @@ def _with_home(spec: Spec, rootfs: str) -> None:
     spec.env.append(f"HOME={home}")
 
 
-def run(spec: Spec, rootfs: str, container_id: str, cgroup_parent: str = "kubelet-py") -> ExitStatus:
-    """Run the container in the foreground until it exits."""
+@dataclass
+class Started:
+    """A container whose init has exec'd its command (or exited)."""
+    pid: int
+    cgroup: Cgroup
+
+    def cleanup(self) -> None:
+        self.cgroup.kill_all()
+        self.cgroup.destroy()
+
+    def status(self, code: int) -> ExitStatus:
+        return ExitStatus(code, code == 137 and self.cgroup.oom_killed())
+
+
+def start(spec: Spec, rootfs: str, container_id: str, cgroup_parent: str = "kubelet-py",
+          stdio: tuple[int, int, int] | None = None) -> Started:
+    """Create the cgroup, start the init and return once it has exec'd the command. The caller
+    must be a child subreaper (it becomes the init's parent) and reaps it."""
     _with_home(spec, rootfs)
     ns_paths = {t: p for t, p in spec.namespaces if p}
     ns_new = [t for t, p in spec.namespaces if not p]
@@ -323,18 +345,34 @@ def run(spec: Spec, rootfs: str, container_id: str, cgroup_parent: str = "kubele
         cgroup.create()
         try:
             cgroup.apply(resources_from_spec(spec.resources))
-            code = _start_and_wait(spec, rootfs, cgroup, flags, ns_fds, "cgroup" in ns_new)
-            return ExitStatus(code, code == 137 and cgroup.oom_killed())
-        finally:
+            pid = _spawn(spec, rootfs, cgroup, flags, ns_fds, "cgroup" in ns_new, stdio)
+        except BaseException:
             cgroup.kill_all()
             cgroup.destroy()
+            raise
+        return Started(pid, cgroup)
     finally:
         for fd in ns_fds.values():
             os.close(fd)
 
 
-def _start_and_wait(spec, rootfs, cgroup, flags, ns_fds, new_cgroupns) -> int:
+def run(spec: Spec, rootfs: str, container_id: str, cgroup_parent: str = "kubelet-py") -> ExitStatus:
+    """Run the container in the foreground until it exits (as `runc run`)."""
     ksys.prctl(ksys.PR_SET_CHILD_SUBREAPER, 1)
+    st = start(spec, rootfs, container_id, cgroup_parent)
+    try:
+        # forward the usual termination signals to the container, as `runc run` does
+        old = {s: signal.signal(s, lambda n, _f: os.kill(st.pid, n)) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+        try:
+            return st.status(_reap(st.pid))
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+    finally:
+        st.cleanup()
+
+
+def _spawn(spec, rootfs, cgroup, flags, ns_fds, new_cgroupns, stdio) -> int:
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     rep_r, rep_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
@@ -343,6 +381,9 @@ def _start_and_wait(spec, rootfs, cgroup, flags, ns_fds, new_cgroupns) -> int:
         try:
             os.close(go_w)
             os.close(rep_r)
+            if stdio is not None:
+                for target, fd in enumerate(stdio):
+                    os.dup2(fd, target)
             os.read(go_r, 1)  # the parent has put us in the cgroup
             for t in ("network", "ipc", "uts", "pid", "mount", "cgroup"):
                 if t in ns_fds:
@@ -350,12 +391,10 @@ def _start_and_wait(spec, rootfs, cgroup, flags, ns_fds, new_cgroupns) -> int:
             ksys.unshare(flags)
             if new_cgroupns:
                 ksys.unshare(ksys.CLONE_NEWCGROUP)
-            child = os.fork() if flags & ksys.CLONE_NEWPID or "pid" in ns_fds else 0
+            child = os.fork()  # the init: PID 1 of the new pid namespace
             if child:
                 os.write(rep_w, f"P{child}\n".encode())
                 os._exit(0)
-            if not (flags & ksys.CLONE_NEWPID or "pid" in ns_fds):
-                os.write(rep_w, f"P{os.getpid()}\n".encode())
             _init(spec, rootfs, cgroup, rep_w)
         except BaseException as e:  # noqa: BLE001 - reported to the parent as one line
             msg = f"{type(e).__name__}: {e}" if not isinstance(e, (RunError, OSError)) else str(e)
@@ -385,20 +424,12 @@ def _start_and_wait(spec, rootfs, cgroup, flags, ns_fds, new_cgroupns) -> int:
         if line.startswith("P"):
             init_pid = int(line[1:])
         elif line.startswith("E"):
-            if init_pid and init_pid != pid:
+            if init_pid:
                 _reap(init_pid)
             raise RunError(f"container start failed: {line[1:]}")
     if init_pid is None:
         raise RunError("container start failed: the init process vanished")
-    if init_pid == pid:
-        return 0
-    # forward the usual termination signals to the container, as `runc run` does
-    old = {s: signal.signal(s, lambda n, _f: os.kill(init_pid, n)) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    try:
-        return _reap(init_pid)
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
+    return init_pid
 
 
 def _reap(pid: int) -> int:

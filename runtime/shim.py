@@ -1,0 +1,326 @@
+"""The per-pod supervisor (what containerd's shim does), and the client the daemon uses.
+
+The supervisor is a fresh process (`python -m runtime.shim`), detached (own session, reparented
+away from whoever started it), single-threaded, a child subreaper. It starts the pod's
+containers, owns their stdout/stderr and writes them in the CRI log format, reaps them, and
+records pid, start time, exit code and finish time in atomic state files, so a daemon that was
+SIGKILLed and restarted reconnects and loses no exit code and no log line.
+
+    <run-root>/pods/<uid>/shim.sock   requests: one JSON object per line, one answer each
+    <run-root>/pods/<uid>/shim.pid
+    <run-root>/pods/<uid>/containers/<id>.json   state (atomic writes)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+from .errors import RuntimeFailure
+
+MAX_LINE = 16 * 1024  # a longer line is split into P(artial) records, as the CRI log format does
+
+
+class ShimError(RuntimeFailure):
+    pass
+
+
+def now_rfc3339() -> str:
+    t = time.time_ns()
+    return datetime.fromtimestamp(t // 10**9, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t % 10**9:09d}Z"
+
+
+def cri_records(stream: str, buf: bytearray, final: bool = False) -> list[bytes]:
+    """Cut complete lines (and over-long pieces) out of `buf` as CRI log records (pure but for
+    the clock): `<RFC3339Nano> stdout|stderr F|P <text>`."""
+    out = []
+    while True:
+        nl = buf.find(b"\n")
+        if nl >= 0 and nl <= MAX_LINE:
+            out.append(f"{now_rfc3339()} {stream} F ".encode() + bytes(buf[:nl]) + b"\n")
+            del buf[: nl + 1]
+        elif len(buf) > MAX_LINE:
+            out.append(f"{now_rfc3339()} {stream} P ".encode() + bytes(buf[:MAX_LINE]) + b"\n")
+            del buf[:MAX_LINE]
+        else:
+            break
+    if final and buf:
+        out.append(f"{now_rfc3339()} {stream} F ".encode() + bytes(buf) + b"\n")
+        buf.clear()
+    return out
+
+
+def _atomic_json(path: str, doc: dict) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, path)
+
+
+# ---- the supervisor ---------------------------------------------------------------------------
+
+class _Container:
+    def __init__(self, cid, started, log_path, state_path):
+        self.cid, self.started, self.log_path, self.state_path = cid, started, log_path, state_path
+        self.bufs = {"stdout": bytearray(), "stderr": bytearray()}
+        self.open_streams = 2
+        self.log = open(log_path, "ab", buffering=0)
+        self.state = {"id": cid, "pid": started.pid, "status": "running", "started_at": now_rfc3339(),
+                      "exit_code": None, "finished_at": None, "reason": None, "log_path": log_path}
+        _atomic_json(state_path, self.state)
+
+
+class Supervisor:
+    def __init__(self, pod_dir: str, cgroup_parent: str):
+        self.pod_dir = pod_dir
+        self.cgroup_parent = cgroup_parent
+        self.containers: dict[str, _Container] = {}
+        self.by_pid: dict[int, _Container] = {}
+        self.sel = selectors.DefaultSelector()
+        os.makedirs(os.path.join(pod_dir, "containers"), exist_ok=True)
+
+    def serve(self) -> None:
+        from .linux import sys as ksys
+        ksys.prctl(ksys.PR_SET_CHILD_SUBREAPER, 1)
+        sock_path = os.path.join(self.pod_dir, "shim.sock")
+        if os.path.exists(sock_path):
+            os.unlink(sock_path)
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(sock_path)
+        os.chmod(sock_path, 0o600)
+        srv.listen(16)
+        srv.setblocking(False)
+        self.sel.register(srv, selectors.EVENT_READ, ("accept", None))
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the pod's life is decided by the daemon
+        self.sel.register(wake_r, selectors.EVENT_READ, ("sigchld", None))
+        with open(os.path.join(self.pod_dir, "shim.pid.tmp"), "w") as f:
+            f.write(str(os.getpid()))
+        os.rename(os.path.join(self.pod_dir, "shim.pid.tmp"), os.path.join(self.pod_dir, "shim.pid"))
+        self.running = True
+        while self.running:
+            for key, _ in self.sel.select(timeout=1.0):
+                kind, obj = key.data
+                if kind == "accept":
+                    conn, _ = srv.accept()
+                    conn.setblocking(True)
+                    self.sel.register(conn, selectors.EVENT_READ, ("client", bytearray()))
+                elif kind == "client":
+                    self._client(key.fileobj, obj)
+                elif kind == "stream":
+                    self._stream(key.fileobj, *obj)
+                elif kind == "sigchld":
+                    try:
+                        os.read(wake_r, 4096)
+                    except BlockingIOError:
+                        pass
+            self._reap()
+        srv.close()
+        os.unlink(sock_path)
+
+    def _client(self, conn, buf) -> None:
+        data = conn.recv(65536)
+        if not data:
+            self.sel.unregister(conn)
+            conn.close()
+            return
+        buf += data
+        while b"\n" in buf:
+            line, _, rest = bytes(buf).partition(b"\n")
+            buf[:] = rest
+            try:
+                req = json.loads(line)
+                answer = {"ok": True, **(self._handle(req) or {})}
+            except Exception as e:  # noqa: BLE001 - every failure is an answer, never a crash
+                answer = {"ok": False, "error": str(e)}
+            conn.sendall(json.dumps(answer).encode() + b"\n")
+
+    def _handle(self, req: dict) -> dict | None:
+        op = req.get("op")
+        if op == "ping":
+            return {"pid": os.getpid()}
+        if op == "start":
+            return self._start(req["id"], req["bundle"], req["log_path"])
+        if op == "status":
+            return {"containers": {c.cid: c.state for c in self.containers.values()}}
+        if op == "signal":
+            c = self.containers[req["id"]]
+            if c.state["status"] == "running":
+                os.kill(c.started.pid, int(req.get("signal", signal.SIGTERM)))
+            return None
+        if op == "kill-all":  # every process of the container's cgroup
+            self.containers[req["id"]].started.cgroup.kill_all()
+            return None
+        if op == "forget":
+            c = self.containers.pop(req["id"])
+            if c.state["status"] == "running":
+                raise ShimError(f"container {c.cid} is still running")
+            return None
+        if op == "shutdown":
+            if any(c.state["status"] == "running" for c in self.containers.values()):
+                raise ShimError("containers are still running")
+            self.running = False
+            return None
+        raise ShimError(f"unknown op {op!r}")
+
+    def _start(self, cid: str, bundle: str, log_path: str) -> dict:
+        from .oci.run import load_bundle, start
+        if cid in self.containers and self.containers[cid].state["status"] == "running":
+            raise ShimError(f"container {cid} is already running")
+        spec, rootfs = load_bundle(bundle)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        devnull = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        try:
+            started = start(spec, rootfs, cid, self.cgroup_parent, stdio=(devnull, out_w, err_w))
+        except BaseException:
+            for fd in (out_r, err_r):
+                os.close(fd)
+            raise
+        finally:
+            for fd in (out_w, err_w, devnull):
+                os.close(fd)
+        c = _Container(cid, started, log_path, os.path.join(self.pod_dir, "containers", f"{cid}.json"))
+        self.containers[cid] = c
+        self.by_pid[started.pid] = c
+        for fd, stream in ((out_r, "stdout"), (err_r, "stderr")):
+            os.set_blocking(fd, False)
+            self.sel.register(fd, selectors.EVENT_READ, ("stream", (c, stream)))
+        return {"pid": started.pid}
+
+    def _stream(self, fd: int, c: _Container, stream: str) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        buf = c.bufs[stream]
+        if data:
+            buf += data
+            recs = cri_records(stream, buf)
+        else:  # the container closed it (exited)
+            recs = cri_records(stream, buf, final=True)
+            self.sel.unregister(fd)
+            os.close(fd)
+            c.open_streams -= 1
+        if recs:
+            c.log.write(b"".join(recs))
+        if c.open_streams == 0 and c.state["exit_code"] is not None:
+            self._finish(c)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            c = self.by_pid.pop(pid, None)
+            if c is None:
+                continue  # an intermediate, or an orphan of a container: reaped and done
+            code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+            st = c.started.status(code)
+            c.state.update(exit_code=code, reason=st.reason)
+            c.started.cgroup.kill_all()  # the rest of the container dies with its init
+            if c.open_streams == 0:
+                self._finish(c)
+
+    def _finish(self, c: _Container) -> None:
+        if c.state["status"] == "exited":
+            return
+        c.state.update(status="exited", finished_at=now_rfc3339())
+        c.log.close()
+        c.started.cgroup.destroy()
+        _atomic_json(c.state_path, c.state)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    ap = argparse.ArgumentParser(prog="python -m runtime.shim")
+    ap.add_argument("--pod-dir", required=True)
+    ap.add_argument("--cgroup-parent", default="kubelet-py")
+    a = ap.parse_args(argv)
+    if os.fork():  # detach: the starter reaps us at once and the supervisor is nobody's child
+        os._exit(0)
+    os.setsid()
+    Supervisor(a.pod_dir, a.cgroup_parent).serve()
+    return 0
+
+
+# ---- the client ---------------------------------------------------------------------------
+
+class ShimClient:
+    def __init__(self, pod_dir: str):
+        self.pod_dir = pod_dir
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(os.path.join(pod_dir, "shim.sock"))
+        self.file = self.sock.makefile("rb")
+
+    def call(self, op: str, **kw) -> dict:
+        self.sock.sendall(json.dumps({"op": op, **kw}).encode() + b"\n")
+        line = self.file.readline()
+        if not line:
+            raise ShimError(f"supervisor of {self.pod_dir} closed the connection")
+        ans = json.loads(line)
+        if not ans.pop("ok"):
+            raise ShimError(ans.get("error", "unknown error"))
+        return ans
+
+    def state(self, cid: str) -> dict:
+        return self.call("status")["containers"][cid]
+
+    def wait(self, cid: str, timeout: float = 30.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st = self.state(cid)
+            if st["status"] == "exited":
+                return st
+            time.sleep(0.01)
+        raise ShimError(f"container {cid} still running after {timeout}s")
+
+    def stop(self, cid: str, grace: float = 30.0) -> dict:
+        """SIGTERM, the grace period, then SIGKILL of every process in the container's cgroup."""
+        self.call("signal", id=cid, signal=int(signal.SIGTERM))
+        try:
+            return self.wait(cid, grace)
+        except ShimError:
+            self.call("kill-all", id=cid)
+            return self.wait(cid, 10)
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+def start_supervisor(pod_dir: str, cgroup_parent: str, timeout: float = 10.0) -> ShimClient:
+    """Launch the pod's supervisor (detached) and connect to it."""
+    subprocess.run([sys.executable, "-m", "runtime.shim", "--pod-dir", pod_dir, "--cgroup-parent", cgroup_parent],
+                   check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=open(os.path.join(pod_dir, "shim.log"), "ab"), close_fds=True,
+                   cwd="/", env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                                 "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            c = ShimClient(pod_dir)
+            c.call("ping")
+            return c
+        except (FileNotFoundError, ConnectionRefusedError):
+            time.sleep(0.01)
+    raise ShimError(f"the supervisor of {pod_dir} did not come up (see {pod_dir}/shim.log)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""The per-pod supervisor: detached from the daemon, CRI logs, exit codes kept across a daemon
+SIGKILL and restart, stop with a grace period, nothing left afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+
+import pytest
+
+from runtime.image.archive import import_path
+from runtime.image.build import write_oci_layout
+from runtime.image.store import ImageStore
+from runtime.image.testimages import DEFAULT_IMAGE, busybox_image
+from tests.integration.leaks import assert_no_leaks, remove_cgroup_tree
+
+pytestmark = [pytest.mark.root, pytest.mark.cgroups]
+CRI_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (stdout|stderr) [FP] ")
+
+DAEMON = textwrap.dedent("""
+    import sys
+    from runtime.container import Paths, bundle_for
+    from runtime.image.store import ImageStore
+    from runtime.oci.spec import ContainerRequest
+    from runtime.sandbox import create_sandbox
+    from runtime.shim import start_supervisor
+    root, run, cg, script, log = sys.argv[1:6]
+    paths = Paths(root, run, cg)
+    sb = create_sandbox(run, "pod-shim", "shimpod", cgroup_root=cg)
+    client = start_supervisor(sb.dir, cg)
+    for cid in ("loop", "quick"):
+        s = script if cid == "loop" else "echo quick-out; echo quick-err >&2; exit 7"
+        b = bundle_for(ImageStore(root), "%s", ContainerRequest(name=cid, command=["sh", "-c", s]), paths, cid, None, sb)
+        print(client.call("start", id=cid, bundle=b, log_path=log + "/" + cid + "/0.log")["pid"], flush=True)
+    import time; time.sleep(600)
+""" % DEFAULT_IMAGE)
+
+LOOP = "trap 'echo bye; exit 0' TERM; echo one; echo two >&2; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done"
+
+
+@pytest.fixture
+def env(tmp_path):
+    root, run, logs = str(tmp_path / "root"), str(tmp_path / "run"), str(tmp_path / "logs")
+    layout = str(tmp_path / "layout")
+    write_oci_layout(layout, {DEFAULT_IMAGE: busybox_image()})
+    import_path(ImageStore(root), layout)
+    cg = f"kpytest-{uuid.uuid4().hex[:8]}"
+    yield {"root": root, "run": run, "cg": cg, "logs": logs}
+    from runtime.sandbox import remove_sandbox
+    remove_sandbox(run, "pod-shim", cg)
+    assert_no_leaks(root, run, cg)
+    remove_cgroup_tree(cg)
+
+
+def test_containers_survive_a_daemon_sigkill_and_nothing_is_lost(env):
+    from runtime.container import Paths, remove_container
+    from runtime.shim import ShimClient
+    daemon = subprocess.Popen([sys.executable, "-c", DAEMON, env["root"], env["run"], env["cg"], LOOP, env["logs"]],
+                              stdout=subprocess.PIPE, text=True)
+    loop_pid = int(daemon.stdout.readline())
+    int(daemon.stdout.readline())
+    time.sleep(0.5)
+    daemon.send_signal(signal.SIGKILL)  # the daemon dies; the supervisor and containers do not
+    daemon.wait()
+    pod_dir = os.path.join(env["run"], "pods", "pod-shim")
+    shim_pid = int(open(os.path.join(pod_dir, "shim.pid")).read())
+    assert open(f"/proc/{shim_pid}/stat").read().split()[3] != str(daemon.pid)  # not the daemon's child
+    os.kill(loop_pid, 0)  # still running
+    time.sleep(0.3)
+    client = ShimClient(pod_dir)  # "a restarted daemon reconnects"
+    st = client.call("status")["containers"]
+    assert st["loop"]["status"] == "running" and st["loop"]["pid"] == loop_pid
+    quick = client.wait("quick")
+    assert (quick["exit_code"], quick["reason"]) == (7, "Error")
+    final = client.stop("loop", grace=5)
+    assert (final["exit_code"], final["status"]) == (0, "exited")
+    with pytest.raises(ProcessLookupError):
+        os.kill(loop_pid, 0)
+    loop_log = open(os.path.join(env["logs"], "loop", "0.log")).read().splitlines()
+    assert all(CRI_LINE.match(ln) for ln in loop_log), loop_log[:3]
+    texts = [ln.split(" ", 3)[1:] for ln in loop_log]
+    assert ["stdout", "F", "one"] in texts and ["stderr", "F", "two"] in texts and texts[-1] == ["stdout", "F", "bye"]
+    ticks = [int(t[2].split()[1]) for t in texts if t[2].startswith("tick")]
+    assert ticks == list(range(len(ticks))) and len(ticks) >= 5  # no line lost while the daemon was gone
+    quick_log = open(os.path.join(env["logs"], "quick", "0.log")).read()
+    assert " stdout F quick-out\n" in quick_log and " stderr F quick-err\n" in quick_log
+    assert json.load(open(os.path.join(pod_dir, "containers", "quick.json")))["exit_code"] == 7
+    paths = Paths(env["root"], env["run"], env["cg"])
+    for cid in ("loop", "quick"):
+        client.call("forget", id=cid)
+        remove_container(ImageStore(env["root"]), paths, cid)
+    client.call("shutdown")
+    client.close()
+    for _ in range(100):
+        if not os.path.exists(f"/proc/{shim_pid}"):
+            break
+        time.sleep(0.02)
+    assert not os.path.exists(os.path.join(pod_dir, "shim.sock"))  # the supervisor exited cleanly
