@@ -69,8 +69,9 @@ def _atomic_json(path: str, doc: dict) -> None:
 # ---- the supervisor ---------------------------------------------------------------------------
 
 class _Container:
-    def __init__(self, cid, started, log_path, state_path):
+    def __init__(self, cid, started, log_path, state_path, spec):
         self.cid, self.started, self.log_path, self.state_path = cid, started, log_path, state_path
+        self.spec = spec
         self.bufs = {"stdout": bytearray(), "stderr": bytearray()}
         self.open_streams = 2
         self.log = open(log_path, "ab", buffering=0)
@@ -85,6 +86,7 @@ class Supervisor:
         self.cgroup_parent = cgroup_parent
         self.containers: dict[str, _Container] = {}
         self.by_pid: dict[int, _Container] = {}
+        self.execs: dict[int, int | None] = {}  # exec pid -> exit code (None while running)
         self.sel = selectors.DefaultSelector()
         os.makedirs(os.path.join(pod_dir, "containers"), exist_ok=True)
 
@@ -139,15 +141,32 @@ class Supervisor:
         while b"\n" in buf:
             line, _, rest = bytes(buf).partition(b"\n")
             buf[:] = rest
+            fds: list[int] = []
             try:
                 req = json.loads(line)
-                answer = {"ok": True, **(self._handle(req) or {})}
+                answer = {"ok": True, **(self._handle(req, fds) or {})}
             except Exception as e:  # noqa: BLE001 - every failure is an answer, never a crash
                 answer = {"ok": False, "error": str(e)}
-            conn.sendall(json.dumps(answer).encode() + b"\n")
+            data = json.dumps(answer).encode() + b"\n"
+            if fds:  # the exec's output pipes travel with the answer (SCM_RIGHTS)
+                socket.send_fds(conn, [data], fds)
+                for fd in fds:
+                    os.close(fd)
+            else:
+                conn.sendall(data)
 
-    def _handle(self, req: dict) -> dict | None:
+    def _handle(self, req: dict, fds: list[int]) -> dict | None:
         op = req.get("op")
+        if op == "exec":
+            return self._exec(req, fds)
+        if op == "exec-status":
+            pid = int(req["pid"])
+            if pid not in self.execs:
+                raise ShimError(f"no exec with pid {pid}")
+            code = self.execs[pid]
+            if code is not None:
+                del self.execs[pid]
+            return {"exit_code": code}
         if op == "ping":
             return {"pid": os.getpid()}
         if op == "start":
@@ -192,13 +211,35 @@ class Supervisor:
         finally:
             for fd in (out_w, err_w, devnull):
                 os.close(fd)
-        c = _Container(cid, started, log_path, os.path.join(self.pod_dir, "containers", f"{cid}.json"))
+        c = _Container(cid, started, log_path, os.path.join(self.pod_dir, "containers", f"{cid}.json"), spec)
         self.containers[cid] = c
         self.by_pid[started.pid] = c
         for fd, stream in ((out_r, "stdout"), (err_r, "stderr")):
             os.set_blocking(fd, False)
             self.sel.register(fd, selectors.EVENT_READ, ("stream", (c, stream)))
         return {"pid": started.pid}
+
+    def _exec(self, req: dict, fds: list[int]) -> dict:
+        from .oci.run import exec_in
+        c = self.containers[req["id"]]
+        if c.state["status"] != "running":
+            raise ShimError(f"container {c.cid} is not running")
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        devnull = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            pid = exec_in(c.started.pid, c.spec, c.started.cgroup, list(req["args"]), req.get("env"),
+                          req.get("cwd"), stdio=(devnull, out_w, err_w))
+        except BaseException:
+            os.close(out_r)
+            os.close(err_r)
+            raise
+        finally:
+            for fd in (out_w, err_w, devnull):
+                os.close(fd)
+        self.execs[pid] = None
+        fds += [out_r, err_r]
+        return {"pid": pid}
 
     def _stream(self, fd: int, c: _Container, stream: str) -> None:
         try:
@@ -227,10 +268,13 @@ class Supervisor:
                 return
             if pid == 0:
                 return
+            code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+            if pid in self.execs:
+                self.execs[pid] = code
+                continue
             c = self.by_pid.pop(pid, None)
             if c is None:
                 continue  # an intermediate, or an orphan of a container: reaped and done
-            code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
             st = c.started.status(code)
             c.state.update(exit_code=code, reason=st.reason)
             c.started.cgroup.kill_all()  # the rest of the container dies with its init
@@ -277,6 +321,42 @@ class ShimClient:
         if not ans.pop("ok"):
             raise ShimError(ans.get("error", "unknown error"))
         return ans
+
+    def exec(self, cid: str, args: list[str], env: list[str] | None = None, timeout: float = 60.0) -> tuple[int, bytes, bytes]:
+        """Run `args` in the container; (exit code, stdout, stderr)."""
+        self.sock.sendall(json.dumps({"op": "exec", "id": cid, "args": args, "env": env}).encode() + b"\n")
+        msg, fds, _flags, _addr = socket.recv_fds(self.sock, 65536, 2)
+        ans = json.loads(msg.split(b"\n", 1)[0])
+        if not ans.pop("ok"):
+            for fd in fds:
+                os.close(fd)
+            raise ShimError(ans.get("error", "exec failed"))
+        outs = []
+        sel = selectors.DefaultSelector()
+        bufs = {fd: bytearray() for fd in fds}
+        for fd in fds:
+            sel.register(fd, selectors.EVENT_READ)
+        open_fds = set(fds)
+        deadline = time.monotonic() + timeout
+        while open_fds and time.monotonic() < deadline:
+            for key, _ in sel.select(timeout=0.5):
+                data = os.read(key.fd, 65536)
+                if data:
+                    bufs[key.fd] += data
+                else:
+                    sel.unregister(key.fd)
+                    os.close(key.fd)
+                    open_fds.discard(key.fd)
+        for fd in open_fds:
+            os.close(fd)
+        outs = [bytes(bufs[fd]) for fd in fds]
+        while True:
+            code = self.call("exec-status", pid=ans["pid"])["exit_code"]
+            if code is not None:
+                return code, outs[0], outs[1]
+            if time.monotonic() > deadline:
+                raise ShimError(f"exec {args[0]!r} still running after {timeout}s")
+            time.sleep(0.0005)
 
     def state(self, cid: str) -> dict:
         return self.call("status")["containers"][cid]

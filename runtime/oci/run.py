@@ -243,6 +243,15 @@ def _init(spec: Spec, rootfs: str, cgroup: Cgroup | None, report_fd: int) -> Non
     for k, v in spec.sysctl.items():
         with open("/proc/sys/" + k.replace(".", "/"), "w") as f:
             f.write(v)
+    if spec.oom_score_adj is not None:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(spec.oom_score_adj))
+    _become(spec, spec.args, spec.env, spec.cwd, report_fd)
+
+
+def _become(spec: Spec, args: list[str], env: list[str], cwd: str, report_fd: int) -> None:
+    """The last steps of the container's init, and of every exec into the container: limits,
+    user and capabilities (in runc's order), no_new_privs, clean signals, no fds, cwd, execve."""
     if not any(name == "RLIMIT_NOFILE" for name, _s, _h in spec.rlimits):
         # runc and the containerd shim (Go) run with the soft NOFILE limit raised to the hard
         # one, and containers inherit that; so do ours
@@ -250,10 +259,6 @@ def _init(spec: Spec, rootfs: str, cgroup: Cgroup | None, report_fd: int) -> Non
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     for name, soft, hard in spec.rlimits:
         resource.setrlimit(_RLIMIT[name], (soft, hard))
-    if spec.oom_score_adj is not None:
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write(str(spec.oom_score_adj))
-    # user and capabilities, in runc's order
     caps = spec.caps
     for cap in range(last_cap() + 1):
         if not caps["bounding"] >> cap & 1:
@@ -279,15 +284,15 @@ def _init(spec: Spec, rootfs: str, cgroup: Cgroup | None, report_fd: int) -> Non
     for sig in _CATCHABLE:
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    exe = _find_exe(spec.args[0], spec.env)
+    exe = _find_exe(args[0], env)
     # no fd of the agent may reach the container (CVE-2024-21626): close all but the report
     # pipe (close-on-exec) before the chdir, then check the cwd is inside the new root
     os.closerange(3, report_fd)
     os.closerange(report_fd + 1, 1 << 16)
-    os.chdir(spec.cwd)
+    os.chdir(cwd)
     if not os.getcwd().startswith("/"):
-        raise RunError(f"cwd {spec.cwd} is outside the container")
-    os.execve(exe, spec.args, dict(e.split("=", 1) for e in spec.env))
+        raise RunError(f"cwd {cwd} is outside the container")
+    os.execve(exe, args, dict(e.split("=", 1) for e in env))
 
 
 # ---- the parent ---------------------------------------------------------------------------
@@ -430,6 +435,80 @@ def _spawn(spec, rootfs, cgroup, flags, ns_fds, new_cgroupns, stdio) -> int:
     if init_pid is None:
         raise RunError("container start failed: the init process vanished")
     return init_pid
+
+
+_NS_ORDER = (("ipc", ksys.CLONE_NEWIPC), ("uts", ksys.CLONE_NEWUTS), ("net", ksys.CLONE_NEWNET),
+             ("pid", ksys.CLONE_NEWPID), ("cgroup", ksys.CLONE_NEWCGROUP), ("mnt", ksys.CLONE_NEWNS))
+
+
+def exec_in(init_pid: int, spec: Spec, cgroup: Cgroup, args: list[str], env: list[str] | None = None,
+            cwd: str | None = None, stdio: tuple[int, int, int] | None = None) -> int:
+    """Start `args` inside the running container whose init is `init_pid`: all its namespaces,
+    its cgroup, its user, capabilities and no_new_privs. Returns the new process's pid (a child
+    of the caller, who must be a subreaper and reaps it). A fork, no new interpreter."""
+    env = list(spec.env if env is None else env)
+    ns_fds = []
+    try:
+        for name, flag in _NS_ORDER:
+            try:
+                fd = os.open(f"/proc/{init_pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                raise RunError(f"container init {init_pid} is gone") from None
+            if os.stat(f"/proc/{init_pid}/ns/{name}").st_ino == os.stat(f"/proc/self/ns/{name}").st_ino:
+                os.close(fd)  # the host's own (hostNetwork and the like): nothing to join
+                continue
+            ns_fds.append((fd, flag))
+        go_r, go_w = os.pipe2(os.O_CLOEXEC)
+        rep_r, rep_w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(go_w)
+                os.close(rep_r)
+                if stdio is not None:
+                    for target, fd in enumerate(stdio):
+                        os.dup2(fd, target)
+                os.read(go_r, 1)
+                for fd, flag in ns_fds:
+                    ksys.setns(fd, flag)
+                child = os.fork()  # enter the pid namespace for real
+                if child:
+                    os.write(rep_w, f"P{child}\n".encode())
+                    os._exit(0)
+                os.chdir("/")
+                _become(spec, args, env, cwd or spec.cwd, rep_w)
+            except BaseException as e:  # noqa: BLE001
+                try:
+                    os.write(rep_w, f"E{e}\n".encode(errors="replace"))
+                except OSError:
+                    pass
+            os._exit(127)
+        os.close(go_r)
+        os.close(rep_w)
+        try:
+            cgroup.add(pid)
+        finally:
+            os.write(go_w, b"g")
+            os.close(go_w)
+        data = b""
+        while chunk := os.read(rep_r, 4096):
+            data += chunk
+        os.close(rep_r)
+        os.waitpid(pid, 0)
+        child = None
+        for line in data.decode(errors="replace").splitlines():
+            if line.startswith("P"):
+                child = int(line[1:])
+            elif line.startswith("E"):
+                if child:
+                    _reap(child)
+                raise RunError(f"exec failed: {line[1:]}")
+        if child is None:
+            raise RunError("exec failed: the process vanished")
+        return child
+    finally:
+        for fd, _ in ns_fds:
+            os.close(fd)
 
 
 def _reap(pid: int) -> int:

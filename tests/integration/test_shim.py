@@ -53,8 +53,11 @@ def env(tmp_path):
     import_path(ImageStore(root), layout)
     cg = f"kpytest-{uuid.uuid4().hex[:8]}"
     yield {"root": root, "run": run, "cg": cg, "logs": logs}
+    from runtime.container import Paths, remove_container
     from runtime.sandbox import remove_sandbox
-    remove_sandbox(run, "pod-shim", cg)
+    remove_sandbox(run, "pod-shim", cg)  # also kills a supervisor a failed test left running
+    for cid in ("loop", "quick"):
+        remove_container(ImageStore(root), Paths(root, run, cg), cid)
     assert_no_leaks(root, run, cg)
     remove_cgroup_tree(cg)
 
@@ -79,6 +82,15 @@ def test_containers_survive_a_daemon_sigkill_and_nothing_is_lost(env):
     assert st["loop"]["status"] == "running" and st["loop"]["pid"] == loop_pid
     quick = client.wait("quick")
     assert (quick["exit_code"], quick["reason"]) == (7, "Error")
+    # exec joins the running container: its namespaces, rootfs, user and cgroup
+    code, out, err = client.exec("loop", ["sh", "-c", "hostname; readlink /proc/1/ns/pid; readlink /proc/self/ns/pid; "
+                                          "cat /proc/self/cgroup | grep -c pod-shim; ls /proc/self/fd; exit 3"])
+    lines = out.decode().split()
+    assert code == 3 and lines[0] == "shimpod" and lines[1] == lines[2] and int(lines[3]) >= 1, (out, err)
+    assert sorted(lines[4:]) == ["0", "1", "2", "3"]  # no fd of the supervisor leaks in
+    assert client.exec("loop", ["true"])[0] == 0
+    with pytest.raises(Exception, match="No such file"):
+        client.exec("loop", ["/no/such/binary"])
     final = client.stop("loop", grace=5)
     assert (final["exit_code"], final["status"]) == (0, "exited")
     with pytest.raises(ProcessLookupError):
