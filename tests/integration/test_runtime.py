@@ -173,30 +173,40 @@ def test_device_cgroup_denies_devices_outside_the_allowlist(env):
     assert run(env, script=script).stdout.split() == ["null-ok"]
 
 
-def test_two_containers_of_a_pod_share_net_ipc_uts_shm_not_pid(env, capfd):
-    from runtime.container import Paths, run_image
+def test_two_containers_of_a_pod_share_net_ipc_uts_shm_not_pid(env):
+    from runtime.container import Paths, bundle_for, remove_container
     from runtime.oci.spec import ContainerRequest
     from runtime.sandbox import create_sandbox, remove_sandbox
+    from runtime.shim import start_supervisor
     paths = Paths(env["root"], env["run"], env["cg"])
     store = ImageStore(env["root"])
     sb = create_sandbox(env["run"], "pod-1234", "mypod", cgroup_root=env["cg"])
     try:
-        probe = "for n in net ipc uts pid; do echo $n=$(readlink /proc/self/ns/$n); done; hostname; "
-        a = run_image(store, DEFAULT_IMAGE, ContainerRequest(name="a", command=["sh", "-c", probe + "echo hi > /dev/shm/x"]),
-                      paths, sandbox=sb)
-        b = run_image(store, DEFAULT_IMAGE, ContainerRequest(name="b", command=["sh", "-c", probe + "cat /dev/shm/x"]),
-                      paths, sandbox=sb)
-        assert (a.code, b.code) == (0, 0)
-        out = capfd.readouterr().out.split()
-        first, second = out[:5], out[5:10]
-        for i in range(3):  # net, ipc, uts pinned: the same in both containers
-            assert first[i] == second[i]
-        assert first[3] != second[3]  # each container has its own pid namespace
-        assert first[4] == second[4] == "mypod" and out[10] == "hi"
+        client = start_supervisor(sb.dir, env["cg"])
+        for cid in ("a", "b"):  # both running at once, so namespace ids cannot be recycled
+            b = bundle_for(store, DEFAULT_IMAGE, ContainerRequest(name=cid, command=["sleep", "600"]), paths, cid, None, sb)
+            client.call("start", id=cid, bundle=b, log_path=os.path.join(env["run"], "logs", cid, "0.log"))
+        probe = ["sh", "-c", "for n in net ipc uts pid mnt; do readlink /proc/self/ns/$n; done; hostname"]
+        ca, outa, _ = client.exec("a", probe + [])
+        client.exec("a", ["sh", "-c", "echo hi > /dev/shm/x"])
+        cb, outb, _ = client.exec("b", probe)
+        _, shm, _ = client.exec("b", ["cat", "/dev/shm/x"])
+        first, second = outa.decode().split(), outb.decode().split()
+        assert (ca, cb) == (0, 0)
+        assert first[:3] == second[:3]  # net, ipc, uts: the pod's pinned ones
+        assert first[3] != second[3] and first[4] != second[4]  # pid and mount: each container its own
+        assert first[5] == second[5] == "mypod" and shm == b"hi\n"
         mem = f"/sys/fs/cgroup/memory/{env['cg']}/kubepods/besteffort/podpod-1234"
         v2 = f"/sys/fs/cgroup/{env['cg']}/kubepods/besteffort/podpod-1234"
         assert os.path.isdir(mem) or os.path.isdir(v2)
+        for cid in ("a", "b"):
+            client.call("kill-all", id=cid)
+            client.wait(cid)
+            client.call("forget", id=cid)
+            remove_container(store, paths, cid)
+        client.call("shutdown")
     finally:
+        for cid in ("a", "b"):
+            remove_container(store, paths, cid)
         remove_sandbox(env["run"], "pod-1234", env["cg"])
         remove_sandbox(env["run"], "pod-1234", env["cg"])  # idempotent
-

@@ -97,12 +97,11 @@ def _run_both(tmp_path, doc: dict) -> tuple[list[str], list[str]]:
                             capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert theirs.returncode == 0, theirs.stderr
     assert ours.returncode == 0, ours.stderr
-    for c in ("cpu", "cpuacct", "memory", "pids", "devices", "cpuset", "blkio", "freezer", "systemd"):
-        d = f"/sys/fs/cgroup/{c}/kpyvs"
+    for c in ("cpu", "cpuacct", "memory", "pids", "devices", "cpuset", "blkio", "freezer", "systemd", "unified", ""):
+        d = f"/sys/fs/cgroup/{c}/kpyvs".replace("//", "/")
         if os.path.isdir(d):
-            for sub in os.listdir(d):
-                if os.path.isdir(f"{d}/{sub}"):
-                    os.rmdir(f"{d}/{sub}")
+            for dirpath, _dirs, _files in os.walk(d, topdown=False):
+                os.rmdir(dirpath)
     return _normalise(ours.stdout), _normalise(theirs.stdout)
 
 
