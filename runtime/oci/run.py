@@ -377,12 +377,14 @@ def run(spec: Spec, rootfs: str, container_id: str, cgroup_parent: str = "kubele
         st.cleanup()
 
 
-def _spawn(spec, rootfs, cgroup, flags, ns_fds, new_cgroupns, stdio) -> int:
+def _launch(cgroup: Cgroup, stdio, enter, final, what: str) -> int:
+    """Fork an intermediate which, once the parent has put it in `cgroup`, runs `enter()` (join
+    or create namespaces), forks the process that runs `final(report_fd)` (it execs), reports
+    that pid and exits. Errors of either come back over the report pipe as one line."""
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     rep_r, rep_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # intermediate
-        code = 1
         try:
             os.close(go_w)
             os.close(rep_r)
@@ -390,25 +392,19 @@ def _spawn(spec, rootfs, cgroup, flags, ns_fds, new_cgroupns, stdio) -> int:
                 for target, fd in enumerate(stdio):
                     os.dup2(fd, target)
             os.read(go_r, 1)  # the parent has put us in the cgroup
-            for t in ("network", "ipc", "uts", "pid", "mount", "cgroup"):
-                if t in ns_fds:
-                    ksys.setns(ns_fds[t], ksys.NAMESPACES[t])
-            ksys.unshare(flags)
-            if new_cgroupns:
-                ksys.unshare(ksys.CLONE_NEWCGROUP)
-            child = os.fork()  # the init: PID 1 of the new pid namespace
+            enter()
+            child = os.fork()  # a new pid namespace applies to children only
             if child:
                 os.write(rep_w, f"P{child}\n".encode())
                 os._exit(0)
-            _init(spec, rootfs, cgroup, rep_w)
+            final(rep_w)
         except BaseException as e:  # noqa: BLE001 - reported to the parent as one line
             msg = f"{type(e).__name__}: {e}" if not isinstance(e, (RunError, OSError)) else str(e)
             try:
                 os.write(rep_w, f"E{msg}\n".encode(errors="replace"))
             except OSError:
                 pass
-            code = 127
-        os._exit(code)
+        os._exit(127)
     os.close(go_r)
     os.close(rep_w)
     try:
@@ -416,6 +412,8 @@ def _spawn(spec, rootfs, cgroup, flags, ns_fds, new_cgroupns, stdio) -> int:
     except Exception:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
+        os.close(go_w)
+        os.close(rep_r)
         raise
     os.write(go_w, b"g")
     os.close(go_w)
@@ -424,17 +422,28 @@ def _spawn(spec, rootfs, cgroup, flags, ns_fds, new_cgroupns, stdio) -> int:
         data += chunk
     os.close(rep_r)
     os.waitpid(pid, 0)
-    init_pid = None
+    child = None
     for line in data.decode(errors="replace").splitlines():
         if line.startswith("P"):
-            init_pid = int(line[1:])
+            child = int(line[1:])
         elif line.startswith("E"):
-            if init_pid:
-                _reap(init_pid)
-            raise RunError(f"container start failed: {line[1:]}")
-    if init_pid is None:
-        raise RunError("container start failed: the init process vanished")
-    return init_pid
+            if child:
+                _reap(child)
+            raise RunError(f"{what} failed: {line[1:]}")
+    if child is None:
+        raise RunError(f"{what} failed: the process vanished")
+    return child
+
+
+def _spawn(spec, rootfs, cgroup, flags, ns_fds, new_cgroupns, stdio) -> int:
+    def enter():
+        for t in ("network", "ipc", "uts", "pid", "mount", "cgroup"):
+            if t in ns_fds:
+                ksys.setns(ns_fds[t], ksys.NAMESPACES[t])
+        ksys.unshare(flags)
+        if new_cgroupns:
+            ksys.unshare(ksys.CLONE_NEWCGROUP)
+    return _launch(cgroup, stdio, enter, lambda rep: _init(spec, rootfs, cgroup, rep), "container start")
 
 
 _NS_ORDER = (("ipc", ksys.CLONE_NEWIPC), ("uts", ksys.CLONE_NEWUTS), ("net", ksys.CLONE_NEWNET),
@@ -458,54 +467,14 @@ def exec_in(init_pid: int, spec: Spec, cgroup: Cgroup, args: list[str], env: lis
                 os.close(fd)  # the host's own (hostNetwork and the like): nothing to join
                 continue
             ns_fds.append((fd, flag))
-        go_r, go_w = os.pipe2(os.O_CLOEXEC)
-        rep_r, rep_w = os.pipe2(os.O_CLOEXEC)
-        pid = os.fork()
-        if pid == 0:
-            try:
-                os.close(go_w)
-                os.close(rep_r)
-                if stdio is not None:
-                    for target, fd in enumerate(stdio):
-                        os.dup2(fd, target)
-                os.read(go_r, 1)
-                for fd, flag in ns_fds:
-                    ksys.setns(fd, flag)
-                child = os.fork()  # enter the pid namespace for real
-                if child:
-                    os.write(rep_w, f"P{child}\n".encode())
-                    os._exit(0)
-                os.chdir("/")
-                _become(spec, args, env, cwd or spec.cwd, rep_w)
-            except BaseException as e:  # noqa: BLE001
-                try:
-                    os.write(rep_w, f"E{e}\n".encode(errors="replace"))
-                except OSError:
-                    pass
-            os._exit(127)
-        os.close(go_r)
-        os.close(rep_w)
-        try:
-            cgroup.add(pid)
-        finally:
-            os.write(go_w, b"g")
-            os.close(go_w)
-        data = b""
-        while chunk := os.read(rep_r, 4096):
-            data += chunk
-        os.close(rep_r)
-        os.waitpid(pid, 0)
-        child = None
-        for line in data.decode(errors="replace").splitlines():
-            if line.startswith("P"):
-                child = int(line[1:])
-            elif line.startswith("E"):
-                if child:
-                    _reap(child)
-                raise RunError(f"exec failed: {line[1:]}")
-        if child is None:
-            raise RunError("exec failed: the process vanished")
-        return child
+        def enter():
+            for fd, flag in ns_fds:
+                ksys.setns(fd, flag)
+
+        def final(rep):
+            os.chdir("/")
+            _become(spec, args, env, cwd or spec.cwd, rep)
+        return _launch(cgroup, stdio, enter, final, "exec")
     finally:
         for fd, _ in ns_fds:
             os.close(fd)
