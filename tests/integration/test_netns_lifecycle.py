@@ -149,6 +149,17 @@ def test_a_setup_killed_at_any_step_is_cleaned_by_gc(cfg, nss, step):
     assert_nothing_left(cfg, bridge_removed=False)
 
 
+@pytest.mark.parametrize("step", ["address", "files"])
+def test_teardown_after_a_killed_setup_removes_everything(cfg, nss, step):
+    (ns,) = nss(1)
+    r = helper("crash", config_json(cfg), step, "half", ns.path, json.dumps([{"containerPort": 80, "hostPort": 18988}]))
+    assert r.returncode == -9, (r.stdout, r.stderr)
+    assert allocation_files(cfg) and netlink.link_exists(plan.host_veth_name(cfg, "half"))
+    teardown_pod_network("half", config=cfg)
+    assert_nothing_left(cfg, bridge_removed=False)
+    assert "eth0" not in ns.exec("ip", "-o", "link").stdout
+
+
 def test_gc_leaves_another_network_alone(cfg, nss, tmp_path):
     mine, theirs = nss(2)
     (subnet,) = free_subnets(1)
@@ -196,10 +207,11 @@ def test_bad_input_leaves_nothing(cfg, nss, tmp_path):
 def test_exhaustion_is_a_clear_error_and_leaves_nothing(nss, tmp_path):
     a, b = nss(2)
     (subnet,) = free_subnets(1)
-    small = make_config(str(tmp_path), subnet.subnets(new_prefix=30).__next__())   # one pod address
+    small = make_config(str(tmp_path), next(subnet.subnets(new_prefix=30)), mtu=1400)   # one pod address
     try:
         first = setup_pod_network("only", a.path, config=small)
         assert first.ip == str(subnet.network_address + 2)
+        assert first.mtu == 1400 and "mtu 1400 " in a.exec("ip", "-o", "link", "show", "eth0").stdout
         with pytest.raises(AddressExhausted) as e:
             setup_pod_network("second", b.path, [{"containerPort": 1, "hostPort": 18994}], config=small)
         assert e.value.cidr == str(small.cidr) and "no free IP address" in str(e.value)
@@ -243,6 +255,21 @@ def test_pod_files_for_the_runtime(cfg, nss, tmp_path):
         assert all(os.stat(p).st_mode & 0o777 == 0o644 for p in (net.files.hosts, net.files.resolv_conf))
     finally:
         teardown_pod_network("files", config=cfg)
+
+
+def test_live_rules_are_exactly_the_plan(cfg, nss):
+    from netns import rules
+    (ns,) = nss(1)
+    net = setup_pod_network("planned", ns.path, [{"containerPort": 80, "hostPort": 18989},
+                                                  {"containerPort": 53, "hostPort": 18989, "protocol": "UDP",
+                                                   "hostIP": "127.0.0.1"}], config=cfg)
+    nat = rules.setup_changes(cfg, "planned", net.ip, net.ports)[0]
+    planned = {r.render() for spec in nat.add for r in spec.rules} | {r.render() for r in nat.append}
+    h = plan.uid_hash("planned")
+    live = {line for line in saved_rules(cfg) if h in line and line.startswith("-A ")}
+    assert live == planned and len(planned) == 11     # 2 masq + 3 per hostPort + 1 + 2 jumps
+    teardown_pod_network("planned", config=cfg)
+    assert not [line for line in saved_rules(cfg) if h in line]
 
 
 def test_one_iptables_commit_per_table_per_change(cfg, nss):

@@ -1,0 +1,253 @@
+"""The iptables rule plan as data (pure): what the CNI bridge plugin's ipMasq and the portmap plugin
+program, in chains of our own, as Rule/ChainSpec/TableChange values. netns/iptables.py applies a
+TableChange in ONE libiptc commit per table; the services issue builds on the same types.
+
+Layout (prefix P, default `KPY`; <h> = 12 hex of sha256(pod uid); every pod rule's comment names
+the pod uid, every base rule's comment names the bridge):
+
+nat  PREROUTING   -m addrtype --dst-type LOCAL -j P-HOSTPORTS        (inserted at the top)
+     OUTPUT       -m addrtype --dst-type LOCAL -j P-HOSTPORTS
+     POSTROUTING  -j P-POSTROUTING
+     P-POSTROUTING  -m mark --mark M/M -j MASQUERADE                  (hairpin and 127.0.0.1 hostPort traffic)
+                    -s <podIP>/32 -j P-MASQ-<h>                       (one per pod)
+     P-MASQ-<h>     -d <podCIDR> -j RETURN                            (pod-to-pod and the bridge IP: never NATed)
+                    ! -d 224.0.0.0/4 -j MASQUERADE
+     P-HOSTPORTS    [-d hostIP] -p tcp -m tcp --dport HP -j P-HP-<h>  (one per mapping)
+     P-HP-<h>       [-d hostIP] -s <podCIDR> -p tcp --dport HP -j MARK --set-xmark M/M
+                    [-d hostIP] -s 127.0.0.1 -p tcp --dport HP -j MARK --set-xmark M/M
+                    [-d hostIP] -p tcp --dport HP -j DNAT --to-destination <podIP>:<containerPort>
+filter INPUT      -j P-FIREWALL                                       (only once a hostPort exists)
+     P-FIREWALL     -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP
+                    (kube-proxy's CVE-2020-8558 guard: route_localnet=1 on the bridge must not let a
+                    pod reach the node's 127.0.0.1 services)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from .plan import ALL_ADDRESSES, NetworkConfig, PortMapping, hostport_chain, masq_chain, uid_hash
+
+NAT = "nat"
+FILTER = "filter"
+BUILTIN = {NAT: ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
+           FILTER: ("INPUT", "FORWARD", "OUTPUT")}
+MULTICAST = "224.0.0.0/4"
+
+
+@dataclass(frozen=True)
+class Match:
+    """`-m <name> <args>`; an option whose name starts with "!" is negated (`! --ctstate X`)."""
+
+    name: str
+    args: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Rule:
+    chain: str
+    target: str
+    src: str = ""            # "10.0.0.1/32", "!10.0.0.0/8"
+    dst: str = ""
+    protocol: str = ""
+    matches: tuple[Match, ...] = ()
+    target_args: tuple[tuple[str, str], ...] = ()
+
+    def render(self) -> str:
+        """The rule as `iptables-save` prints it (tests compare live tables with this)."""
+        out = [f"-A {self.chain}"]
+        for flag, v in (("-s", self.src), ("-d", self.dst)):
+            if v:
+                out.append(f"! {flag} {v[1:]}" if v.startswith("!") else f"{flag} {v}")
+        if self.protocol:
+            out.append(f"-p {self.protocol}")
+        for m in self.matches:
+            out.append(f"-m {m.name}")
+            for opt, val in m.args:
+                neg = opt.startswith("!")
+                out.append(f"{'! ' if neg else ''}--{opt.lstrip('!')} {_quote(val)}")
+        out.append(f"-j {self.target}")
+        for opt, val in self.target_args:
+            out.append(f"--{opt} {val}")
+        return " ".join(out)
+
+
+def _quote(v: str) -> str:
+    return f'"{v}"' if (" " in v or '"' in v or not v) else v
+
+
+@dataclass(frozen=True)
+class ChainSpec:
+    """A chain of ours and the rules it starts with."""
+
+    name: str
+    rules: tuple[Rule, ...] = ()
+
+
+@dataclass(frozen=True)
+class TableChange:
+    """Everything one change does to one table, applied in this order in one commit:
+    1. `ensure`: create each chain that is missing, with its rules (an existing one is kept);
+    2. `jumps`: rules into built-in chains, inserted at the top unless that chain already has a
+       rule with the same target;
+    3. `remove`: for each chain, delete every rule of `referrers` that jumps to it, then flush
+       and delete it (a chain already gone is fine);
+    4. `add`: create each chain with its rules;
+    5. `append`: append each rule to its (existing or just added) chain."""
+
+    table: str
+    ensure: tuple[ChainSpec, ...] = ()
+    jumps: tuple[Rule, ...] = ()
+    remove: tuple[str, ...] = ()
+    referrers: tuple[str, ...] = ()
+    add: tuple[ChainSpec, ...] = ()
+    append: tuple[Rule, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.ensure or self.jumps or self.remove or self.add or self.append)
+
+
+def _comment(text: str) -> Match:
+    return Match("comment", (("comment", text),))
+
+
+def base_comment(config: NetworkConfig, what: str) -> str:
+    return f"kubelet-py {config.bridge}: {what}"
+
+
+def pod_comment(pod_uid: str, what: str = "") -> str:
+    return f"kubelet-py pod {pod_uid}" + (f": {what}" if what else "")
+
+
+def _mark(config: NetworkConfig) -> str:
+    return f"{config.hostport_mark:#x}/{config.hostport_mark:#x}"
+
+
+# ---- base chains --------------------------------------------------------------------------------
+
+def base_nat(config: NetworkConfig) -> tuple[tuple[ChainSpec, ...], tuple[Rule, ...]]:
+    """Our nat chains with their fixed rules, and the jumps from the built-in chains."""
+    post, hp = config.postrouting_chain, config.hostports_chain
+    chains = (
+        ChainSpec(post, (Rule(post, "MASQUERADE", matches=(
+            Match("mark", (("mark", _mark(config)),)),
+            _comment(base_comment(config, "hairpin and localhost hostPort traffic")))),)),
+        ChainSpec(hp),
+    )
+    local = Match("addrtype", (("dst-type", "LOCAL"),))
+    jumps = (
+        Rule("PREROUTING", hp, matches=(local, _comment(base_comment(config, "pod hostPorts")))),
+        Rule("OUTPUT", hp, matches=(local, _comment(base_comment(config, "pod hostPorts")))),
+        Rule("POSTROUTING", post, matches=(_comment(base_comment(config, "pod masquerade")),)),
+    )
+    return chains, jumps
+
+
+def base_filter(config: NetworkConfig) -> tuple[tuple[ChainSpec, ...], tuple[Rule, ...]]:
+    fw = config.firewall_chain
+    chains = (ChainSpec(fw, (Rule(fw, "DROP", dst="127.0.0.0/8", src="!127.0.0.0/8", matches=(
+        Match("conntrack", (("!ctstate", "RELATED,ESTABLISHED,DNAT"),)),
+        _comment(base_comment(config, "block incoming localnet connections")))),)),)
+    jumps = (Rule("INPUT", fw, matches=(_comment(base_comment(config, "localnet guard")),)),)
+    return chains, jumps
+
+
+# ---- per pod ------------------------------------------------------------------------------------
+
+def pod_masq(config: NetworkConfig, pod_uid: str, ip: str) -> tuple[ChainSpec, Rule]:
+    chain = masq_chain(config, pod_uid)
+    c = _comment(pod_comment(pod_uid))
+    spec = ChainSpec(chain, (
+        Rule(chain, "RETURN", dst=str(config.cidr), matches=(_comment(pod_comment(pod_uid, "pod network")),)),
+        Rule(chain, "MASQUERADE", dst="!" + MULTICAST, matches=(c,)),
+    ))
+    jump = Rule(config.postrouting_chain, chain, src=f"{ip}/32", matches=(c,))
+    return spec, jump
+
+
+def pod_hostports(config: NetworkConfig, pod_uid: str, ip: str,
+                  ports: Iterable[PortMapping]) -> tuple[ChainSpec | None, tuple[Rule, ...]]:
+    ports = tuple(ports)
+    if not ports:
+        return None, ()
+    chain = hostport_chain(config, pod_uid)
+    rules: list[Rule] = []
+    jumps: list[Rule] = []
+    mark = (("set-xmark", _mark(config)),)
+    for m in ports:
+        dst = "" if m.host_ip == ALL_ADDRESSES else f"{m.host_ip}/32"
+        dport = Match(m.protocol, (("dport", str(m.host_port)),))
+        c = _comment(pod_comment(pod_uid, f"hostPort {m}"))
+        jumps.append(Rule(config.hostports_chain, chain, dst=dst, protocol=m.protocol, matches=(dport, c)))
+        rules.append(Rule(chain, "MARK", dst=dst, src=str(config.cidr), protocol=m.protocol,
+                          matches=(dport, _comment(pod_comment(pod_uid, f"hairpin {m}"))), target_args=mark))
+        rules.append(Rule(chain, "MARK", dst=dst, src="127.0.0.1/32", protocol=m.protocol,
+                          matches=(dport, _comment(pod_comment(pod_uid, f"localhost {m}"))), target_args=mark))
+        rules.append(Rule(chain, "DNAT", dst=dst, protocol=m.protocol, matches=(dport, c),
+                          target_args=(("to-destination", f"{ip}:{m.container_port}"),)))
+    return ChainSpec(chain, tuple(rules)), tuple(jumps)
+
+
+def pod_chains(config: NetworkConfig, pod_uid: str) -> tuple[str, str]:
+    return masq_chain(config, pod_uid), hostport_chain(config, pod_uid)
+
+
+def referrers(config: NetworkConfig) -> tuple[str, ...]:
+    return (config.postrouting_chain, config.hostports_chain)
+
+
+def setup_changes(config: NetworkConfig, pod_uid: str, ip: str,
+                  ports: Iterable[PortMapping]) -> tuple[TableChange, ...]:
+    """The changes for one pod: base chains ensured, any previous rules of the same pod replaced
+    (a repeated setup after a crash or with other ports), the pod's chains added."""
+    ports = tuple(ports)
+    base_chains, base_jumps = base_nat(config)
+    masq, masq_jump = pod_masq(config, pod_uid, ip)
+    hp, hp_jumps = pod_hostports(config, pod_uid, ip, ports)
+    nat = TableChange(NAT, ensure=base_chains, jumps=base_jumps,
+                      remove=pod_chains(config, pod_uid), referrers=referrers(config),
+                      add=(masq,) + ((hp,) if hp else ()),
+                      append=(masq_jump,) + hp_jumps)
+    changes = [nat]
+    if ports:
+        fchains, fjumps = base_filter(config)
+        changes.append(TableChange(FILTER, ensure=fchains, jumps=fjumps))
+    return tuple(changes)
+
+
+def teardown_changes(config: NetworkConfig, pod_uid: str) -> tuple[TableChange, ...]:
+    return (TableChange(NAT, remove=pod_chains(config, pod_uid), referrers=referrers(config)),)
+
+
+def pod_hash_of_chain(config: NetworkConfig, chain: str) -> str | None:
+    for prefix in (config.masq_chain_prefix, config.hostport_chain_prefix):
+        if chain.startswith(prefix):
+            return chain[len(prefix):]
+    return None
+
+
+def gc_changes(config: NetworkConfig, nat_chains: Iterable[str],
+               known_uids: Iterable[str]) -> tuple[TableChange, ...]:
+    """Remove the pod chains (and their jumps) of every pod not in `known_uids`."""
+    known = {uid_hash(u) for u in known_uids}
+    stale = tuple(sorted(c for c in nat_chains
+                         if (h := pod_hash_of_chain(config, c)) is not None and h not in known))
+    if not stale:
+        return ()
+    return (TableChange(NAT, remove=stale, referrers=referrers(config)),)
+
+
+def uninstall_changes(config: NetworkConfig, chains: dict[str, Iterable[str]]) -> tuple[TableChange, ...]:
+    """Remove every chain of ours (by prefix) and the jumps to them from the built-in chains."""
+    out = []
+    for table, names in chains.items():
+        ours = [c for c in names if c.startswith(config.chain_prefix + "-")]
+        if not ours:
+            continue
+        # pod chains first (referenced from base chains), then the base chains
+        ours.sort(key=lambda c: pod_hash_of_chain(config, c) is None)
+        out.append(TableChange(table, remove=tuple(ours),
+                               referrers=BUILTIN[table] + tuple(c for c in ours if pod_hash_of_chain(config, c) is None)))
+    return tuple(out)
