@@ -18,10 +18,8 @@ import os
 import selectors
 import signal
 import socket
-import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 
 from .errors import RuntimeFailure
 
@@ -34,7 +32,7 @@ class ShimError(RuntimeFailure):
 
 def now_rfc3339() -> str:
     t = time.time_ns()
-    return datetime.fromtimestamp(t // 10**9, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t % 10**9:09d}Z"
+    return time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(t // 10**9)) + f"{t % 10**9:09d}Z"
 
 
 def cri_records(stream: str, buf: bytearray, final: bool = False) -> list[bytes]:
@@ -386,6 +384,7 @@ class ShimClient:
 
 def start_supervisor(pod_dir: str, cgroup_parent: str, timeout: float = 10.0) -> ShimClient:
     """Launch the pod's supervisor (detached) and connect to it."""
+    import subprocess  # the daemon's side only: the supervisor itself never loads it (its RSS)
     subprocess.run([sys.executable, "-m", "runtime.shim", "--pod-dir", pod_dir, "--cgroup-parent", cgroup_parent],
                    check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                    stderr=open(os.path.join(pod_dir, "shim.log"), "ab"), close_fds=True,
