@@ -84,9 +84,10 @@ def test_containers_survive_a_daemon_sigkill_and_nothing_is_lost(env):
     assert (quick["exit_code"], quick["reason"]) == (7, "Error")
     # exec joins the running container: its namespaces, rootfs, user and cgroup
     code, out, err = client.exec("loop", ["sh", "-c", "hostname; readlink /proc/1/ns/pid; readlink /proc/self/ns/pid; "
-                                          "cat /proc/self/cgroup | grep -c pod-shim; ls /proc/self/fd; exit 3"])
+                                          "[ \"$(cat /proc/self/cgroup)\" = \"$(cat /proc/1/cgroup)\" ] && echo same-cgroup; "
+                                          "ls /proc/self/fd; exit 3"])
     lines = out.decode().split()
-    assert code == 3 and lines[0] == "shimpod" and lines[1] == lines[2] and int(lines[3]) >= 1, (out, err)
+    assert code == 3 and lines[0] == "shimpod" and lines[1] == lines[2] and lines[3] == "same-cgroup", (out, err)
     assert sorted(lines[4:]) == ["0", "1", "2", "3"]  # no fd of the supervisor leaks in
     assert client.exec("loop", ["true"])[0] == 0
     with pytest.raises(Exception, match="No such file"):
