@@ -232,6 +232,9 @@ def _container_options(f):
         click.option("--no-new-privs", is_flag=True, help="allowPrivilegeEscalation: false."),
         click.option("--read-only", is_flag=True, help="readOnlyRootFilesystem."),
         click.option("--run-as-non-root", is_flag=True, help="runAsNonRoot: refuse to start as uid 0."),
+        click.option("--seccomp", default="unconfined", show_default=True, metavar="PROFILE",
+                     help="seccompProfile: unconfined, runtime-default (containerd's profile) or "
+                          "localhost=PATH (a profile file). Privileged containers are always unconfined."),
         click.option("--env", "-e", multiple=True, help="K=V (repeatable)."),
         click.option("--workdir", default="", help="Working directory."),
         click.option("--hostname", default="", help="Hostname (default: the container name)."),
@@ -241,8 +244,23 @@ def _container_options(f):
     return f
 
 
+def _seccomp_request(value: str) -> str:
+    """--seccomp -> ContainerRequest.seccomp (Kubernetes' spelling)."""
+    v = value.strip()
+    if v.lower() in ("unconfined", ""):
+        return "Unconfined"
+    if v.lower() in ("runtime-default", "runtimedefault", "runtime/default"):
+        return "RuntimeDefault"
+    if v.lower().startswith("localhost="):
+        path = v.split("=", 1)[1]
+        if not path:
+            raise click.BadParameter("localhost= needs the profile's path", param_hint="--seccomp")
+        return "Localhost/" + os.path.abspath(path)
+    raise click.BadParameter(f"{value!r}: unconfined, runtime-default or localhost=PATH", param_hint="--seccomp")
+
+
 def _request(cmd, memory, cpu, pids, cap_add, cap_drop, privileged, no_new_privs, read_only, run_as_non_root,
-             env, workdir, hostname, name):
+             env, workdir, hostname, name, seccomp="unconfined"):
     from kubelet_py.quantity import QuantityError, to_bytes, to_milli
     from runtime.oci.spec import ContainerRequest
     envd = {}
@@ -261,7 +279,7 @@ def _request(cmd, memory, cpu, pids, cap_add, cap_drop, privileged, no_new_privs
                             allow_privilege_escalation=False if no_new_privs else None, read_only_rootfs=read_only,
                             run_as_non_root=run_as_non_root,
                             memory_limit=mem, cpu_request_milli=milli, cpu_limit_milli=milli, pids_limit=pids,
-                            hostname=hostname)
+                            hostname=hostname, seccomp=_seccomp_request(seccomp))
 
 
 def _runtime_paths(ctx):

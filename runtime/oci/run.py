@@ -1,9 +1,9 @@
 """Carrying out an OCI runtime spec (kernel edge): what `runc run` does, in the foreground.
 
-    parent (this process, child subreaper)
+    parent (this process, child subreaper): compiles the seccomp filter, if any
       `- intermediate: joins/creates namespaces, forks, exits
            `- init (PID 1 of a new pid namespace): mounts, pivot_root, masks, hostname, rlimits,
-              user, capabilities, no_new_privs, closes every fd, chdir, execve
+              user, capabilities, no_new_privs, seccomp, closes every fd, chdir, execve
 
 Everything the init uses is imported before the fork; after it enters the container's mount
 namespace it makes raw syscalls only (security.md 0.4). Errors of the init come back to the
@@ -21,6 +21,7 @@ import stat
 from dataclasses import dataclass
 
 from ..cgroups import Cgroup, resources_from_spec
+from ..linux import seccomp as kseccomp
 from ..linux import sys as ksys
 from ..linux.caps import last_cap
 from ..linux.paths import open_in_root, proc_fd, read_file_in_root
@@ -215,7 +216,8 @@ def _find_exe(arg0: str, env: list[str]) -> str:
     raise FileNotFoundError(2, f"executable file {arg0!r} not found in $PATH", arg0)
 
 
-def _init(spec: Spec, rootfs: str, cgroup: Cgroup | None, report_fd: int) -> None:
+def _init(spec: Spec, rootfs: str, cgroup: Cgroup | None, report_fd: int,
+          seccomp: kseccomp.Filter | None = None) -> None:
     """Become the container. Never returns: execs or raises."""
     prop = ksys.PROPAGATION.get(spec.propagation or "rslave", ksys.MS_SLAVE | ksys.MS_REC)
     ksys.mount(None, "/", None, prop)
@@ -246,12 +248,29 @@ def _init(spec: Spec, rootfs: str, cgroup: Cgroup | None, report_fd: int) -> Non
     if spec.oom_score_adj is not None:
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write(str(spec.oom_score_adj))
-    _become(spec, spec.args, spec.env, spec.cwd, report_fd)
+    _become(spec, spec.args, spec.env, spec.cwd, report_fd, seccomp)
 
 
-def _become(spec: Spec, args: list[str], env: list[str], cwd: str, report_fd: int) -> None:
+def _load_seccomp(seccomp: kseccomp.Filter) -> None:
+    try:
+        seccomp.load()
+    except OSError as e:
+        raise RunError(f"seccomp: {e.strerror}") from None
+
+
+def _become(spec: Spec, args: list[str], env: list[str], cwd: str, report_fd: int,
+            seccomp: kseccomp.Filter | None = None) -> None:
     """The last steps of the container's init, and of every exec into the container: limits,
-    user and capabilities (in runc's order), no_new_privs, clean signals, no fds, cwd, execve."""
+    user and capabilities (in runc's order), no_new_privs, seccomp, clean signals, no fds, cwd,
+    execve.
+
+    Seccomp goes where runc puts it. With no_new_privs, as late as possible: just before the fds
+    are closed and execve, so that the fewest syscalls run under the container's filter. Without
+    no_new_privs (Kubernetes' default) the kernel lets only a CAP_SYS_ADMIN holder install a
+    filter, and the setresuid/capset below drop that (the default set has no CAP_SYS_ADMIN), so
+    the filter goes in first, right after the rlimits, while this process is still root with
+    every capability; the user, capability, signal, fd and chdir steps after it then run under
+    the filter (containerd's default profile allows all of them, as it must for runc)."""
     if not any(name == "RLIMIT_NOFILE" for name, _s, _h in spec.rlimits):
         # runc and the containerd shim (Go) run with the soft NOFILE limit raised to the hard
         # one, and containers inherit that; so do ours
@@ -259,6 +278,8 @@ def _become(spec: Spec, args: list[str], env: list[str], cwd: str, report_fd: in
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     for name, soft, hard in spec.rlimits:
         resource.setrlimit(_RLIMIT[name], (soft, hard))
+    if seccomp is not None and not spec.no_new_privs:
+        _load_seccomp(seccomp)  # needs CAP_SYS_ADMIN: before the user and capabilities change
     caps = spec.caps
     for cap in range(last_cap() + 1):
         if not caps["bounding"] >> cap & 1:
@@ -285,6 +306,8 @@ def _become(spec: Spec, args: list[str], env: list[str], cwd: str, report_fd: in
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     exe = _find_exe(args[0], env)
+    if seccomp is not None and spec.no_new_privs:
+        _load_seccomp(seccomp)  # no_new_privs is set: as late as possible
     # no fd of the agent may reach the container (CVE-2024-21626): close all but the report
     # pipe (close-on-exec) before the chdir, then check the cwd is inside the new root
     os.closerange(3, report_fd)
@@ -333,6 +356,7 @@ def start(spec: Spec, rootfs: str, container_id: str, cgroup_parent: str = "kube
     """Create the cgroup, start the init and return once it has exec'd the command. The caller
     must be a child subreaper (it becomes the init's parent) and reaps it."""
     _with_home(spec, rootfs)
+    seccomp = _compile_seccomp(spec)  # here, in the parent: the init only loads the program
     ns_paths = {t: p for t, p in spec.namespaces if p}
     ns_new = [t for t, p in spec.namespaces if not p]
     flags = 0
@@ -350,7 +374,7 @@ def start(spec: Spec, rootfs: str, container_id: str, cgroup_parent: str = "kube
         cgroup.create()
         try:
             cgroup.apply(resources_from_spec(spec.resources))
-            pid = _spawn(spec, rootfs, cgroup, flags, ns_fds, "cgroup" in ns_new, stdio)
+            pid = _spawn(spec, rootfs, cgroup, flags, ns_fds, "cgroup" in ns_new, stdio, seccomp)
         except BaseException:
             cgroup.kill_all()
             cgroup.destroy()
@@ -435,7 +459,11 @@ def _launch(cgroup: Cgroup, stdio, enter, final, what: str) -> int:
     return child
 
 
-def _spawn(spec, rootfs, cgroup, flags, ns_fds, new_cgroupns, stdio) -> int:
+def _compile_seccomp(spec: Spec) -> kseccomp.Filter | None:
+    return kseccomp.compile_filter(spec.seccomp) if spec.seccomp is not None else None
+
+
+def _spawn(spec, rootfs, cgroup, flags, ns_fds, new_cgroupns, stdio, seccomp=None) -> int:
     def enter():
         for t in ("network", "ipc", "uts", "pid", "mount", "cgroup"):
             if t in ns_fds:
@@ -443,7 +471,7 @@ def _spawn(spec, rootfs, cgroup, flags, ns_fds, new_cgroupns, stdio) -> int:
         ksys.unshare(flags)
         if new_cgroupns:
             ksys.unshare(ksys.CLONE_NEWCGROUP)
-    return _launch(cgroup, stdio, enter, lambda rep: _init(spec, rootfs, cgroup, rep), "container start")
+    return _launch(cgroup, stdio, enter, lambda rep: _init(spec, rootfs, cgroup, rep, seccomp), "container start")
 
 
 _NS_ORDER = (("ipc", ksys.CLONE_NEWIPC), ("uts", ksys.CLONE_NEWUTS), ("net", ksys.CLONE_NEWNET),
@@ -453,9 +481,11 @@ _NS_ORDER = (("ipc", ksys.CLONE_NEWIPC), ("uts", ksys.CLONE_NEWUTS), ("net", ksy
 def exec_in(init_pid: int, spec: Spec, cgroup: Cgroup, args: list[str], env: list[str] | None = None,
             cwd: str | None = None, stdio: tuple[int, int, int] | None = None) -> int:
     """Start `args` inside the running container whose init is `init_pid`: all its namespaces,
-    its cgroup, its user, capabilities and no_new_privs. Returns the new process's pid (a child
-    of the caller, who must be a subreaper and reaps it). A fork, no new interpreter."""
+    its cgroup, its user, capabilities, no_new_privs and seccomp filter. Returns the new
+    process's pid (a child of the caller, who must be a subreaper and reaps it). A fork, no new
+    interpreter."""
     env = list(spec.env if env is None else env)
+    seccomp = _compile_seccomp(spec)  # in the parent (cached: the init's program)
     ns_fds = []
     try:
         for name, flag in _NS_ORDER:
@@ -473,7 +503,7 @@ def exec_in(init_pid: int, spec: Spec, cgroup: Cgroup, args: list[str], env: lis
 
         def final(rep):
             os.chdir("/")
-            _become(spec, args, env, cwd or spec.cwd, rep)
+            _become(spec, args, env, cwd or spec.cwd, rep, seccomp)
         return _launch(cgroup, stdio, enter, final, "exec")
     finally:
         for fd, _ in ns_fds:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from ..errors import RuntimeFailure
 
+import os
 from dataclasses import dataclass, field
 
 from ..linux import caps as _caps
+from . import seccomp_profile as _seccomp
 
 OCI_VERSION = "1.0.2"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -70,6 +72,9 @@ class ContainerRequest:
         "pid": None, "ipc": None, "uts": None, "mount": None, "network": None})  # type -> pinned path or None (new)
     extra_mounts: list[dict] = field(default_factory=list)
     annotations: dict[str, str] = field(default_factory=dict)
+    # seccompProfile: "Unconfined" (Kubernetes' default), "RuntimeDefault" (containerd's
+    # profile) or "Localhost/<absolute path>" (a profile file, as the kubelet hands it to the CRI)
+    seccomp: str = "Unconfined"
 
 
 def resolve_args(command, args, entrypoint, cmd) -> list[str]:
@@ -96,6 +101,18 @@ def milli_to_shares(milli: int | None) -> int:
     if not milli:
         return 2
     return max(2, min(262144, milli * 1024 // 1000))
+
+
+def seccomp_for(req: ContainerRequest, capset: list[str]) -> dict | None:
+    """The `linux.seccomp` object for a request, or None for Unconfined. Privileged containers
+    are always unconfined (containerd's CRI sets no profile for them, whatever was asked). The
+    default profile depends on the bounding set (`capset`), as containerd's does."""
+    kind, path = _seccomp.parse_request(req.seccomp)
+    if req.privileged or kind == "Unconfined":
+        return None
+    if kind == "RuntimeDefault":
+        return _seccomp.default_profile(capset, os.uname().machine)
+    return _seccomp.load_localhost(path, capset)
 
 
 def generate(req: ContainerRequest, image_config, rootfs: str, cgroups_path: str, cgroup_version: str,
@@ -144,6 +161,9 @@ def generate(req: ContainerRequest, image_config, rootfs: str, cgroups_path: str
     if req.oom_score_adj is not None:
         process["oomScoreAdj"] = req.oom_score_adj
     linux: dict = {"resources": resources, "cgroupsPath": cgroups_path, "namespaces": namespaces}
+    seccomp = seccomp_for(req, capset)
+    if seccomp is not None:
+        linux["seccomp"] = seccomp
     if not req.privileged:
         linux["maskedPaths"] = list(MASKED)
         linux["readonlyPaths"] = list(READONLY)
@@ -203,6 +223,7 @@ class Spec:
     sysctl: dict[str, str]
     propagation: str | None
     annotations: dict
+    seccomp: dict | None = None  # validated linux.seccomp (seccomp_profile.validate), None: unconfined
 
 
 _TOP = {"ociVersion", "process", "root", "hostname", "domainname", "mounts", "annotations", "linux", "hooks"}
@@ -210,8 +231,8 @@ _PROCESS = {"terminal", "user", "args", "env", "cwd", "capabilities", "rlimits",
             "oomScoreAdj", "consoleSize", "apparmorProfile", "selinuxLabel"}
 _LINUX = {"namespaces", "resources", "cgroupsPath", "devices", "maskedPaths", "readonlyPaths", "sysctl",
           "rootfsPropagation", "uidMappings", "gidMappings", "seccomp", "mountLabel", "intelRdt", "personality"}
-_UNSUPPORTED_LINUX = {"uidMappings": "user namespaces", "gidMappings": "user namespaces", "seccomp": "seccomp (not yet)",
-                      "mountLabel": "SELinux", "intelRdt": "Intel RDT", "personality": "personality"}
+_UNSUPPORTED_LINUX = {"uidMappings": "user namespaces", "gidMappings": "user namespaces", "mountLabel": "SELinux",
+                      "intelRdt": "Intel RDT", "personality": "personality"}
 RLIMITS = {"RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_DATA", "RLIMIT_STACK", "RLIMIT_CORE", "RLIMIT_RSS",
            "RLIMIT_NPROC", "RLIMIT_NOFILE", "RLIMIT_MEMLOCK", "RLIMIT_AS", "RLIMIT_LOCKS", "RLIMIT_SIGPENDING",
            "RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_RTPRIO", "RLIMIT_RTTIME"}
@@ -304,6 +325,12 @@ def parse(doc: dict) -> Spec:
     for k, why in _UNSUPPORTED_LINUX.items():
         if linux.get(k):
             raise SpecError(f"linux.{k}", f"{why}: not supported by kubelet-py's executor")
+    seccomp = None
+    if linux.get("seccomp") is not None:
+        try:
+            seccomp = _seccomp.validate(linux["seccomp"], "linux.seccomp")
+        except _seccomp.ProfileError as e:
+            raise SpecError(e.field, e.why) from None
     nss = []
     seen = set()
     from ..linux.sys import NAMESPACES
@@ -336,4 +363,5 @@ def parse(doc: dict) -> Spec:
         devices=list(linux.get("devices") or []), masked=list(linux.get("maskedPaths") or []),
         readonly=list(linux.get("readonlyPaths") or []), sysctl=dict(linux.get("sysctl") or {}),
         propagation=linux.get("rootfsPropagation"), annotations=dict(doc.get("annotations") or {}),
+        seccomp=seccomp,
     )

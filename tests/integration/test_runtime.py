@@ -156,11 +156,11 @@ def test_bad_bundle_field_is_named(tmp_path):
                        capture_output=True, text=True)
     assert p.returncode == 1 and "process.selinuxLabel" in p.stderr
     doc["process"].pop("selinuxLabel")
-    doc["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW"}
+    doc["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_BOGUS"}  # seccomp is supported; a bad action is not
     (b / "config.json").write_text(json.dumps(doc))
     p = subprocess.run([sys.executable, "-m", "kubelet_py.cli", "runtime", "run", "--bundle", str(b)],
                        capture_output=True, text=True)
-    assert p.returncode == 1 and "linux.seccomp" in p.stderr
+    assert p.returncode == 1 and "linux.seccomp.defaultAction" in p.stderr
 
 
 def test_device_cgroup_denies_devices_outside_the_allowlist(env):

@@ -79,7 +79,8 @@ def test_v2_gets_a_cgroup_namespace():
     (lambda d: d["process"]["user"].update(uid=2**31), "process.user.uid"),
     (lambda d: d["process"]["capabilities"].update(bounding=["CAP_NOPE"]), "process.capabilities.bounding"),
     (lambda d: d["process"].update(rlimits=[{"type": "RLIMIT_NOPE"}]), "process.rlimits[0].type"),
-    (lambda d: d["linux"].update(seccomp={"defaultAction": "SCMP_ACT_ALLOW"}), "linux.seccomp"),
+    (lambda d: d["linux"].update(seccomp={"defaultAction": "SCMP_ACT_ERRNO", "listenerPath": "/run/agent.sock"}),
+     "linux.seccomp.listenerPath"),  # seccomp is supported, seccomp agents are not
     (lambda d: d["linux"].update(uidMappings=[{}]), "linux.uidMappings"),
     (lambda d: d["linux"]["namespaces"].append({"type": "user"}), "linux.namespaces"),
     (lambda d: d["linux"].update(namespaces=[{"type": "pid"}]), "linux.namespaces"),
