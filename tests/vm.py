@@ -98,10 +98,13 @@ def run_pytest_in_vm(pytest_args: list[str], spec: VMSpec | None = None, timeout
     kernel = find_kernel()
     results = tempfile.mkdtemp(prefix="kpy-vm-", dir="/var/tmp")
     spec.rwdirs.append(results)
-    # /tmp on a fresh tmpfs: the VM's root overlay refuses the 0:0 whiteout nodes and trusted
-    # xattrs that snapshots hold
-    inner = (f"echo $(date +%s.%N) > {results}/t_exec; mount -t tmpfs -o size=1500m kpy-vm-tmp /tmp; "
-             f"cd {shlex.quote(TOP)} && "
+    # TMPDIR on a fresh tmpfs: the VM's root overlay refuses the 0:0 whiteout nodes and trusted
+    # xattrs that snapshots hold. It is mounted below the results dir, never over /tmp, which
+    # may hold the checkout itself.
+    tmp = os.path.join(results, "tmp")
+    os.mkdir(tmp)
+    inner = (f"echo $(date +%s.%N) > {results}/t_exec; mount -t tmpfs -o size=1500m kpy-vm-tmp {tmp}; "
+             f"export TMPDIR={tmp}; cd {shlex.quote(TOP)} && "
              f"KPY_IN_VM=1 KPY_STRICT=1 PYTHONDONTWRITEBYTECODE=1 {shlex.quote(sys.executable)} -m pytest "
              f"-p no:cacheprovider --junitxml={results}/junit.xml {' '.join(map(shlex.quote, pytest_args))} "
              f"> {results}/pytest.out 2>&1; echo $? > {results}/rc")
@@ -114,7 +117,7 @@ def run_pytest_in_vm(pytest_args: list[str], spec: VMSpec | None = None, timeout
         raise VMError(f"the VM did not finish within {timeout:.0f}s") from None
     wall = time.time() - t0
     out_path, rc_path = os.path.join(results, "pytest.out"), os.path.join(results, "rc")
-    if not os.path.exists(rc_path):
+    if not os.path.exists(rc_path) or not os.path.exists(out_path):
         tail = "\n".join((p.stdout + p.stderr).strip().splitlines()[-30:])
         raise VMError(f"the VM did not run the tests (vng exit {p.returncode}); its output ends:\n{tail}")
     with open(out_path) as f:
