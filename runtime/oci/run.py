@@ -416,6 +416,9 @@ def _launch(cgroup: Cgroup, stdio, enter, final, what: str) -> int:
                 for target, fd in enumerate(stdio):
                     os.dup2(fd, target)
             os.read(go_r, 1)  # the parent has put us in the cgroup
+            # non-dumpable until execve (which resets it): a container process cannot open
+            # /proc/<pid>/exe (the host's interpreter) of us or our child (CVE-2019-5736)
+            ksys.prctl(ksys.PR_SET_DUMPABLE, 0)
             enter()
             child = os.fork()  # a new pid namespace applies to children only
             if child:
