@@ -55,6 +55,16 @@ def cri_records(stream: str, buf: bytearray, final: bool = False) -> list[bytes]
     return out
 
 
+def _via_dir_fd(pod_dir: str, op) -> None:
+    """bind/connect the pod's socket through /proc/self/fd/N of its directory: a sun_path holds
+    at most 107 bytes, and run roots (tests' temp dirs above all) can be deeper than that."""
+    fd = os.open(pod_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        op(f"/proc/self/fd/{fd}/shim.sock")
+    finally:
+        os.close(fd)
+
+
 def _atomic_json(path: str, doc: dict) -> None:
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
@@ -95,7 +105,7 @@ class Supervisor:
         if os.path.exists(sock_path):
             os.unlink(sock_path)
         srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        srv.bind(sock_path)
+        _via_dir_fd(self.pod_dir, srv.bind)
         os.chmod(sock_path, 0o600)
         srv.listen(16)
         srv.setblocking(False)
@@ -307,7 +317,11 @@ class ShimClient:
     def __init__(self, pod_dir: str):
         self.pod_dir = pod_dir
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(os.path.join(pod_dir, "shim.sock"))
+        try:
+            _via_dir_fd(pod_dir, self.sock.connect)
+        except BaseException:
+            self.sock.close()
+            raise
         self.file = self.sock.makefile("rb")
 
     def call(self, op: str, **kw) -> dict:
