@@ -307,16 +307,23 @@ def runtime_spec(ctx, image_ref, user, cmd, **kw):
 
 @runtime.command("run")
 @click.option("--bundle", type=click.Path(), help="Run this OCI bundle (config.json + rootfs), as `runc run`.")
+@click.option("--detach", "-d", is_flag=True, help="With --image: start under a supervisor, print the id, return.")
 @_container_options
 @click.argument("args", nargs=-1)
 @click.pass_context
-def runtime_run(ctx, bundle, image_ref, user, args, **kw):
+def runtime_run(ctx, bundle, detach, image_ref, user, args, **kw):
     """Run a bundle (`--bundle DIR [ID]`) or one container of an image (`--image REF [-- CMD...]`)
     in the foreground; exits with the container's exit code."""
     from runtime.container import new_id, run_image
     from runtime.oci.run import run_bundle
     if bool(bundle) == bool(image_ref):
         raise click.UsageError("give exactly one of --bundle DIR or --image REF")
+    if detach:
+        if bundle:
+            raise click.UsageError("--detach works with --image")
+        from runtime.container import run_detached
+        click.echo(run_detached(_store(ctx), image_ref, _request(args, **kw), _runtime_paths(ctx), ctx.obj.log_root, user))
+        return
     if bundle:
         if len(args) > 1:
             raise click.UsageError("--bundle takes at most one argument: the container ID")
@@ -326,6 +333,36 @@ def runtime_run(ctx, bundle, image_ref, user, args, **kw):
     if status.oom_killed:
         click.echo(f"kubelet-py: container OOMKilled (exit {status.code})", err=True)
     sys.exit(status.code)
+
+
+@runtime.command("exec")
+@click.argument("container_id")
+@click.argument("cmd", nargs=-1, required=True)
+@click.pass_context
+def runtime_exec(ctx, container_id, cmd):
+    """Run CMD in a container started with `runtime run --detach`; exits with its exit code."""
+    from runtime.container import supervisor_of
+    try:
+        client = supervisor_of(_runtime_paths(ctx), container_id)
+    except (ValueError, OSError) as e:
+        raise KpyError(str(e)) from None
+    code, out, err = client.exec(container_id, list(cmd))
+    sys.stdout.buffer.write(out)
+    sys.stderr.buffer.write(err)
+    sys.exit(code)
+
+
+@runtime.command("rm")
+@click.argument("container_id")
+@click.option("--time", "-t", "grace", type=float, default=10.0, show_default=True,
+              help="Seconds between SIGTERM and SIGKILL (0: SIGKILL at once).")
+@click.pass_context
+def runtime_rm(ctx, container_id, grace):
+    """Stop and remove a detached container and its sandbox (idempotent)."""
+    from runtime.container import remove_detached
+    final = remove_detached(_store(ctx), _runtime_paths(ctx), container_id, grace)
+    if final is not None:
+        click.echo(f"{container_id} exited {final['exit_code']} ({final['reason']})")
 
 
 @cli.command()

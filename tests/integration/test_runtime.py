@@ -210,3 +210,21 @@ def test_two_containers_of_a_pod_share_net_ipc_uts_shm_not_pid(env):
             remove_container(store, paths, cid)
         remove_sandbox(env["run"], "pod-1234", env["cg"])
         remove_sandbox(env["run"], "pod-1234", env["cg"])  # idempotent
+
+
+def test_detached_container_exec_and_rm(env, tmp_path):
+    base = [sys.executable, "-m", "kubelet_py.cli", "--root", env["root"], "--run-root", env["run"],
+            "--cgroup-root", env["cg"], "--log-root", str(tmp_path / "logs")]
+    cid = subprocess.run(base + ["runtime", "run", "-d", "--image", DEFAULT_IMAGE, "--name", "web", "--", "sh", "-c",
+                                 "trap 'exit 0' TERM; echo started; while true; do sleep 0.1; done"],
+                         capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    p = subprocess.run(base + ["runtime", "exec", cid, "--", "sh", "-c", "hostname; exit 5"], capture_output=True,
+                       text=True, timeout=60)
+    assert (p.returncode, p.stdout) == (5, "web\n")
+    p = subprocess.run(base + ["runtime", "rm", cid], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "exited 0 (Completed)" in p.stdout
+    log = (tmp_path / "logs" / f"default_web_{cid}" / "web" / "0.log").read_text()
+    assert " stdout F started\n" in log
+    assert subprocess.run(base + ["runtime", "rm", cid], capture_output=True, timeout=60).returncode == 0  # idempotent
+    p = subprocess.run(base + ["runtime", "exec", cid, "--", "true"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "no such detached container" in p.stderr
