@@ -92,10 +92,18 @@ def vng_command(spec: VMSpec, kernel: str, exec_cmd: str | None) -> list[str]:
     return cmd
 
 
+def _prune_old_results(keep: int = 5) -> None:
+    """Results dirs of earlier runs (junit, pytest.out) are kept for a look; only the newest few."""
+    old = sorted(glob.glob("/var/tmp/kpy-vm-*"), key=os.path.getmtime)
+    for d in old[:-keep] if len(old) > keep else []:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def run_pytest_in_vm(pytest_args: list[str], spec: VMSpec | None = None, timeout: float = 1200) -> int:
     """Boot, run pytest inside with the project's interpreter, print what came back; pytest's rc."""
     spec = spec or VMSpec()
     kernel = find_kernel()
+    _prune_old_results()
     results = tempfile.mkdtemp(prefix="kpy-vm-", dir="/var/tmp")
     spec.rwdirs.append(results)
     # TMPDIR on a fresh tmpfs: the VM's root overlay refuses the 0:0 whiteout nodes and trusted
