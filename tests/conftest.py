@@ -32,7 +32,7 @@ def need_tool(name: str) -> str:
         msg = f"required tool {name!r} is not installed (scripts/test installs it)"
         if STRICT:
             pytest.fail(msg)
-        pytest.skip(msg)
+        pytest.skip(msg)  # by hand only (not root, or no KPY_STRICT): CI fails above instead
     return path
 
 

@@ -5,40 +5,23 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 
 import pytest
 
-from runtime.image.archive import import_path
-from runtime.image.build import write_oci_layout
 from runtime.image.store import ImageStore
-from runtime.image.testimages import DEFAULT_IMAGE, LAYERED_IMAGE, busybox_image, layered_image
-from tests.integration.leaks import assert_no_leaks, cgroups_under, remove_cgroup_tree
+from runtime.image.testimages import DEFAULT_IMAGE, LAYERED_IMAGE
+from tests.integration.leaks import cgroups_under
+from tests.integration.runtime_helpers import run_container, runtime_env
 
 pytestmark = [pytest.mark.root, pytest.mark.cgroups]
 
 
 @pytest.fixture
 def env(tmp_path):
-    root, run = str(tmp_path / "root"), str(tmp_path / "run")
-    layout = str(tmp_path / "layout")
-    write_oci_layout(layout, {DEFAULT_IMAGE: busybox_image(), LAYERED_IMAGE: layered_image("gzip")})
-    import_path(ImageStore(root), layout)
-    cg = f"kpytest-{uuid.uuid4().hex[:8]}"
-    yield {"root": root, "run": run, "cg": cg}
-    assert_no_leaks(root, run, cg)
-    remove_cgroup_tree(cg)
+    yield from runtime_env(tmp_path, layered=True)
 
 
-def run(env, *args, image=DEFAULT_IMAGE, script: str | None = None, check_rc: int | None = 0):
-    cmd = [sys.executable, "-m", "kubelet_py.cli", "--root", env["root"], "--run-root", env["run"],
-           "--cgroup-root", env["cg"], "runtime", "run", "--image", image, *args]
-    if script is not None:
-        cmd += ["--", "sh", "-c", script]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    if check_rc is not None:
-        assert p.returncode == check_rc, p.stderr
-    return p
+run = run_container
 
 
 def test_pid1_hostname_and_isolation(env):

@@ -7,23 +7,20 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import shutil
 import subprocess
 import sys
 import uuid
 
 import pytest
 
-from runtime.image.archive import import_path
-from runtime.image.build import write_oci_layout
 from runtime.image.store import ImageStore
-from runtime.image.testimages import DEFAULT_IMAGE, busybox_image
+from runtime.image.testimages import DEFAULT_IMAGE
 from runtime.linux.caps import DEFAULT
 from runtime.linux.seccomp import compile_filter, status_of
 from runtime.oci.seccomp_profile import default_profile, validate
 from runtime.oci.spec import ContainerRequest, generate
 from tests.conftest import host_is_cgroup2, need_tool
-from tests.integration.leaks import assert_no_leaks, remove_cgroup_tree
+from tests.integration.runtime_helpers import busybox_rootfs, run_container, runtime_env
 
 pytestmark = [pytest.mark.root, pytest.mark.cgroups]
 
@@ -32,24 +29,10 @@ NOT_PERMITTED = "Operation not permitted"
 
 @pytest.fixture
 def env(tmp_path):
-    root, run = str(tmp_path / "root"), str(tmp_path / "run")
-    layout = str(tmp_path / "layout")
-    write_oci_layout(layout, {DEFAULT_IMAGE: busybox_image()})
-    import_path(ImageStore(root), layout)
-    cg = f"kpytest-{uuid.uuid4().hex[:8]}"
-    yield {"root": root, "run": run, "cg": cg, "tmp": tmp_path}
-    assert_no_leaks(root, run, cg)
-    remove_cgroup_tree(cg)
+    yield from runtime_env(tmp_path)
 
 
-def run(env, *args, script: str, check_rc: int | None = 0):
-    """`kubelet-py runtime run --image busybox ARGS -- sh -c SCRIPT` (test_runtime.py's helper)."""
-    cmd = [sys.executable, "-m", "kubelet_py.cli", "--root", env["root"], "--run-root", env["run"],
-           "--cgroup-root", env["cg"], "runtime", "run", "--image", DEFAULT_IMAGE, *args, "--", "sh", "-c", script]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    if check_rc is not None:
-        assert p.returncode == check_rc, p.stderr
-    return p
+run = run_container
 
 
 def _status(out: str) -> dict[str, str]:
@@ -225,15 +208,7 @@ ls / >/dev/null; echo "ls=$?"
 
 @pytest.fixture(scope="module")
 def vs_rootfs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("scvsrunc")
-    layout = str(d / "layout")
-    write_oci_layout(layout, {DEFAULT_IMAGE: busybox_image()})
-    store = ImageStore(str(d / "root"))
-    import_path(store, layout)
-    r = d / "rootfs"
-    shutil.copytree(store.image(DEFAULT_IMAGE).layer_dirs[0], r, symlinks=True)
-    (r / "probe.sh").write_text(RUNC_PROBE)
-    return str(r)
+    return busybox_rootfs(tmp_path_factory.mktemp("scvsrunc"), RUNC_PROBE)
 
 
 def _run_doc(tmp_path, runtime: str, doc: dict, cid: str) -> subprocess.CompletedProcess:

@@ -8,19 +8,15 @@ import copy
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import uuid
 
 import pytest
 
-from runtime.image.build import write_oci_layout
-from runtime.image.archive import import_path
-from runtime.image.store import ImageStore
-from runtime.image.testimages import DEFAULT_IMAGE, busybox_image
 from runtime.oci.spec import ContainerRequest, generate
 from tests.conftest import need_tool
+from tests.integration.runtime_helpers import busybox_rootfs
 
 pytestmark = [pytest.mark.root, pytest.mark.cgroups]
 
@@ -63,17 +59,7 @@ def _normalise(out: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def rootfs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("vsrunc")
-    layout = str(d / "layout")
-    write_oci_layout(layout, {DEFAULT_IMAGE: busybox_image()})
-    store = ImageStore(str(d / "root"))
-    import_path(store, layout)
-    # one extracted copy used read-only by both runtimes (overlay is tested elsewhere)
-    r = d / "rootfs"
-    shutil.copytree(store.image(DEFAULT_IMAGE).layer_dirs[0], r, symlinks=True)
-    with open(r / "probe.sh", "w") as f:
-        f.write(PROBE)
-    return str(r)
+    return busybox_rootfs(tmp_path_factory.mktemp("vsrunc"), PROBE)
 
 
 def _bundle(tmp_path, name: str, doc: dict) -> str:
