@@ -324,6 +324,8 @@ def runtime_run(ctx, bundle, detach, image_ref, user, args, **kw):
         from runtime.container import run_detached
         click.echo(run_detached(_store(ctx), image_ref, _request(args, **kw), _runtime_paths(ctx), ctx.obj.log_root, user))
         return
+    from runtime.linux.sealed import reexec_sealed
+    reexec_sealed()  # this process forks the container: from a sealed interpreter (CVE-2019-5736)
     if bundle:
         if len(args) > 1:
             raise click.UsageError("--bundle takes at most one argument: the container ID")
@@ -370,6 +372,8 @@ def runtime_rm(ctx, container_id, grace):
 def demo(ctx):
     """The main job (for now): build the built-in busybox image, import it, list the store, and
     run a container on it (64Mi, 500m) that says where it is."""
+    from runtime.linux.sealed import reexec_sealed
+    reexec_sealed()  # it forks the container itself: from a sealed interpreter (CVE-2019-5736)
     from runtime.image.archive import import_path
     from runtime.image.build import write_oci_layout
     from runtime.image.testimages import DEFAULT_IMAGE, busybox_image

@@ -304,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pod-dir", required=True)
     ap.add_argument("--cgroup-parent", default="kubelet-py")
     a = ap.parse_args(argv)
+    os.closerange(3, 1 << 16)  # the sealed interpreter's fd, passed only for the execve
     if os.fork():  # detach: the starter reaps us at once and the supervisor is nobody's child
         os._exit(0)
     os.setsid()
@@ -399,11 +400,19 @@ class ShimClient:
 def start_supervisor(pod_dir: str, cgroup_parent: str, timeout: float = 10.0) -> ShimClient:
     """Launch the pod's supervisor (detached) and connect to it."""
     import subprocess  # the daemon's side only: the supervisor itself never loads it (its RSS)
-    subprocess.run([sys.executable, "-m", "runtime.shim", "--pod-dir", pod_dir, "--cgroup-parent", cgroup_parent],
-                   check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                   stderr=open(os.path.join(pod_dir, "shim.log"), "ab"), close_fds=True,
-                   cwd="/", env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                                 "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
+    from .linux.sealed import interpreter_argv, sealed_copy
+    # the supervisor forks every container process: it runs from a sealed copy of the
+    # interpreter, so /proc/<pid>/exe of its children is nothing a container can write
+    exe = sealed_copy()
+    try:
+        with open(os.path.join(pod_dir, "shim.log"), "ab") as log:
+            subprocess.run(interpreter_argv(["-m", "runtime.shim", "--pod-dir", pod_dir, "--cgroup-parent", cgroup_parent]),
+                           executable=f"/proc/self/fd/{exe}", pass_fds=(exe,), check=True,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, cwd="/",
+                           env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                                "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
+    finally:
+        os.close(exe)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

@@ -1,0 +1,116 @@
+"""CVE-2019-5736 in its Python form (security.md 2.10): a container that makes the runtime's exec
+run `#!/proc/self/exe` gets the runtime's interpreter as a container process, grabs
+/proc/<pid>/exe and writes it once the process has exited. Every process that forks into
+containers runs from a sealed memfd copy of the interpreter, so what the attacker holds is
+that copy, and writing it fails."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from runtime.linux import sealed
+from runtime.image.testimages import DEFAULT_IMAGE
+from tests.integration.runtime_helpers import runtime_env
+
+pytestmark = [pytest.mark.root]
+
+# the container's PID 1: wait for a process that is not busybox, hold its exe, wait for it to
+# exit, then look at what is held and try to append to it (only when it is not a host file:
+# a regression must not damage the host's interpreter, the test reports it instead)
+ATTACKER = r"""
+while :; do
+  for p in /proc/[0-9]*; do
+    t=$(readlink $p/exe 2>/dev/null) || continue
+    case "$t" in */busybox|"") continue;; esac
+    exec 3< $p/exe || continue
+    echo "grabbed $t"
+    while [ -e $p/exe ]; do sleep 0.05; done
+    held=$(readlink /proc/self/fd/3)
+    case "$held" in
+      /memfd:*) if printf x >> /proc/self/fd/3; then echo WROTE; else echo WRITE-REFUSED; fi;;
+      *) echo "VULNERABLE: the host file $held";;
+    esac
+    exit 0
+  done
+  sleep 0.01
+done
+"""
+
+
+@pytest.fixture
+def env(tmp_path):
+    yield from runtime_env(tmp_path)
+
+
+def _interpreter_mounts() -> list[dict]:
+    """Enough of the host for its interpreter to run inside a busybox container (the attack needs
+    the exec'd interpreter to live a moment): the loader, libc and the Python prefix, read-only."""
+    binds = [("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu"), ("/usr/lib64", "/lib64"),
+             (sys.base_prefix, sys.base_prefix)]
+    return [{"destination": dst, "type": "bind", "source": src, "options": ["rbind", "ro", "nosuid", "nodev"]}
+            for src, dst in binds if os.path.isdir(src)]
+
+
+def test_exec_of_proc_self_exe_cannot_reach_the_host_interpreter(env):
+    from runtime.container import Paths, bundle_for, remove_container
+    from runtime.image.store import ImageStore
+    from runtime.oci.spec import ContainerRequest
+    from runtime.sandbox import create_sandbox, remove_sandbox
+    from runtime.shim import start_supervisor
+    if os.uname().machine != "x86_64":
+        pytest.skip("the interpreter mounts are laid out for x86_64 Debian/Ubuntu")
+    paths, store = Paths(env["root"], env["run"], env["cg"]), ImageStore(env["root"])
+    sb = create_sandbox(env["run"], "pod-seal", "sealpod", cgroup_root=env["cg"])
+    client = None
+    try:
+        client = start_supervisor(sb.dir, env["cg"])
+        shim_pid = client.call("ping")["pid"]
+        assert sealed.is_sealed(shim_pid), os.readlink(f"/proc/{shim_pid}/exe")
+        assert os.readlink(f"/proc/{shim_pid}/exe").startswith(f"/memfd:{sealed.MEMFD_NAME}")
+        bundle = bundle_for(store, DEFAULT_IMAGE, ContainerRequest(name="victim", command=["sh", "-c", ATTACKER]),
+                            paths, "victim", None, sb)
+        cfg_path = os.path.join(bundle, "config.json")
+        cfg = json.load(open(cfg_path))
+        cfg["mounts"] += _interpreter_mounts()
+        json.dump(cfg, open(cfg_path, "w"))
+        evil = os.path.join(bundle, "rootfs", "evil")  # the image's "binary": lands in the upper dir
+        with open(evil, "w") as f:
+            f.write("#!/proc/self/exe -cimport time; time.sleep(1.5)\n")
+        os.chmod(evil, 0o755)
+        log = os.path.join(str(env["tmp"]), "logs", "victim.log")
+        client.call("start", id="victim", bundle=bundle, log_path=log)
+        code, out, err = client.exec("victim", ["/evil"])
+        assert code == 0, (out, err)  # the interpreter ran inside the container, as the attack wants
+        final = client.wait("victim", 10)
+        text = open(log).read()
+        assert "VULNERABLE" not in text and "WROTE" not in text, text
+        assert f"grabbed /memfd:{sealed.MEMFD_NAME}" in text and "WRITE-REFUSED" in text, text
+        assert final["exit_code"] == 0
+        client.call("forget", id="victim")
+        client.call("shutdown")
+    finally:
+        if client is not None:
+            client.close()
+        remove_container(store, paths, "victim")
+        remove_sandbox(env["run"], "pod-seal", env["cg"])
+
+
+def test_foreground_run_forks_from_a_sealed_interpreter(env):
+    """`runtime run` starts the container from its own process: it re-executes sealed first."""
+    cmd = [sys.executable, "-m", "kubelet_py.cli", "--root", env["root"], "--run-root", env["run"],
+           "--cgroup-root", env["cg"], "runtime", "run", "--image", DEFAULT_IMAGE, "--", "sleep", "2"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while not sealed.is_sealed(p.pid):
+            assert time.monotonic() < deadline and p.poll() is None, "the CLI never ran from a sealed copy"
+            time.sleep(0.01)
+        assert os.readlink(f"/proc/{p.pid}/exe").startswith(f"/memfd:{sealed.MEMFD_NAME}")
+    finally:
+        assert p.wait(30) == 0, p.stderr.read()
