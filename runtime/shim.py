@@ -4,7 +4,10 @@ The supervisor is a fresh process (`python -m runtime.shim`), detached (own sess
 away from whoever started it), single-threaded, a child subreaper. It starts the pod's
 containers, owns their stdout/stderr and writes them in the CRI log format, reaps them, and
 records pid, start time, exit code and finish time in atomic state files, so a daemon that was
-SIGKILLed and restarted reconnects and loses no exit code and no log line.
+SIGKILLed and restarted reconnects and loses no exit code and no log line. A log past its size
+limit is rotated as the kubelet rotates (`<log>.<YYYYmmdd-HHMMSS>`, at most LOG_MAX_FILES files
+with the current one; rotated files stay uncompressed: compressing would stall this
+single-threaded process).
 
     <run-root>/pods/<uid>/shim.sock   requests: one JSON object per line, one answer each
     <run-root>/pods/<uid>/shim.pid
@@ -55,6 +58,31 @@ def cri_records(stream: str, buf: bytearray, final: bool = False) -> list[bytes]
     return out
 
 
+LOG_MAX_SIZE = 10 << 20  # the kubelet's containerLogMaxSize and containerLogMaxFiles defaults
+LOG_MAX_FILES = 5
+
+
+def rotated_name(log_path: str, existing: list[str], unix_time: float) -> str:
+    """The name the current log takes when it is rotated: `<log>.<YYYYmmdd-HHMMSS>` as the
+    kubelet's log manager names it (with a counter when two rotations fall in one second)."""
+    base = f"{os.path.basename(log_path)}.{time.strftime('%Y%m%d-%H%M%S', time.gmtime(unix_time))}"
+    taken = [0 if n == base else int(n[len(base) + 1:]) for n in existing
+             if n == base or (n.startswith(base + ".") and n[len(base) + 1:].isdigit())]
+    # after every file of this second, even when older ones were removed: names sort as time
+    name = f"{base}.{max(taken) + 1}" if taken else base
+    return os.path.join(os.path.dirname(log_path), name)
+
+
+def rotated_to_delete(log_path: str, existing: list[str], max_files: int) -> list[str]:
+    """The oldest rotated files beyond `max_files` (the current file counts as one)."""
+    prefix = os.path.basename(log_path) + "."
+    # the stamp sorts as time; a same-second counter sorts after its base
+    rotated = sorted((n for n in existing if n.startswith(prefix)),
+                     key=lambda n: (n[len(prefix):len(prefix) + 15], len(n), n))
+    keep = max(max_files - 1, 0)
+    return [os.path.join(os.path.dirname(log_path), n) for n in rotated[:len(rotated) - keep]] if len(rotated) > keep else []
+
+
 def _via_dir_fd(pod_dir: str, op) -> None:
     """bind/connect the pod's socket through /proc/self/fd/N of its directory: a sun_path holds
     at most 107 bytes, and run roots (tests' temp dirs above all) can be deeper than that."""
@@ -77,12 +105,14 @@ def _atomic_json(path: str, doc: dict) -> None:
 # ---- the supervisor ---------------------------------------------------------------------------
 
 class _Container:
-    def __init__(self, cid, started, log_path, state_path, spec):
+    def __init__(self, cid, started, log_path, state_path, spec, log_max_size=LOG_MAX_SIZE, log_max_files=LOG_MAX_FILES):
         self.cid, self.started, self.log_path, self.state_path = cid, started, log_path, state_path
         self.spec = spec
         self.bufs = {"stdout": bytearray(), "stderr": bytearray()}
         self.open_streams = 2
         self.log = open(log_path, "ab", buffering=0)
+        self.log_size = self.log.tell()
+        self.log_max_size, self.log_max_files = log_max_size, log_max_files
         self.state = {"id": cid, "pid": started.pid, "status": "running", "started_at": now_rfc3339(),
                       "exit_code": None, "finished_at": None, "reason": None, "log_path": log_path}
         _atomic_json(state_path, self.state)
@@ -178,7 +208,8 @@ class Supervisor:
         if op == "ping":
             return {"pid": os.getpid()}
         if op == "start":
-            return self._start(req["id"], req["bundle"], req["log_path"])
+            return self._start(req["id"], req["bundle"], req["log_path"], int(req.get("log_max_size", LOG_MAX_SIZE)),
+                               int(req.get("log_max_files", LOG_MAX_FILES)))
         if op == "status":
             return {"containers": {c.cid: c.state for c in self.containers.values()}}
         if op == "signal":
@@ -201,7 +232,7 @@ class Supervisor:
             return None
         raise ShimError(f"unknown op {op!r}")
 
-    def _start(self, cid: str, bundle: str, log_path: str) -> dict:
+    def _start(self, cid: str, bundle: str, log_path: str, log_max_size: int, log_max_files: int) -> dict:
         from .oci.run import load_bundle, start
         if cid in self.containers and self.containers[cid].state["status"] == "running":
             raise ShimError(f"container {cid} is already running")
@@ -219,7 +250,8 @@ class Supervisor:
         finally:
             for fd in (out_w, err_w, devnull):
                 os.close(fd)
-        c = _Container(cid, started, log_path, os.path.join(self.pod_dir, "containers", f"{cid}.json"), spec)
+        c = _Container(cid, started, log_path, os.path.join(self.pod_dir, "containers", f"{cid}.json"), spec,
+                       log_max_size, log_max_files)
         self.containers[cid] = c
         self.by_pid[started.pid] = c
         for fd, stream in ((out_r, "stdout"), (err_r, "stderr")):
@@ -264,9 +296,30 @@ class Supervisor:
             os.close(fd)
             c.open_streams -= 1
         if recs:
-            c.log.write(b"".join(recs))
+            self._write_log(c, recs)
         if c.open_streams == 0 and c.state["exit_code"] is not None:
             self._finish(c)
+
+    def _write_log(self, c: _Container, recs: list[bytes]) -> None:
+        """Whole records only; a file that would grow past the size limit is rotated first
+        (renamed, a new one opened, the oldest rotated files beyond the count removed)."""
+        start = 0
+        for i, rec in enumerate(recs):
+            if c.log_size and c.log_size + len(rec) > c.log_max_size:
+                c.log.write(b"".join(recs[start:i]))
+                self._rotate(c)
+                start = i
+            c.log_size += len(rec)
+        c.log.write(b"".join(recs[start:]))
+
+    def _rotate(self, c: _Container) -> None:
+        d = os.path.dirname(c.log_path)
+        c.log.close()
+        os.rename(c.log_path, rotated_name(c.log_path, os.listdir(d), time.time()))
+        c.log = open(c.log_path, "ab", buffering=0)
+        c.log_size = 0
+        for old in rotated_to_delete(c.log_path, os.listdir(d), c.log_max_files):
+            os.unlink(old)
 
     def _reap(self) -> None:
         while True:

@@ -116,3 +116,40 @@ def test_containers_survive_a_daemon_sigkill_and_nothing_is_lost(env):
             break
         time.sleep(0.02)
     assert not os.path.exists(os.path.join(pod_dir, "shim.sock"))  # the supervisor exited cleanly
+
+
+def test_logs_rotate_by_size_and_keep_the_newest_files(env):
+    """A chatty container under a 16 KiB limit and 3 files: the current log and two rotated ones
+    remain, each whole CRI records, and together they end with the container's last lines."""
+    from runtime.container import Paths, bundle_for, remove_container
+    from runtime.oci.spec import ContainerRequest
+    from runtime.sandbox import create_sandbox, remove_sandbox
+    from runtime.shim import start_supervisor
+    paths = Paths(env["root"], env["run"], env["cg"])
+    sb = create_sandbox(env["run"], "pod-shim", "shimpod", cgroup_root=env["cg"])
+    client = start_supervisor(sb.dir, env["cg"])
+    try:
+        script = "i=0; while [ $i -lt 3000 ]; do echo line-$i; i=$((i+1)); done"
+        b = bundle_for(ImageStore(env["root"]), DEFAULT_IMAGE, ContainerRequest(name="quick", command=["sh", "-c", script]),
+                       paths, "quick", None, sb)
+        log = os.path.join(env["logs"], "quick", "0.log")
+        client.call("start", id="quick", bundle=b, log_path=log, log_max_size=16 << 10, log_max_files=3)
+        assert client.wait("quick")["exit_code"] == 0
+        names = sorted(os.listdir(os.path.dirname(log)))
+        rotated = [n for n in names if n != "0.log"]
+        assert "0.log" in names and len(rotated) == 2 and all(re.fullmatch(r"0\.log\.\d{8}-\d{6}(\.\d+)?", n) for n in rotated), names
+        # oldest first, then the current file: the lines run on without a gap to the very last
+        lines = []
+        for n in sorted(rotated, key=lambda n: (n[6:21], len(n), n)) + ["0.log"]:
+            data = open(os.path.join(os.path.dirname(log), n)).read()
+            assert data.endswith("\n") and len(data) <= 16 << 10, (n, len(data))
+            lines += data.splitlines()
+        assert all(CRI_LINE.match(ln) for ln in lines)
+        nums = [int(ln.rsplit("-", 1)[1]) for ln in lines]
+        assert nums[-1] == 2999 and nums == list(range(nums[0], 3000)) and nums[0] > 0  # the oldest went
+        client.call("forget", id="quick")
+        client.call("shutdown")
+    finally:
+        client.close()
+        remove_container(ImageStore(env["root"]), paths, "quick")
+        remove_sandbox(env["run"], "pod-shim", env["cg"])

@@ -19,3 +19,27 @@ def test_long_lines_are_split_into_partial_records():
     recs = [REC.match(r) for r in cri_records("stderr", buf)]
     assert [(m.group(1), m.group(2), len(m.group(3))) for m in recs] == [
         (b"stderr", b"P", MAX_LINE), (b"stderr", b"P", MAX_LINE), (b"stderr", b"F", 5)]
+
+
+def test_rotated_names_carry_the_time_and_never_collide():
+    from runtime.shim import rotated_name
+    t = 1764632272.5  # 2025-12-01T23:37:52Z
+    assert rotated_name("/l/c/0.log", [], t) == "/l/c/0.log.20251201-233752"
+    assert rotated_name("/l/c/0.log", ["0.log", "0.log.20251201-233752"], t) == "/l/c/0.log.20251201-233752.1"
+    assert rotated_name("/l/c/0.log", ["0.log.20251201-233752", "0.log.20251201-233752.1"], t).endswith("-233752.2")
+
+
+def test_the_oldest_rotated_files_beyond_the_count_go():
+    from runtime.shim import rotated_to_delete
+    names = ["0.log", "0.log.20251201-233752.1", "0.log.20251201-233750", "0.log.20251201-233752",
+             "0.log.20251201-233752.10", "0.log.20251201-233752.2", "1.log.20200101-000000"]
+    assert rotated_to_delete("/l/0.log", names, 3) == ["/l/0.log.20251201-233750", "/l/0.log.20251201-233752",
+                                                       "/l/0.log.20251201-233752.1"]
+    assert rotated_to_delete("/l/0.log", names, 10) == []
+    assert len(rotated_to_delete("/l/0.log", names, 1)) == 5  # only the current file stays
+
+
+def test_a_rotation_after_removals_still_sorts_last():
+    from runtime.shim import rotated_name
+    t = 1764632272.5
+    assert rotated_name("/l/0.log", ["0.log.20251201-233752.1", "0.log.20251201-233752.2"], t).endswith("-233752.3")
