@@ -60,7 +60,8 @@ def bundle_for(store: ImageStore, image_ref: str, req: ContainerRequest, paths: 
         finally:
             os.close(rfd)
         if sandbox is not None:
-            req.namespaces = {"pid": None, "mount": None, **sandbox.namespaces}
+            req.namespaces = {**({"pid": None} if sandbox.pid_mode == "container" else {}), "mount": None,
+                              **sandbox.namespaces}  # "pod": the pinned one in sandbox.namespaces
             req.hostname = sandbox.hostname
         cgpath = sandbox.container_cgroup(cid) if sandbox else f"{paths.cgroup_root}/{cid}"
         doc = generate(req, image.config, rootfs, cgpath, detect(), u.uid, u.gid, list(u.groups),

@@ -2,6 +2,7 @@
 
     <run-root>/pods/<uid>/ns/{net,ipc,uts}   bind mounts of the pod's namespaces (as CRI-O's
                                             pinns: no pause process, they outlive every process)
+    <run-root>/pods/<uid>/ns/pid             shareProcessNamespace only: pinned by the supervisor
     <run-root>/pods/<uid>/shm                one tmpfs shared by the pod's containers
     <cgroup-root>/kubepods[/<qos>]/pod<uid>  the pod cgroup (Guaranteed directly under kubepods)
 
@@ -38,6 +39,7 @@ class Sandbox:
     shm: str | None
     cgroup_path: str  # below each hierarchy root
     qos: str
+    pid_mode: str = "container"  # one pid namespace per container | "pod" (shareProcessNamespace) | "host"
 
     def container_cgroup(self, container_id: str) -> str:
         return f"{self.cgroup_path}/{container_id}"
@@ -131,11 +133,16 @@ def ksys_lo_up() -> None:
 
 def create_sandbox(run_root: str, pod_uid: str, hostname: str, *, cgroup_root: str = "kubelet-py",
                    qos: str = "besteffort", resources: Resources | None = None, host_network: bool = False,
-                   host_ipc: bool = False) -> Sandbox:
+                   host_ipc: bool = False, host_pid: bool = False, share_pid: bool = False) -> Sandbox:
+    """The pod's pinned namespaces, /dev/shm and cgroup. With `share_pid` the containers share
+    one pid namespace, whose PID 1 the pod's supervisor creates (runtime.podinit) and pins at
+    ns/pid; with `host_pid` they use the host's."""
     if not _UID.match(pod_uid):
         raise SandboxError(pod_uid, "pod uid must be lowercase letters, digits and '-' (at most 63)")
     if qos not in ("guaranteed", "burstable", "besteffort"):
         raise SandboxError(pod_uid, f"unknown QoS class {qos!r}")
+    if host_pid and share_pid:
+        raise SandboxError(pod_uid, "shareProcessNamespace and hostPID exclude each other")
     d = os.path.join(run_root, "pods", pod_uid)
     if os.path.exists(d):
         raise SandboxError(pod_uid, f"a sandbox already exists at {d}")
@@ -143,8 +150,11 @@ def create_sandbox(run_root: str, pod_uid: str, hostname: str, *, cgroup_root: s
     os.makedirs(ns_dir, mode=0o700)
     kinds = [k for k in ("network", "ipc", "uts") if not (k == "network" and host_network)
              and not (k == "ipc" and host_ipc) and not (k == "uts" and host_network)]
-    sb = Sandbox(pod_uid, hostname, d, {k: os.path.join(ns_dir, PINNED[k][0]) for k in kinds},
-                 None if host_ipc else os.path.join(d, "shm"), pod_cgroup_path(cgroup_root, qos, pod_uid), qos)
+    pinned = {k: os.path.join(ns_dir, PINNED[k][0]) for k in kinds}
+    if share_pid:
+        pinned["pid"] = os.path.join(ns_dir, "pid")
+    sb = Sandbox(pod_uid, hostname, d, pinned, None if host_ipc else os.path.join(d, "shm"),
+                 pod_cgroup_path(cgroup_root, qos, pod_uid), qos, "pod" if share_pid else "host" if host_pid else "container")
     try:
         if kinds:
             _pin(pod_uid, ns_dir, kinds, hostname)
@@ -179,7 +189,7 @@ def remove_sandbox(run_root: str, pod_uid: str, cgroup_root: str = "kubelet-py")
                             Cgroup(f"{cg.path}/{sub}", cg.version).kill_all()
                             os.rmdir(os.path.join(x, sub))
             cg.destroy()
-    for p in [os.path.join(d, "ns", n) for n in ("net", "ipc", "uts")] + [os.path.join(d, "shm")]:
+    for p in [os.path.join(d, "ns", n) for n in ("net", "ipc", "uts", "pid")] + [os.path.join(d, "shm")]:
         while os.path.ismount(p):
             ksys.umount2(p, ksys.MNT_DETACH)
         if os.path.isdir(p):

@@ -126,11 +126,13 @@ class Supervisor:
         self.by_pid: dict[int, _Container] = {}
         self.execs: dict[int, int | None] = {}  # exec pid -> exit code (None while running)
         self.sel = selectors.DefaultSelector()
+        self.pod_init: int | None = None  # shareProcessNamespace: the pod's PID 1 (0 once it died)
         os.makedirs(os.path.join(pod_dir, "containers"), exist_ok=True)
 
     def serve(self) -> None:
         from .linux import sys as ksys
         ksys.prctl(ksys.PR_SET_CHILD_SUBREAPER, 1)
+        self.pod_init = self._pod_init()  # before any handler or fd of the loop exists
         sock_path = os.path.join(self.pod_dir, "shim.sock")
         if os.path.exists(sock_path):
             os.unlink(sock_path)
@@ -169,6 +171,18 @@ class Supervisor:
         srv.close()
         os.unlink(sock_path)
 
+    def _pod_init(self) -> int | None:
+        """shareProcessNamespace: the pod's PID 1, made once, before any container."""
+        try:
+            with open(os.path.join(self.pod_dir, "sandbox.json")) as f:
+                sandbox = json.load(f)
+        except FileNotFoundError:
+            return None
+        if sandbox.get("pid_mode") != "pod":
+            return None
+        from .podinit import spawn_pod_init
+        return spawn_pod_init(self.pod_dir, sandbox["cgroup_path"])
+
     def _client(self, conn, buf) -> None:
         data = conn.recv(65536)
         if not data:
@@ -206,7 +220,7 @@ class Supervisor:
                 del self.execs[pid]
             return {"exit_code": code}
         if op == "ping":
-            return {"pid": os.getpid()}
+            return {"pid": os.getpid(), "pod_init": self.pod_init}
         if op == "start":
             return self._start(req["id"], req["bundle"], req["log_path"], int(req.get("log_max_size", LOG_MAX_SIZE)),
                                int(req.get("log_max_files", LOG_MAX_FILES)))
@@ -228,6 +242,10 @@ class Supervisor:
         if op == "shutdown":
             if any(c.state["status"] == "running" for c in self.containers.values()):
                 raise ShimError("containers are still running")
+            if self.pod_init:
+                os.kill(self.pod_init, signal.SIGKILL)  # the pod's pid namespace ends with it
+                os.waitpid(self.pod_init, 0)
+                self.pod_init = None
             self.running = False
             return None
         raise ShimError(f"unknown op {op!r}")
@@ -236,6 +254,8 @@ class Supervisor:
         from .oci.run import load_bundle, start
         if cid in self.containers and self.containers[cid].state["status"] == "running":
             raise ShimError(f"container {cid} is already running")
+        if self.pod_init == 0:
+            raise ShimError("the pod's init (PID 1 of its shared pid namespace) has exited: the pod must be recreated")
         spec, rootfs = load_bundle(bundle)
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -332,6 +352,9 @@ class Supervisor:
             code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
             if pid in self.execs:
                 self.execs[pid] = code
+                continue
+            if pid == self.pod_init:
+                self.pod_init = 0  # gone: no container can start in the pod any more
                 continue
             c = self.by_pid.pop(pid, None)
             if c is None:

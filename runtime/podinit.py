@@ -1,0 +1,132 @@
+"""The pod's PID 1 for `shareProcessNamespace: true` (kernel edge): what the pause container is
+to such a pod, forked by the pod's supervisor.
+
+It creates the pod's pid namespace, outlives the containers and reaps the orphans they leave
+(the kernel gives every orphan of the namespace to its PID 1). The containers' own main
+processes stay children of the supervisor, which records their exit codes. Since every
+container of the pod sees it as /proc/1, it keeps nothing worth reaching: an empty read-only
+root in its own mount namespace, no capabilities, uid/gid 65535 (pause's), no fds,
+non-dumpable. It runs only code imported before the fork.
+
+    <run-root>/pods/<uid>/ns/pid   the namespace, bind-mounted (containers join it by path)
+    <cgroup-root>/.../pod<uid>/kpy-pod-init   its cgroup (v2 allows no process in the pod's own)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from .cgroups import Cgroup, Resources
+from .errors import RuntimeFailure
+from .linux import sys as ksys
+
+INIT_CGROUP = "kpy-pod-init"
+PAUSE_ID = 65535
+
+
+class PodInitError(RuntimeFailure):
+    pass
+
+
+def spawn_pod_init(pod_dir: str, pod_cgroup: str) -> int:
+    """Start the pod's PID 1 (a child of the caller, who reaps it), pin its pid namespace at
+    <pod_dir>/ns/pid and return its pid (as the caller's namespace sees it)."""
+    cg = Cgroup(f"{pod_cgroup}/{INIT_CGROUP}")
+    cg.create()
+    cg.apply(Resources(cpu_shares=2))
+    r, w = os.pipe2(os.O_CLOEXEC)
+    go_r, go_w = os.pipe2(os.O_CLOEXEC)
+    mid = os.fork()
+    if mid == 0:
+        try:
+            os.close(r)
+            os.close(go_w)
+            os.read(go_r, 1)  # in the cgroup now: the init inherits it
+            ksys.unshare(ksys.CLONE_NEWPID)
+            init = os.fork()  # the first child of the new namespace is its PID 1
+            if init == 0:
+                _init_main(pod_dir, w)
+            os.write(w, f"P{init}\n".encode())
+            os._exit(0)
+        except BaseException as e:  # noqa: BLE001 - reported as one line
+            os.write(w, f"E{e}\n".encode(errors="replace"))
+            os._exit(1)
+    os.close(w)
+    os.close(go_r)
+    pid = None
+    try:
+        cg.add(mid)
+        os.write(go_w, b"g")
+        os.close(go_w)
+        go_w = -1
+        data = b""
+        while chunk := os.read(r, 4096):  # EOF: the init has closed every fd (it is ready)
+            data += chunk
+        for line in data.decode(errors="replace").splitlines():
+            if line.startswith("P"):
+                pid = int(line[1:])
+            elif line.startswith("E"):
+                raise PodInitError(f"{pod_dir}: the pod's init failed: {line[1:]}")
+        if pid is None:
+            raise PodInitError(f"{pod_dir}: the pod's init vanished")
+        target = os.path.join(pod_dir, "ns", "pid")
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o444))
+        ksys.mount(f"/proc/{pid}/ns/pid", target, None, ksys.MS_BIND)
+        return pid
+    except BaseException:
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+        cg.kill_all()
+        raise
+    finally:
+        if go_w >= 0:
+            os.close(go_w)
+        os.close(r)
+        os.waitpid(mid, 0)
+
+
+def _set_cmdline(name: bytes) -> None:
+    """Overwrite this process's argument area (inherited from the supervisor, it names host
+    paths), as setproctitle does: through /proc/self/mem, no privilege needed."""
+    with open("/proc/self/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    arg_start, arg_end = int(fields[45]), int(fields[46])  # stat fields 48 and 49
+    fd = os.open("/proc/self/mem", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        os.pwrite(fd, name[: arg_end - arg_start - 1].ljust(arg_end - arg_start, b"\0"), arg_start)
+    finally:
+        os.close(fd)
+
+
+def _init_main(pod_dir: str, report_fd: int) -> None:
+    """PID 1 of the pod: shed everything, then reap forever. Never returns."""
+    try:
+        _set_cmdline(b"kpy-pod-init")  # what the containers see as /proc/1/cmdline, not host paths
+        ksys.unshare(ksys.CLONE_NEWNS)
+        ksys.mount(None, "/", None, ksys.MS_PRIVATE | ksys.MS_REC)
+        ksys.mount("tmpfs", pod_dir, "tmpfs", ksys.MS_NOSUID | ksys.MS_NODEV | ksys.MS_NOEXEC, "size=4k,mode=555")
+        os.chdir(pod_dir)  # the empty tmpfs: only this mount namespace sees it there
+        ksys.pivot_root(".", ".")
+        ksys.umount2(".", ksys.MNT_DETACH)
+        os.chdir("/")
+        ksys.mount(None, "/", None, ksys.MS_BIND | ksys.MS_REMOUNT | ksys.MS_RDONLY | ksys.MS_NOSUID
+                   | ksys.MS_NODEV | ksys.MS_NOEXEC)
+        os.setgroups([])
+        os.setresgid(PAUSE_ID, PAUSE_ID, PAUSE_ID)
+        os.setresuid(PAUSE_ID, PAUSE_ID, PAUSE_ID)  # every capability goes with uid 0
+        ksys.prctl(ksys.PR_SET_DUMPABLE, 0)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # only the supervisor's SIGKILL ends the pod
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+    except BaseException as e:  # noqa: BLE001
+        os.write(report_fd, f"E{e}\n".encode(errors="replace"))
+        os._exit(1)
+    os.closerange(0, 1 << 16)  # the report pipe too: its EOF tells the supervisor we are ready
+    while True:
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                pass
+        except ChildProcessError:
+            pass
+        signal.sigwait({signal.SIGCHLD})

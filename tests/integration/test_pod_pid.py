@@ -1,0 +1,124 @@
+"""Pod pid namespace modes: one per container (the default), shared by the pod
+(shareProcessNamespace, with the pod's own PID 1 that reaps orphans), and the host's (hostPID)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from runtime.image.testimages import DEFAULT_IMAGE
+from tests.integration.runtime_helpers import runtime_env
+
+pytestmark = [pytest.mark.root, pytest.mark.cgroups]
+
+
+@pytest.fixture
+def env(tmp_path):
+    yield from runtime_env(tmp_path)
+
+
+class Pod:
+    """A sandbox and its supervisor with containers started from the busybox image."""
+
+    def __init__(self, env, uid, **sandbox_kw):
+        from runtime.container import Paths
+        from runtime.image.store import ImageStore
+        from runtime.sandbox import create_sandbox
+        from runtime.shim import start_supervisor
+        self.env, self.uid, self.ids = env, uid, []
+        self.paths, self.store = Paths(env["root"], env["run"], env["cg"]), ImageStore(env["root"])
+        self.sb = create_sandbox(env["run"], uid, uid, cgroup_root=env["cg"], **sandbox_kw)
+        self.client = start_supervisor(self.sb.dir, env["cg"])
+
+    def start(self, cid, script):
+        from runtime.container import bundle_for
+        from runtime.oci.spec import ContainerRequest
+        b = bundle_for(self.store, DEFAULT_IMAGE, ContainerRequest(name=cid, command=["sh", "-c", script]),
+                       self.paths, cid, None, self.sb)
+        self.ids.append(cid)
+        return self.client.call("start", id=cid, bundle=b,
+                                log_path=os.path.join(str(self.env["tmp"]), "logs", cid, "0.log"))["pid"]
+
+    def sh(self, cid, script):
+        code, out, err = self.client.exec(cid, ["sh", "-c", script])
+        assert code == 0, (out, err)
+        return out.decode()
+
+    def close(self):
+        from runtime.container import remove_container
+        from runtime.sandbox import remove_sandbox
+        try:
+            for cid in self.ids:
+                self.client.stop(cid, grace=2)
+                self.client.call("forget", id=cid)
+            self.client.call("shutdown")
+        finally:
+            self.client.close()
+            for cid in self.ids:
+                remove_container(self.store, self.paths, cid)
+            remove_sandbox(self.env["run"], self.uid, self.env["cg"])
+
+
+def test_containers_get_their_own_pid_namespace_by_default(env):
+    pod = Pod(env, "pod-pidsep")
+    try:
+        pod.start("a", "sleep 60")
+        pod.start("b", "sleep 60")
+        assert pod.sh("a", "cat /proc/1/cmdline | tr '\\0' ' '").strip() == "sleep 60"
+        assert pod.sh("a", "readlink /proc/self/ns/pid") != pod.sh("b", "readlink /proc/self/ns/pid")
+        assert pod.sh("a", "readlink /proc/self/ns/net") == pod.sh("b", "readlink /proc/self/ns/net")
+    finally:
+        pod.close()
+
+
+def test_share_process_namespace_gives_the_pod_one_reaping_pid_1(env):
+    pod = Pod(env, "pod-pidshare", share_pid=True)
+    try:
+        init = pod.client.call("ping")["pod_init"]
+        assert init and open(f"/proc/{init}/status").read().count("\t65535") >= 4  # uid and gid 65535
+        status = dict(ln.split(":\t", 1) for ln in open(f"/proc/{init}/status").read().splitlines() if ":\t" in ln)
+        assert int(status["CapEff"], 16) == 0 and int(status["CapPrm"], 16) == 0
+        assert os.listdir(f"/proc/{init}/fd") == []
+        a_pid = pod.start("a", "exec sleep 60")
+        pod.start("b", "sleep 60")
+        # b sees a's process and the one pod init as PID 1, not its own command
+        seen = pod.sh("b", "for p in /proc/[0-9]*; do echo \"$(basename $p) $(tr '\\0' ' ' < $p/cmdline)\"; done")
+        procs = dict(ln.split(" ", 1) for ln in seen.strip().splitlines() if " " in ln)
+        assert "sleep 60 " in procs.values() and list(procs.values()).count("sleep 60 ") == 2, procs
+        assert procs["1"].strip() == "kpy-pod-init", procs  # no host path in its cmdline
+        assert pod.sh("a", "readlink /proc/self/ns/pid") == pod.sh("b", "readlink /proc/self/ns/pid")
+        # PID 1's root is nothing a container can use, and it cannot be signalled from inside
+        out = pod.sh("b", "ls /proc/1/root/ 2>&1; cat /proc/1/environ 2>&1; kill -9 1; kill -TERM 1; echo done")
+        assert out.count("Permission denied") == 2 and out.endswith("done\n"), out  # non-dumpable
+        assert os.path.exists(f"/proc/{init}")  # signals from inside do not reach it
+        # an orphan of a container is reaped by the pod init: no zombie stays behind
+        pod.sh("b", "sh -c 'sleep 0.2 &' ; true")
+        time.sleep(0.6)
+        zombies = pod.sh("b", "for p in /proc/[0-9]*; do grep -l '^State:.*Z' $p/status 2>/dev/null; done; true")
+        assert zombies.strip() == "", zombies
+        # a's main process is still the supervisor's child: its exit code is recorded
+        os.kill(a_pid, 9)
+        assert pod.client.wait("a", 5)["exit_code"] == 137
+        assert pod.client.state("b")["status"] == "running"
+    finally:
+        pod.close()
+    assert not os.path.exists(f"/proc/{init}")
+
+
+def test_host_pid_uses_the_host_namespace(env):
+    pod = Pod(env, "pod-hostpid", host_pid=True)
+    try:
+        pid = pod.start("a", "sleep 60")
+        assert pod.sh("a", "readlink /proc/self/ns/pid").strip() == os.readlink("/proc/self/ns/pid")
+        assert pod.sh("a", f"cat /proc/{pid}/cmdline | tr '\\0' ' '").strip() == "sleep 60"
+    finally:
+        pod.close()
+
+
+def test_share_and_host_pid_together_are_refused(env):
+    from runtime.sandbox import SandboxError, create_sandbox
+    with pytest.raises(SandboxError, match="exclude each other"):
+        create_sandbox(env["run"], "pod-both", "both", cgroup_root=env["cg"], host_pid=True, share_pid=True)
+    assert not os.path.exists(os.path.join(env["run"], "pods", "pod-both"))
