@@ -13,12 +13,17 @@ from __future__ import annotations
 
 from ..errors import RuntimeFailure
 
+import fcntl
 import json
 import os
 import resource
 import signal
+import socket
 import stat
+import struct
+import termios
 from dataclasses import dataclass
+from typing import Callable
 
 from ..cgroups import Cgroup, resources_from_spec
 from ..linux import seccomp as kseccomp
@@ -49,8 +54,60 @@ class RunError(RuntimeFailure):
     """The container could not be started; names the step."""
 
 
-def load_bundle(bundle: str) -> tuple[Spec, str]:
+@dataclass
+class CreateOptions:
+    """What the OCI command line's `create` adds to a start (runc's create/start split).
+
+    exec_fifo: host path of a fifo; the init opens it before pivot_root and, as its very last step
+      before execve (in its final user, capabilities and seccomp filter), blocks reading it until
+      `start` writes a byte. `start()` returns when the init is waiting there ("R" on the report
+      pipe), not at the exec.
+    console: a connected unix socket (fd, the caller keeps its own copy): the process allocates a
+      pty in the container's /dev/pts, sends the master over it with SCM_RIGHTS (runc's
+      --console-socket protocol) and makes the slave its controlling terminal and stdio.
+    console_size: (rows, columns) of that pty (process.consoleSize).
+    before_pivot: called in the parent with the init's pid once the container's mounts are made
+      and before pivot_root (the prestart, createRuntime and createContainer hooks); raising
+      aborts the start."""
+    exec_fifo: str | None = None
+    console: int | None = None
+    console_size: tuple[int, int] | None = None
+    before_pivot: Callable[[int], None] | None = None
+
+
+TIOCSPTLCK = 0x40045431
+TIOCGPTN = 0x80045430
+
+
+def _console(sock_fd: int, size: tuple[int, int] | None) -> None:
+    """A new pty of the container's devpts (/dev/ptmx is pts/ptmx): its master goes to the
+    console socket, the slave becomes this process's controlling terminal and stdio."""
+    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
+        n = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, b"\0\0\0\0"))[0]
+        slave = os.open(f"/dev/pts/{n}", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+        if size:
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
+        sock = socket.socket(fileno=sock_fd)
+        try:
+            socket.send_fds(sock, [b"/dev/ptmx"], [master])
+        finally:
+            sock.close()
+    finally:
+        os.close(master)
+    os.setsid()
+    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    for target in (0, 1, 2):
+        os.dup2(slave, target)
+    os.close(slave)
+
+
+def read_config(bundle: str) -> dict:
+    """The bundle's config.json as a document (errors name the bundle or the file)."""
     path = os.path.join(bundle, "config.json")
+    if not os.path.isdir(bundle):
+        raise RunError(f"bundle {bundle}: no such directory")
     try:
         with open(path, "rb") as f:
             doc = json.loads(f.read(4 << 20))
@@ -58,11 +115,21 @@ def load_bundle(bundle: str) -> tuple[Spec, str]:
         raise RunError(f"{bundle}: no config.json (not an OCI bundle)") from None
     except ValueError as e:
         raise RunError(f"{path}: not valid JSON: {e}") from None
+    return doc
+
+
+def spec_from(doc: dict, bundle: str) -> tuple[Spec, str]:
+    """Parse a config.json document of `bundle` (strict: errors name the field) and resolve its
+    root.path."""
     spec = parse(doc)
     rootfs = spec.root_path if spec.root_path.startswith("/") else os.path.join(bundle, spec.root_path)
     if not os.path.isdir(rootfs):
         raise SpecError("root.path", f"{rootfs} is not a directory")
     return spec, os.path.realpath(rootfs)
+
+
+def load_bundle(bundle: str) -> tuple[Spec, str]:
+    return spec_from(read_config(bundle), bundle)
 
 
 def _mount_flags(options: list[str]) -> tuple[int, int, list[str]]:
@@ -217,8 +284,13 @@ def _find_exe(arg0: str, env: list[str]) -> str:
 
 
 def _init(spec: Spec, rootfs: str, cgroup: Cgroup | None, report_fd: int,
-          seccomp: kseccomp.Filter | None = None) -> None:
+          seccomp: kseccomp.Filter | None = None, create: CreateOptions | None = None,
+          go_fd: int | None = None) -> None:
     """Become the container. Never returns: execs or raises."""
+    create = create or CreateOptions()
+    # the exec fifo is opened on the host side of the mounts (before pivot_root), read-write so
+    # that opening never blocks; the last read before execve does
+    fifo_fd = os.open(create.exec_fifo, os.O_RDWR | os.O_CLOEXEC) if create.exec_fifo else None
     prop = ksys.PROPAGATION.get(spec.propagation or "rslave", ksys.MS_SLAVE | ksys.MS_REC)
     ksys.mount(None, "/", None, prop)
     ksys.mount(rootfs, rootfs, None, ksys.MS_BIND | ksys.MS_REC)  # pivot_root needs a mount point
@@ -234,6 +306,10 @@ def _init(spec: Spec, rootfs: str, cgroup: Cgroup | None, report_fd: int,
             pass
     _make_devices(rootfs_fd, spec)
     os.close(rootfs_fd)
+    if create.before_pivot is not None:
+        os.write(report_fd, b"H\n")  # the parent runs the hooks, then lets us go on
+        if os.read(go_fd, 1) != b"h":
+            os._exit(126)  # the parent gave up (a hook failed): it reports the error
     _pivot(rootfs)
     _mask(spec.masked)
     _readonly(spec.readonly)
@@ -248,7 +324,7 @@ def _init(spec: Spec, rootfs: str, cgroup: Cgroup | None, report_fd: int,
     if spec.oom_score_adj is not None:
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write(str(spec.oom_score_adj))
-    _become(spec, spec.args, spec.env, spec.cwd, report_fd, seccomp)
+    _become(spec, spec.args, spec.env, spec.cwd, report_fd, seccomp, create.console, create.console_size, fifo_fd)
 
 
 def _load_seccomp(seccomp: kseccomp.Filter) -> None:
@@ -259,7 +335,8 @@ def _load_seccomp(seccomp: kseccomp.Filter) -> None:
 
 
 def _become(spec: Spec, args: list[str], env: list[str], cwd: str, report_fd: int,
-            seccomp: kseccomp.Filter | None = None) -> None:
+            seccomp: kseccomp.Filter | None = None, console: int | None = None,
+            console_size: tuple[int, int] | None = None, fifo_fd: int | None = None) -> None:
     """The last steps of the container's init, and of every exec into the container: limits,
     user and capabilities (in runc's order), no_new_privs, seccomp, clean signals, no fds, cwd,
     execve.
@@ -270,7 +347,12 @@ def _become(spec: Spec, args: list[str], env: list[str], cwd: str, report_fd: in
     filter, and the setresuid/capset below drop that (the default set has no CAP_SYS_ADMIN), so
     the filter goes in first, right after the rlimits, while this process is still root with
     every capability; the user, capability, signal, fd and chdir steps after it then run under
-    the filter (containerd's default profile allows all of them, as it must for runc)."""
+    the filter (containerd's default profile allows all of them, as it must for runc).
+
+    With `fifo_fd` (create) the process reports "R" and blocks reading the fifo as its very last
+    step, in its final state; `start` writes the byte that lets it execve."""
+    if console is not None:
+        _console(console, console_size)  # as root, before the user and capabilities change
     if not any(name == "RLIMIT_NOFILE" for name, _s, _h in spec.rlimits):
         # runc and the containerd shim (Go) run with the soft NOFILE limit raised to the hard
         # one, and containers inherit that; so do ours
@@ -310,11 +392,18 @@ def _become(spec: Spec, args: list[str], env: list[str], cwd: str, report_fd: in
         _load_seccomp(seccomp)  # no_new_privs is set: as late as possible
     # no fd of the agent may reach the container (CVE-2024-21626): close all but the report
     # pipe (close-on-exec) before the chdir, then check the cwd is inside the new root
-    os.closerange(3, report_fd)
-    os.closerange(report_fd + 1, 1 << 16)
+    lo = 3
+    for keep in sorted({report_fd} | ({fifo_fd} if fifo_fd is not None else set())):
+        os.closerange(lo, keep)
+        lo = keep + 1
+    os.closerange(lo, 1 << 16)
     os.chdir(cwd)
     if not os.getcwd().startswith("/"):
         raise RunError(f"cwd {cwd} is outside the container")
+    if fifo_fd is not None:
+        os.write(report_fd, b"R\n")  # created: the parent returns now
+        while os.read(fifo_fd, 1) != b"0":  # `start`; EINTR is retried by os.read (PEP 475)
+            pass
     os.execve(exe, args, dict(e.split("=", 1) for e in env))
 
 
@@ -352,9 +441,10 @@ class Started:
 
 
 def start(spec: Spec, rootfs: str, container_id: str, cgroup_parent: str = "kubelet-py",
-          stdio: tuple[int, int, int] | None = None) -> Started:
-    """Create the cgroup, start the init and return once it has exec'd the command. The caller
-    must be a child subreaper (it becomes the init's parent) and reaps it."""
+          stdio: tuple[int, int, int] | None = None, create: CreateOptions | None = None) -> Started:
+    """Create the cgroup, start the init and return once it has exec'd the command (with
+    `create.exec_fifo`: once it waits on the fifo, ready to exec). The init's parent becomes the
+    caller's nearest child subreaper (the caller itself, if it is one), which reaps it."""
     _with_home(spec, rootfs)
     seccomp = _compile_seccomp(spec)  # here, in the parent: the init only loads the program
     ns_paths = {t: p for t, p in spec.namespaces if p}
@@ -374,7 +464,7 @@ def start(spec: Spec, rootfs: str, container_id: str, cgroup_parent: str = "kube
         cgroup.create()
         try:
             cgroup.apply(resources_from_spec(spec.resources))
-            pid = _spawn(spec, rootfs, cgroup, flags, ns_fds, "cgroup" in ns_new, stdio, seccomp)
+            pid = _spawn(spec, rootfs, cgroup, flags, ns_fds, "cgroup" in ns_new, stdio, seccomp, create)
         except BaseException:
             cgroup.kill_all()
             cgroup.destroy()
@@ -401,10 +491,16 @@ def run(spec: Spec, rootfs: str, container_id: str, cgroup_parent: str = "kubele
         st.cleanup()
 
 
-def _launch(cgroup: Cgroup, stdio, enter, final, what: str) -> int:
+def _launch(cgroup: Cgroup, stdio, enter, final, what: str, ready: bool = False,
+            on_hook: Callable[[int], None] | None = None, keep_fds: tuple[int, ...] = ()) -> int:
     """Fork an intermediate which, once the parent has put it in `cgroup`, runs `enter()` (join
-    or create namespaces), forks the process that runs `final(report_fd)` (it execs), reports
-    that pid and exits. Errors of either come back over the report pipe as one line."""
+    or create namespaces), forks the process that runs `final(report_fd, go_fd)` (it execs),
+    reports that pid and exits. Errors of either come back over the report pipe as one line.
+
+    Report lines: `P<pid>` (the final process), `E<error>`, `H` (the final process waits for
+    `on_hook(pid)`, then gets a byte on the go pipe), `R` (with `ready`: it is ready to exec and
+    waits; return now). Without `ready` this returns at EOF: the pipe is close-on-exec.
+    `keep_fds` are closed here (in the parent) only after the fork: they are the child's."""
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     rep_r, rep_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
@@ -424,7 +520,7 @@ def _launch(cgroup: Cgroup, stdio, enter, final, what: str) -> int:
             if child:
                 os.write(rep_w, f"P{child}\n".encode())
                 os._exit(0)
-            final(rep_w)
+            final(rep_w, go_r)
         except BaseException as e:  # noqa: BLE001 - reported to the parent as one line
             msg = f"{type(e).__name__}: {e}" if not isinstance(e, (RunError, OSError)) else str(e)
             try:
@@ -442,23 +538,41 @@ def _launch(cgroup: Cgroup, stdio, enter, final, what: str) -> int:
         os.close(go_w)
         os.close(rep_r)
         raise
-    os.write(go_w, b"g")
-    os.close(go_w)
-    data = b""
-    while chunk := os.read(rep_r, 4096):
-        data += chunk
-    os.close(rep_r)
-    os.waitpid(pid, 0)
     child = None
-    for line in data.decode(errors="replace").splitlines():
-        if line.startswith("P"):
-            child = int(line[1:])
-        elif line.startswith("E"):
-            if child:
-                _reap(child)
-            raise RunError(f"{what} failed: {line[1:]}")
+    try:
+        os.write(go_w, b"g")
+        buf, hook_wanted, done = b"", False, False
+        while not done:
+            chunk = os.read(rep_r, 4096)
+            if not chunk:
+                break
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                text = line.decode(errors="replace")
+                if text.startswith("P"):
+                    child = int(text[1:])
+                elif text.startswith("E"):
+                    if child:
+                        _reap(child)
+                    raise RunError(f"{what} failed: {text[1:]}")
+                elif text == "H":
+                    hook_wanted = True
+                elif text == "R" and ready:
+                    done = True
+                    break
+            if hook_wanted and child is not None:
+                hook_wanted = False
+                on_hook(child)  # raising: the finally closes the go pipe and the child exits
+                os.write(go_w, b"h")
+    finally:
+        os.close(go_w)
+        os.close(rep_r)
+        os.waitpid(pid, 0)
     if child is None:
         raise RunError(f"{what} failed: the process vanished")
+    if ready and not done:
+        raise RunError(f"{what} failed: the process exited before it was ready")
     return child
 
 
@@ -466,7 +580,7 @@ def _compile_seccomp(spec: Spec) -> kseccomp.Filter | None:
     return kseccomp.compile_filter(spec.seccomp) if spec.seccomp is not None else None
 
 
-def _spawn(spec, rootfs, cgroup, flags, ns_fds, new_cgroupns, stdio, seccomp=None) -> int:
+def _spawn(spec, rootfs, cgroup, flags, ns_fds, new_cgroupns, stdio, seccomp=None, create=None) -> int:
     def enter():
         for t in ("network", "ipc", "uts", "pid", "mount", "cgroup"):
             if t in ns_fds:
@@ -474,7 +588,10 @@ def _spawn(spec, rootfs, cgroup, flags, ns_fds, new_cgroupns, stdio, seccomp=Non
         ksys.unshare(flags)
         if new_cgroupns:
             ksys.unshare(ksys.CLONE_NEWCGROUP)
-    return _launch(cgroup, stdio, enter, lambda rep: _init(spec, rootfs, cgroup, rep, seccomp), "container start")
+    create = create or CreateOptions()
+    return _launch(cgroup, stdio, enter, lambda rep, go: _init(spec, rootfs, cgroup, rep, seccomp, create, go),
+                   "container start", ready=create.exec_fifo is not None,
+                   on_hook=create.before_pivot)
 
 
 _NS_ORDER = (("ipc", ksys.CLONE_NEWIPC), ("uts", ksys.CLONE_NEWUTS), ("net", ksys.CLONE_NEWNET),
@@ -482,11 +599,12 @@ _NS_ORDER = (("ipc", ksys.CLONE_NEWIPC), ("uts", ksys.CLONE_NEWUTS), ("net", ksy
 
 
 def exec_in(init_pid: int, spec: Spec, cgroup: Cgroup, args: list[str], env: list[str] | None = None,
-            cwd: str | None = None, stdio: tuple[int, int, int] | None = None) -> int:
+            cwd: str | None = None, stdio: tuple[int, int, int] | None = None,
+            console: int | None = None, console_size: tuple[int, int] | None = None) -> int:
     """Start `args` inside the running container whose init is `init_pid`: all its namespaces,
     its cgroup, its user, capabilities, no_new_privs and seccomp filter. Returns the new
-    process's pid (a child of the caller, who must be a subreaper and reaps it). A fork, no new
-    interpreter."""
+    process's pid (a child of the caller's nearest subreaper, the caller itself if it is one,
+    which reaps it). A fork, no new interpreter. `console`: as CreateOptions.console."""
     env = list(spec.env if env is None else env)
     seccomp = _compile_seccomp(spec)  # in the parent (cached: the init's program)
     ns_fds = []
@@ -504,9 +622,9 @@ def exec_in(init_pid: int, spec: Spec, cgroup: Cgroup, args: list[str], env: lis
             for fd, flag in ns_fds:
                 ksys.setns(fd, flag)
 
-        def final(rep):
+        def final(rep, _go):
             os.chdir("/")
-            _become(spec, args, env, cwd or spec.cwd, rep, seccomp)
+            _become(spec, args, env, cwd or spec.cwd, rep, seccomp, console, console_size)
         return _launch(cgroup, stdio, enter, final, "exec")
     finally:
         for fd, _ in ns_fds:

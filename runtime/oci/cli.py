@@ -1,0 +1,616 @@
+"""kubelet-py-oci: kubelet-py's runtime behind runc's command line (kernel edge of the OCI CLI).
+
+    kubelet-py-oci [--root DIR] [--log FILE] [--log-format text|json] [--debug] VERB ...
+
+Verbs as the runtime spec's operations (runtime.md) and runc's CLI spell them: create, start,
+state, kill, delete, run, exec, ps, list, features. podman (through conmon) and the containerd
+runc shim drive it exactly as they drive runc.
+
+create forks the container with the same executor as `kubelet-py runtime run`
+(`runtime.oci.run.start` with `CreateOptions`): the init is left blocked on the exec fifo as its
+last step before execve, and this process exits, so the init is reparented to the caller's
+subreaper (conmon, containerd-shim). State lives in --root/<id>/ (state.json, exec.fifo).
+
+Start-up matters (every call is a fresh process, several per `podman run`): only os and sys are
+imported at first; each verb imports what it needs. The verbs that fork into containers
+(create, run, exec) first re-execute from a sealed memfd copy of the interpreter
+(CVE-2019-5736), as runc re-execs itself from a memfd."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+DEFAULT_ROOT = "/run/kubelet-py-oci"
+PROG = "kubelet-py-oci"
+CGROUP_PARENT = "kubelet-py-oci"  # when config.json has no linux.cgroupsPath
+
+
+class Ctx:
+    def __init__(self, root: str, log: str | None, log_format: str, debug: bool):
+        self.root, self.log, self.log_format, self.debug = root, log, log_format, debug
+
+    def emit(self, level: str, msg: str) -> None:
+        if not self.log:
+            return
+        import time
+        from .state import log_line
+        t = time.time()
+        when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+        try:
+            with open(self.log, "a") as f:
+                f.write(log_line(self.log_format, level, msg, when))
+        except OSError:
+            pass
+
+
+def _err(msg: str, obj: str | None = None, field: str | None = None):
+    from .state import OciError
+    return OciError(msg, obj, field)
+
+
+# ---- the argument parser (runc's spelling) ------------------------------------------------
+
+def _parser():
+    import argparse
+    ap = argparse.ArgumentParser(prog=PROG, description="kubelet-py's OCI runtime, with runc's command line")
+    ap.add_argument("--root", default=DEFAULT_ROOT, help="state directory (default %(default)s)")
+    ap.add_argument("--log", help="log file (errors, and debug messages with --debug)")
+    ap.add_argument("--log-format", choices=("text", "json"), default="text")
+    ap.add_argument("--debug", action="store_true")
+    ap.add_argument("--systemd-cgroup", action="store_true", help="not supported (cgroupfs only)")
+    ap.add_argument("--rootless", default="false", help="accepted for compatibility; root only")
+    ap.add_argument("--criu", help=argparse.SUPPRESS)
+    ap.add_argument("-v", "--version", action="store_true")
+    sub = ap.add_subparsers(dest="verb", metavar="VERB")
+
+    def verb(name, help, id=True):
+        p = sub.add_parser(name, help=help)
+        if id:
+            p.add_argument("id")
+        return p
+
+    def creating(p):
+        p.add_argument("--bundle", "-b", default=".")
+        p.add_argument("--pid-file")
+        p.add_argument("--console-socket")
+        p.add_argument("--no-pivot", action="store_true", help="accepted; pivot_root is always used")
+        p.add_argument("--no-new-keyring", action="store_true", help="accepted; no session keyring is made")
+        p.add_argument("--preserve-fds", type=int, default=0)
+        p.add_argument("--notify-socket", help=argparse.SUPPRESS)
+
+    creating(verb("create", "create a container; its process waits for `start`"))
+    p = verb("run", "create and start a container, in the foreground (exit code: the container's)")
+    creating(p)
+    p.add_argument("--detach", "-d", action="store_true")
+    p.add_argument("--keep", action="store_true", help="do not delete the container when it exits")
+    verb("start", "let a created container run its process")
+    verb("state", "print the container's state (runtime spec JSON)")
+    p = verb("kill", "send a signal (default SIGTERM) to the container's init")
+    p.add_argument("signal", nargs="?", default="TERM")
+    p.add_argument("--all", "-a", action="store_true", help="signal every process of the container")
+    p = verb("delete", "remove a stopped (or, with --force, any) container")
+    p.add_argument("--force", "-f", action="store_true")
+    p = verb("exec", "run a process in a running container")
+    p.add_argument("--process", "-p", help="process.json (the spec's Process object)")
+    p.add_argument("--tty", "-t", action="store_true")
+    p.add_argument("--detach", "-d", action="store_true")
+    p.add_argument("--pid-file")
+    p.add_argument("--console-socket")
+    p.add_argument("--cwd")
+    p.add_argument("--env", "-e", action="append", default=[])
+    p.add_argument("--user", "-u", help="uid[:gid]")
+    p.add_argument("--preserve-fds", type=int, default=0)
+    p.add_argument("args", nargs="*")
+    p = verb("ps", "the container's processes")
+    p.add_argument("--format", "-f", choices=("table", "json"), default="table")
+    p.add_argument("ps_args", nargs="*", help=argparse.SUPPRESS)
+    p = verb("list", "the containers under --root", id=False)
+    p.add_argument("--format", "-f", choices=("table", "json"), default="table")
+    p.add_argument("--quiet", "-q", action="store_true")
+    verb("features", "what this runtime supports (runtime spec features.md)", id=False)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    ap = _parser()
+    o = ap.parse_args(argv)
+    if o.version:
+        from .state import OCI_VERSION, VERSION
+        print(f"{PROG} version {VERSION}\nspec: {OCI_VERSION}")
+        return 0
+    if not o.verb:
+        ap.print_help(sys.stderr)
+        return 2
+    ctx = Ctx(os.path.abspath(o.root), o.log, o.log_format, o.debug)
+    from ..errors import RuntimeFailure
+    from .state import OciError
+    try:
+        if o.systemd_cgroup:
+            raise _err("--systemd-cgroup: the systemd cgroup driver is not supported (use cgroupfs)")
+        if ctx.debug:
+            ctx.emit("debug", f"{o.verb} {' '.join(argv)}")
+        return VERBS[o.verb](ctx, o) or 0
+    except OciError as e:
+        line = e.line()
+    except RuntimeFailure as e:  # SpecError, RunError, CgroupError: their text names field and step
+        line = f"{o.id}: {e}" if getattr(o, "id", None) else str(e)
+    except OSError as e:
+        line = f"{getattr(o, 'id', '') or o.verb}: {e}"
+    ctx.emit("error", line)
+    print(f"{PROG}: {o.verb}: {line}", file=sys.stderr)
+    return 1
+
+
+# ---- state on disk ------------------------------------------------------------------------
+
+def _dir(ctx: Ctx, cid: str) -> str:
+    from .state import validate_id
+    return os.path.join(ctx.root, validate_id(cid))
+
+
+def _write_atomic(path: str, data: str, mode: int = 0o644) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        os.write(fd, data.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def _proc_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat, or None if the process is gone (or a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+def _load(ctx: Ctx, cid: str):
+    """(Recorded, status) of an existing container."""
+    import json
+    from .state import Recorded, status_of
+    d = _dir(ctx, cid)
+    try:
+        with open(os.path.join(d, "state.json")) as f:
+            rec = Recorded.from_json(json.load(f))
+    except FileNotFoundError:
+        raise _err("container does not exist", cid) from None
+    except ValueError:
+        raise _err("corrupt state file", cid) from None
+    alive = _proc_start_time(rec.pid) == rec.start_time
+    return rec, status_of(alive, os.path.exists(os.path.join(d, "exec.fifo")))
+
+
+# ---- hooks --------------------------------------------------------------------------------
+
+def _run_hooks(ctx: Ctx, hooks: dict, name: str, state: dict, ns_pid: int | None = None,
+               fatal: bool = True) -> None:
+    """Run the hooks of one point with the state on stdin; in the container's namespaces when
+    `ns_pid` is given (createContainer, startContainer). A failing hook is an error (fatal) or a
+    logged warning (poststart, poststop), as the runtime spec says."""
+    if not hooks.get(name):
+        return
+    import json
+    import subprocess
+    for h in hooks[name]:
+        fds = []
+        preexec = None
+        if ns_pid is not None:
+            from ..linux import sys as ksys
+            for ns, flag in (("ipc", ksys.CLONE_NEWIPC), ("uts", ksys.CLONE_NEWUTS), ("net", ksys.CLONE_NEWNET),
+                             ("cgroup", ksys.CLONE_NEWCGROUP), ("mnt", ksys.CLONE_NEWNS)):
+                try:
+                    fds.append((os.open(f"/proc/{ns_pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC), flag))
+                except FileNotFoundError:
+                    pass
+
+            def preexec(fds=fds, ksys=ksys):
+                for fd, flag in fds:
+                    ksys.setns(fd, flag)
+        try:
+            p = subprocess.run(h["args"], executable=h["path"], env=dict(e.split("=", 1) for e in h["env"]),
+                               input=json.dumps(state).encode(), capture_output=True, timeout=h["timeout"],
+                               preexec_fn=preexec, close_fds=True)
+            why = None if p.returncode == 0 else \
+                f"exit status {p.returncode}: {p.stderr.decode(errors='replace').strip().splitlines()[-1:] or ''}"
+        except subprocess.TimeoutExpired:
+            why = f"timed out after {h['timeout']}s"
+        except OSError as e:
+            why = e.strerror or str(e)
+        finally:
+            for fd, _ in fds:
+                os.close(fd)
+        if why:
+            msg = f"{name} hook {h['path']}: {why}"
+            if fatal:
+                raise _err(msg, state["id"], f"hooks.{name}")
+            ctx.emit("warning", f"{state['id']}: {msg}")
+            print(f"{PROG}: warning: {state['id']}: {msg}", file=sys.stderr)
+
+
+# ---- the verbs ----------------------------------------------------------------------------
+
+def _config(bundle: str, process: dict | None = None):
+    """config.json of `bundle` through the executor's own parser. What the executor does not
+    take (hooks, the terminal) is the command line's and is taken out first.
+    Returns (spec, rootfs, hooks, terminal, console_size)."""
+    from . import run as R
+    from .spec import SpecError
+    from .state import parse_hooks
+    doc = R.read_config(bundle)
+    if not isinstance(doc, dict):
+        raise SpecError("(document)", "must be an object")
+    hooks = parse_hooks(doc.pop("hooks", None))
+    if process is not None:
+        doc["process"] = process
+    proc = doc.get("process")
+    terminal, size = False, None
+    if isinstance(proc, dict):
+        proc = doc["process"] = dict(proc)
+        terminal = bool(proc.pop("terminal", False))
+        cs = proc.pop("consoleSize", None)
+        if isinstance(cs, dict) and cs.get("height") and cs.get("width"):
+            size = (int(cs["height"]), int(cs["width"]))
+    spec, rootfs = R.spec_from(doc, bundle)
+    return spec, rootfs, hooks, terminal, size
+
+
+def _connect_console(path: str | None, terminal: bool, cid: str) -> int | None:
+    if terminal and not path:
+        raise _err("needs --console-socket", cid, "process.terminal")
+    if not terminal:
+        return None  # runc ignores a console socket without a terminal
+    import socket
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+    except OSError as e:
+        s.close()
+        raise _err(f"console socket {path}: {e.strerror}", cid, "--console-socket") from None
+    return s.detach()
+
+
+def _created_time() -> str:
+    import time
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+def cmd_create(ctx: Ctx, o) -> int:
+    from ..linux.sealed import reexec_sealed
+    reexec_sealed()  # this process forks into the container: from a sealed interpreter (CVE-2019-5736)
+    _create(ctx, o)
+    return 0
+
+
+def _create(ctx: Ctx, o) -> int:
+    import json
+    d = _dir(ctx, o.id)
+    if o.preserve_fds:
+        raise _err("--preserve-fds is not supported", o.id, "--preserve-fds")
+    bundle = os.path.abspath(o.bundle)
+    spec, rootfs, hooks, terminal, size = _config(bundle)
+    from . import run as R
+    from .state import Recorded, hook_state
+    os.makedirs(ctx.root, mode=0o700, exist_ok=True)
+    try:
+        os.mkdir(d, 0o711)  # the lock: a second container with this id fails here
+    except FileExistsError:
+        raise _err("container with this id exists", o.id) from None
+    started = None
+    console = None
+    try:
+        fifo = os.path.join(d, "exec.fifo")
+        os.mkfifo(fifo, 0o600)
+        console = _connect_console(o.console_socket, terminal, o.id)
+
+        def before_pivot(pid: int) -> None:
+            st = hook_state(o.id, pid, bundle, "creating", spec.annotations)
+            _run_hooks(ctx, hooks, "prestart", st)
+            _run_hooks(ctx, hooks, "createRuntime", st)
+            _run_hooks(ctx, hooks, "createContainer", st, ns_pid=pid)
+
+        want_hooks = any(hooks.get(k) for k in ("prestart", "createRuntime", "createContainer"))
+        started = R.start(spec, rootfs, o.id, CGROUP_PARENT, None, R.CreateOptions(
+            exec_fifo=fifo, console=console, console_size=size, before_pivot=before_pivot if want_hooks else None))
+        st_time = _proc_start_time(started.pid)
+        if st_time is None:
+            raise _err("the container's process exited during create", o.id)
+        keep = {k: v for k, v in hooks.items() if k in ("startContainer", "poststart", "poststop")}
+        rec = Recorded(o.id, started.pid, bundle, started.cgroup.path, st_time, _created_time(),
+                       spec.annotations, keep, "root" if os.geteuid() == 0 else str(os.geteuid()))
+        _write_atomic(os.path.join(d, "state.json"), json.dumps(rec.to_json()))
+        if o.pid_file:
+            _write_atomic(os.path.abspath(o.pid_file), str(started.pid))
+        return started.pid
+    except BaseException:
+        # a failed create leaves nothing behind: no process, cgroup, state dir (start() itself
+        # already cleans up after its own failures)
+        if started is not None:
+            started.cleanup()
+        import shutil
+        shutil.rmtree(d, ignore_errors=True)
+        raise
+    finally:
+        if console is not None:
+            os.close(console)
+
+
+def cmd_start(ctx: Ctx, o) -> int:
+    rec, status = _load(ctx, o.id)
+    _start(ctx, rec, status)
+    return 0
+
+
+def _start(ctx: Ctx, rec, status: str) -> None:
+    if status == "running":
+        raise _err("cannot start an already running container", rec.id)
+    if status != "created":
+        raise _err(f"cannot start a container in the {status} state", rec.id)
+    from .state import hook_state
+    fifo = os.path.join(_dir(ctx, rec.id), "exec.fifo")
+    try:
+        _run_hooks(ctx, rec.hooks, "startContainer", hook_state(rec.id, rec.pid, rec.bundle, "created",
+                                                                 rec.annotations), ns_pid=rec.pid)
+    except BaseException:
+        _kill_all(rec)  # as runc: a failed startContainer hook stops the container
+        raise
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:  # ENXIO: no reader, the init is gone
+        raise _err("cannot start a container that has stopped", rec.id) from None
+    try:
+        os.write(fd, b"0")
+        os.unlink(fifo)  # from here on the status is running
+        # wait until the init has consumed the byte and exec'd: its fifo fd (close-on-exec) is
+        # then gone, the fifo has no reader and poll reports POLLERR on our end
+        import select
+        poller = select.poll()
+        poller.register(fd, select.POLLERR)
+        for _ in range(1000):
+            if poller.poll(10):
+                break
+            if _proc_start_time(rec.pid) != rec.start_time:
+                break
+    finally:
+        os.close(fd)
+    _run_hooks(ctx, rec.hooks, "poststart", hook_state(rec.id, rec.pid, rec.bundle, "running", rec.annotations),
+               fatal=False)
+
+
+def cmd_state(ctx: Ctx, o) -> int:
+    import json
+    from .state import state_doc
+    rec, status = _load(ctx, o.id)
+    print(json.dumps(state_doc(rec, status), indent=2))
+    return 0
+
+
+def cmd_kill(ctx: Ctx, o) -> int:
+    from .state import parse_signal
+    sig = parse_signal(o.signal)
+    rec, status = _load(ctx, o.id)
+    if status == "stopped":
+        raise _err("container not running", o.id)
+    if o.all:
+        from ..cgroups import Cgroup
+        pids = Cgroup(rec.cgroup).pids() or [rec.pid]
+    else:
+        pids = [rec.pid]
+    for p in pids:
+        try:
+            os.kill(p, sig)
+        except ProcessLookupError:
+            pass
+    return 0
+
+
+def _kill_all(rec) -> None:
+    """SIGKILL the init and everything in the container's cgroup, and wait until they are gone."""
+    from ..cgroups import Cgroup
+    try:
+        os.kill(rec.pid, 9)
+    except ProcessLookupError:
+        pass
+    Cgroup(rec.cgroup).kill_all()
+    import time
+    deadline = time.monotonic() + 5
+    while _proc_start_time(rec.pid) == rec.start_time and time.monotonic() < deadline:
+        time.sleep(0.002)
+
+
+def cmd_delete(ctx: Ctx, o) -> int:
+    from .state import OciError
+    try:
+        rec, status = _load(ctx, o.id)
+    except OciError:
+        if not o.force:
+            raise
+        # as runc: --force of a container that does not exist (or whose state was never
+        # written: an aborted create) removes what is there and succeeds
+        import shutil
+        shutil.rmtree(_dir(ctx, o.id), ignore_errors=True)
+        return 0
+    _delete(ctx, rec, status, o.force)
+    return 0
+
+
+def _delete(ctx: Ctx, rec, status: str, force: bool) -> None:
+    if status == "running" and not force:
+        raise _err("cannot delete a container that is not stopped: running (use --force)", rec.id)
+    from ..cgroups import Cgroup
+    if status != "stopped":
+        _kill_all(rec)  # created (as runc, no --force needed) or running with --force
+    cg = Cgroup(rec.cgroup)
+    if cg.pids():  # processes the init left (a shared pid namespace): they go with it
+        cg.kill_all()
+    cg.destroy()
+    import shutil
+    shutil.rmtree(_dir(ctx, rec.id), ignore_errors=True)
+    from .state import hook_state
+    _run_hooks(ctx, rec.hooks, "poststop", hook_state(rec.id, 0, rec.bundle, "stopped", rec.annotations), fatal=False)
+
+
+def _forward_and_reap(pid: int) -> int:
+    import signal
+    from .run import _reap
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+              signal.SIGWINCH):
+        signal.signal(s, lambda n, _f: os.kill(pid, n))
+    code = _reap(pid)
+    while True:  # other orphans reparented to us (we are their subreaper)
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                break
+        except ChildProcessError:
+            break
+    return code
+
+
+def cmd_run(ctx: Ctx, o) -> int:
+    from ..linux.sealed import reexec_sealed
+    reexec_sealed()
+    from ..linux import sys as ksys
+    if not o.detach:
+        ksys.prctl(ksys.PR_SET_CHILD_SUBREAPER, 1)  # the init is reparented to us: we reap it
+    _create(ctx, o)
+    rec, status = _load(ctx, o.id)
+    try:
+        _start(ctx, rec, status)
+    except BaseException:
+        _delete(ctx, rec, "created", True)
+        raise
+    if o.detach:
+        return 0
+    code = _forward_and_reap(rec.pid)
+    if not o.keep:
+        _delete(ctx, rec, "stopped", True)
+    return code
+
+
+def cmd_exec(ctx: Ctx, o) -> int:
+    from ..linux.sealed import reexec_sealed
+    reexec_sealed()
+    import json
+    rec, status = _load(ctx, o.id)
+    if status != "running":
+        raise _err(f"cannot exec in a {status} container", o.id)
+    if o.preserve_fds:
+        raise _err("--preserve-fds is not supported", o.id, "--preserve-fds")
+    from . import run as R
+    base = R.read_config(rec.bundle)
+    if o.process:
+        try:
+            with open(o.process) as f:
+                proc = json.load(f)
+        except (OSError, ValueError) as e:
+            raise _err(f"--process {o.process}: {e}", o.id, "--process") from None
+    else:
+        if not o.args:
+            raise _err("needs a command (ARGS or --process)", o.id, "args")
+        proc = dict(base.get("process") or {})
+        proc["args"] = list(o.args)
+        proc["terminal"] = o.tty
+        if o.cwd:
+            proc["cwd"] = o.cwd
+        if o.env:
+            proc["env"] = list(proc.get("env") or []) + o.env
+        if o.user:
+            uid, _, gid = o.user.partition(":")
+            proc["user"] = {"uid": int(uid), "gid": int(gid or 0)}
+    spec, _rootfs, _hooks, terminal, size = _config(rec.bundle, proc)
+    console = _connect_console(o.console_socket, terminal or o.tty, o.id)
+    from ..cgroups import Cgroup
+    from ..linux import sys as ksys
+    if not o.detach:
+        ksys.prctl(ksys.PR_SET_CHILD_SUBREAPER, 1)
+    try:
+        pid = R.exec_in(rec.pid, spec, Cgroup(rec.cgroup), spec.args, spec.env, spec.cwd,
+                        console=console, console_size=size)
+    finally:
+        if console is not None:
+            os.close(console)
+    if o.pid_file:
+        _write_atomic(os.path.abspath(o.pid_file), str(pid))
+    if o.detach:
+        return 0
+    return _forward_and_reap(pid)
+
+
+def cmd_ps(ctx: Ctx, o) -> int:
+    import json
+    from ..cgroups import Cgroup
+    rec, _status = _load(ctx, o.id)
+    pids = Cgroup(rec.cgroup).pids()
+    if o.format == "json":
+        print(json.dumps(pids))
+        return 0
+    print("PID\tCMD")
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        print(f"{p}\t{cmd}")
+    return 0
+
+
+def cmd_list(ctx: Ctx, o) -> int:
+    import json
+    from .state import OciError, state_doc
+    out = []
+    try:
+        names = sorted(os.listdir(ctx.root))
+    except FileNotFoundError:
+        names = []
+    for n in names:
+        try:
+            rec, status = _load(ctx, n)
+        except OciError:
+            continue
+        out.append(state_doc(rec, status))
+    if o.format == "json":
+        print(json.dumps(out))
+    elif o.quiet:
+        for s in out:
+            print(s["id"])
+    else:
+        print("ID\tPID\tSTATUS\tBUNDLE\tCREATED\tOWNER")
+        for s in out:
+            print(f"{s['id']}\t{s['pid']}\t{s['status']}\t{s['bundle']}\t{s['created']}\t{s['owner']}")
+    return 0
+
+
+def cmd_features(ctx: Ctx, o) -> int:
+    import json
+    from ..linux import caps
+    from ..linux import sys as ksys
+    from .state import features
+    actions = ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD",
+               "SCMP_ACT_LOG", "SCMP_ACT_TRAP", "SCMP_ACT_TRACE"]
+    archs = ["SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"]
+    nss = [n for n in ksys.NAMESPACES if n != "user"]
+    print(json.dumps(features(nss, caps.NAMES, list(ksys.MOUNT_FLAGS) + list(ksys.PROPAGATION), actions, archs),
+                     indent=2))
+    return 0
+
+
+VERBS = {"create": cmd_create, "start": cmd_start, "state": cmd_state, "kill": cmd_kill, "delete": cmd_delete,
+         "run": cmd_run, "exec": cmd_exec, "ps": cmd_ps, "list": cmd_list, "features": cmd_features}
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()
