@@ -374,17 +374,29 @@ class Supervisor:
         _atomic_json(c.state_path, c.state)
 
 
+def parse_args(argv: list[str]) -> dict[str, str]:
+    """`--pod-dir DIR [--cgroup-parent P]` (no argparse: it would cost the supervisor's RSS
+    0.6 MiB for two options its only caller always passes)."""
+    opts = {"--pod-dir": None, "--cgroup-parent": "kubelet-py"}
+    it = iter(argv)
+    for a in it:
+        if a not in opts:
+            raise SystemExit(f"python -m runtime.shim: unknown argument {a!r}")
+        opts[a] = next(it, None)
+        if opts[a] is None:
+            raise SystemExit(f"python -m runtime.shim: {a} needs a value")
+    if opts["--pod-dir"] is None:
+        raise SystemExit("python -m runtime.shim: --pod-dir is required")
+    return {"pod_dir": opts["--pod-dir"], "cgroup_parent": opts["--cgroup-parent"]}
+
+
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-    ap = argparse.ArgumentParser(prog="python -m runtime.shim")
-    ap.add_argument("--pod-dir", required=True)
-    ap.add_argument("--cgroup-parent", default="kubelet-py")
-    a = ap.parse_args(argv)
+    a = parse_args(sys.argv[1:] if argv is None else argv)
     os.closerange(3, 1 << 16)  # the sealed interpreter's fd, passed only for the execve
     if os.fork():  # detach: the starter reaps us at once and the supervisor is nobody's child
         os._exit(0)
     os.setsid()
-    Supervisor(a.pod_dir, a.cgroup_parent).serve()
+    Supervisor(a["pod_dir"], a["cgroup_parent"]).serve()
     return 0
 
 
@@ -473,6 +485,9 @@ class ShimClient:
         self.sock.close()
 
 
+SHIM_MAIN = "import sys; from runtime.shim import main; sys.exit(main())"
+
+
 def start_supervisor(pod_dir: str, cgroup_parent: str, timeout: float = 10.0) -> ShimClient:
     """Launch the pod's supervisor (detached) and connect to it."""
     import subprocess  # the daemon's side only: the supervisor itself never loads it (its RSS)
@@ -482,7 +497,9 @@ def start_supervisor(pod_dir: str, cgroup_parent: str, timeout: float = 10.0) ->
     exe = sealed_copy()
     try:
         with open(os.path.join(pod_dir, "shim.log"), "ab") as log:
-            subprocess.run(interpreter_argv(["-m", "runtime.shim", "--pod-dir", pod_dir, "--cgroup-parent", cgroup_parent]),
+            # -S and -c, not -m: no site hooks and no runpy in a process that lives as long as
+            # the pod (its RSS); the path comes in PYTHONPATH
+            subprocess.run(interpreter_argv(["-S", "-c", SHIM_MAIN, "--pod-dir", pod_dir, "--cgroup-parent", cgroup_parent]),
                            executable=f"/proc/self/fd/{exe}", pass_fds=(exe,), check=True,
                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, cwd="/",
                            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),

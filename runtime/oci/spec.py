@@ -12,7 +12,6 @@ import os
 from dataclasses import dataclass, field
 
 from ..linux import caps as _caps
-from . import seccomp_profile as _seccomp
 
 OCI_VERSION = "1.0.2"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -107,6 +106,7 @@ def seccomp_for(req: ContainerRequest, capset: list[str]) -> dict | None:
     """The `linux.seccomp` object for a request, or None for Unconfined. Privileged containers
     are always unconfined (containerd's CRI sets no profile for them, whatever was asked). The
     default profile depends on the bounding set (`capset`), as containerd's does."""
+    from . import seccomp_profile as _seccomp  # its tables only where a profile is in play
     kind, path = _seccomp.parse_request(req.seccomp)
     if req.privileged or kind == "Unconfined":
         return None
@@ -327,6 +327,7 @@ def parse(doc: dict) -> Spec:
             raise SpecError(f"linux.{k}", f"{why}: not supported by kubelet-py's executor")
     seccomp = None
     if linux.get("seccomp") is not None:
+        from . import seccomp_profile as _seccomp
         try:
             seccomp = _seccomp.validate(linux["seccomp"], "linux.seccomp")
         except _seccomp.ProfileError as e:

@@ -43,3 +43,13 @@ def test_a_rotation_after_removals_still_sorts_last():
     from runtime.shim import rotated_name
     t = 1764632272.5
     assert rotated_name("/l/0.log", ["0.log.20251201-233752.1", "0.log.20251201-233752.2"], t).endswith("-233752.3")
+
+
+def test_supervisor_arguments():
+    import pytest
+    from runtime.shim import parse_args
+    assert parse_args(["--pod-dir", "/p"]) == {"pod_dir": "/p", "cgroup_parent": "kubelet-py"}
+    assert parse_args(["--cgroup-parent", "x", "--pod-dir", "/p"])["cgroup_parent"] == "x"
+    for bad, why in ((["--pod-dir"], "needs a value"), ([], "required"), (["--pod-dir", "/p", "-x"], "unknown")):
+        with pytest.raises(SystemExit, match=why):
+            parse_args(bad)
