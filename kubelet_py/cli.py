@@ -321,7 +321,7 @@ def runtime_run(ctx, bundle, detach, image_ref, user, args, **kw):
     if detach:
         if bundle:
             raise click.UsageError("--detach works with --image")
-        from runtime.container import run_detached
+        from runtime.pod import run_detached
         click.echo(run_detached(_store(ctx), image_ref, _request(args, **kw), _runtime_paths(ctx), ctx.obj.log_root, user))
         return
     from runtime.linux.sealed import reexec_sealed
@@ -343,7 +343,7 @@ def runtime_run(ctx, bundle, detach, image_ref, user, args, **kw):
 @click.pass_context
 def runtime_exec(ctx, container_id, cmd):
     """Run CMD in a container started with `runtime run --detach`; exits with its exit code."""
-    from runtime.container import supervisor_of
+    from runtime.pod import supervisor_of
     try:
         client = supervisor_of(_runtime_paths(ctx), container_id)
     except (ValueError, OSError) as e:
@@ -361,10 +361,10 @@ def runtime_exec(ctx, container_id, cmd):
 @click.pass_context
 def runtime_rm(ctx, container_id, grace):
     """Stop and remove a detached container and its sandbox (idempotent)."""
-    from runtime.container import remove_detached
+    from runtime.pod import remove_detached
     final = remove_detached(_store(ctx), _runtime_paths(ctx), container_id, grace)
     if final is not None:
-        click.echo(f"{container_id} exited {final['exit_code']} ({final['reason']})")
+        click.echo(f"{container_id} exited {final.exit_code} ({final.reason})")
 
 
 @cli.command()
@@ -394,6 +394,15 @@ def demo(ctx):
     sys.stdout.flush()
     status = run_image(_store(ctx), recs[0].name, req, _runtime_paths(ctx))
     sys.exit(status.code)
+
+
+@cli.command("oci", context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                      "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def oci(args):
+    """The OCI runtime with runc's command line (`kubelet-py oci --help`; also `kubelet-py-oci`)."""
+    from runtime.oci.cli import main as oci_main
+    sys.exit(oci_main(list(args)))
 
 
 def main(argv=None) -> None:

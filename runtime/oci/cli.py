@@ -101,7 +101,7 @@ def _parser():
     p.add_argument("--env", "-e", action="append", default=[])
     p.add_argument("--user", "-u", help="uid[:gid]")
     p.add_argument("--preserve-fds", type=int, default=0)
-    p.add_argument("args", nargs="*")
+    p.add_argument("args", nargs=argparse.REMAINDER)  # everything after the id is the command
     p = verb("ps", "the container's processes")
     p.add_argument("--format", "-f", choices=("table", "json"), default="table")
     p.add_argument("ps_args", nargs="*", help=argparse.SUPPRESS)

@@ -77,6 +77,20 @@ class CreateOptions:
 
 TIOCSPTLCK = 0x40045431
 TIOCGPTN = 0x80045430
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+
+
+def _loopback_up() -> None:
+    """A new network namespace starts with `lo` down; runc and crun bring it up (libcontainer's
+    "loopback" network), so `127.0.0.1` works in a container with no other network."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        ifr = fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, struct.pack("16sH14x", b"lo", 0))
+        flags = struct.unpack("16sH14x", ifr)[1]
+        if not flags & IFF_UP:
+            fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+    finally:
+        s.close()
 
 
 def _console(sock_fd: int, size: tuple[int, int] | None) -> None:
@@ -274,6 +288,14 @@ def _readonly(paths: list[str]) -> None:
 
 def _find_exe(arg0: str, env: list[str]) -> str:
     if "/" in arg0:
+        # checked here, not only by execve: with an exec fifo the execve comes after `create`
+        # has returned, and runc too reports a missing program at create
+        try:
+            st = os.stat(arg0)
+        except OSError as e:
+            raise FileNotFoundError(e.errno, f"exec {arg0!r}: {e.strerror}", arg0) from None
+        if stat.S_ISDIR(st.st_mode) or not os.access(arg0, os.X_OK):
+            raise PermissionError(13, f"exec {arg0!r}: permission denied", arg0)
         return arg0
     path = next((e[5:] for e in env if e.startswith("PATH=")), "/usr/local/bin:/usr/bin:/bin")
     for d in path.split(":"):
@@ -291,6 +313,8 @@ def _init(spec: Spec, rootfs: str, cgroup: Cgroup | None, report_fd: int,
     # the exec fifo is opened on the host side of the mounts (before pivot_root), read-write so
     # that opening never blocks; the last read before execve does
     fifo_fd = os.open(create.exec_fifo, os.O_RDWR | os.O_CLOEXEC) if create.exec_fifo else None
+    if any(t == "network" and not p for t, p in spec.namespaces):
+        _loopback_up()
     prop = ksys.PROPAGATION.get(spec.propagation or "rslave", ksys.MS_SLAVE | ksys.MS_REC)
     ksys.mount(None, "/", None, prop)
     ksys.mount(rootfs, rootfs, None, ksys.MS_BIND | ksys.MS_REC)  # pivot_root needs a mount point
@@ -325,6 +349,10 @@ def _init(spec: Spec, rootfs: str, cgroup: Cgroup | None, report_fd: int,
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write(str(spec.oom_score_adj))
     _become(spec, spec.args, spec.env, spec.cwd, report_fd, seccomp, create.console, create.console_size, fifo_fd)
+
+
+def _exit_on_signal(signum, _frame):
+    os._exit(128 + signum)
 
 
 def _load_seccomp(seccomp: kseccomp.Filter) -> None:
@@ -401,6 +429,10 @@ def _become(spec: Spec, args: list[str], env: list[str], cwd: str, report_fd: in
     if not os.getcwd().startswith("/"):
         raise RunError(f"cwd {cwd} is outside the container")
     if fifo_fd is not None:
+        # PID 1 of a pid namespace gets from outside only the signals it handles (and SIGKILL):
+        # while it waits, termination signals end it (execve drops these handlers again)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(sig, _exit_on_signal)
         os.write(report_fd, b"R\n")  # created: the parent returns now
         while os.read(fifo_fd, 1) != b"0":  # `start`; EINTR is retried by os.read (PEP 475)
             pass

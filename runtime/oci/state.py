@@ -12,7 +12,7 @@ import re
 
 OCI_VERSION = "1.1.0"  # the runtime-spec version of the state document and features
 VERSION = "0.1.0"
-_ID = re.compile(r"^[\w+\-.]+$")  # runc's idRegex
+_ID = re.compile(r"^[\w+\-.]+$", re.ASCII)  # runc's idRegex (Go: ASCII \w)
 MAX_ID = 1024
 
 
