@@ -51,6 +51,14 @@ class Resources:
     devices: tuple = ()  # OCI device rules, in order; empty = leave the device controller alone
 
 
+@dataclass(frozen=True)
+class Stats:
+    cpu_usage_ns: int  # CPU time used since the cgroup was made
+    memory_usage: int  # bytes, page cache included
+    memory_working_set: int  # bytes: what the kubelet evicts and OOM-scores by
+    pids: int
+
+
 def device_rule_line(rule: dict) -> str:
     """`c 1:3 rwm`, `a *:* rwm` (the v1 devices.allow/deny syntax)."""
     t = rule.get("type") or "a"
@@ -226,6 +234,28 @@ class Cgroup:
                 except ProcessLookupError:
                     pass
             time.sleep(0.005)
+
+    def stats(self) -> Stats:
+        """What the kubelet's summary API reports for a container, from the cgroup files:
+        CPU time, memory usage and working set (usage minus inactive file pages, cAdvisor's
+        formula), pid count."""
+        if self.version == "v2":
+            d = self.dir("cpu")
+            cpu = dict(ln.split() for ln in _read(f"{d}/cpu.stat").splitlines())
+            usage = int(_read(f"{d}/memory.current"))
+            mstat = dict(ln.split() for ln in _read(f"{d}/memory.stat").splitlines())
+            inactive = int(mstat.get("inactive_file", 0))
+            pids = _read(f"{d}/pids.current") if os.path.exists(f"{d}/pids.current") else None
+            cpu_ns = int(cpu["usage_usec"]) * 1000
+        else:
+            cpu_ns = int(_read(f"{self.dir('cpuacct')}/cpuacct.usage"))
+            usage = int(_read(f"{self.dir('memory')}/memory.usage_in_bytes"))
+            mstat = dict(ln.split() for ln in _read(f"{self.dir('memory')}/memory.stat").splitlines())
+            inactive = int(mstat.get("total_inactive_file", 0))
+            pf = f"{self.dir('pids')}/pids.current"
+            pids = _read(pf) if os.path.exists(pf) else None
+        return Stats(cpu_usage_ns=cpu_ns, memory_usage=usage, memory_working_set=max(0, usage - inactive),
+                     pids=int(pids) if pids is not None else len(self.pids()))
 
     def oom_killed(self) -> bool:
         try:

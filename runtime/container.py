@@ -1,6 +1,6 @@
 """One container in a fresh sandbox, in the foreground (`kubelet-py runtime run --image`): the
 image's rootfs as an overlay, a generated config.json in a bundle dir, the executor, cleanup.
-The pod-level API (pinned sandboxes, the supervisor) builds on these pieces."""
+The pod-level API (runtime.pod: pinned sandboxes, the supervisor) builds on these pieces."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from .oci.users import UserError, resolve
 from .rootfs import mount_rootfs, remove_rootfs
 from .sandbox import Sandbox, create_sandbox, pod_resources, qos_class, remove_sandbox
 
-_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+VALID_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+SANDBOX_ANNOTATION = "io.kubernetes.cri.sandbox-id"  # containerd's name; gc finds a container's pod by it
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ def new_id() -> str:
 def bundle_for(store: ImageStore, image_ref: str, req: ContainerRequest, paths: Paths, cid: str,
                user: str | None = None, sandbox: Sandbox | None = None) -> str:
     """Mount the rootfs and write the bundle's config.json; returns the bundle dir."""
-    if not _ID.match(cid):
+    if not VALID_ID.match(cid):
         raise ValueError(f"container id {cid!r}: lowercase letters, digits, . _ - (at most 64)")
     image = store.image(image_ref)
     bundle = os.path.join(paths.run_root, "containers", cid)
@@ -67,6 +68,8 @@ def bundle_for(store: ImageStore, image_ref: str, req: ContainerRequest, paths: 
         doc = generate(req, image.config, rootfs, cgpath, detect(), u.uid, u.gid, list(u.groups),
                        shm=sandbox.shm if sandbox else None)
         doc["annotations"]["io.kubernetes.cri.image-name"] = image.record.name
+        if sandbox is not None:
+            doc["annotations"][SANDBOX_ANNOTATION] = sandbox.uid
         with open(os.path.join(bundle, "config.json"), "w") as f:
             json.dump(doc, f, indent=1)
     except BaseException:
@@ -108,54 +111,3 @@ def run_image(store: ImageStore, image_ref: str, req: ContainerRequest, paths: P
     finally:
         if own:
             remove_sandbox(paths.run_root, cid, paths.cgroup_root)
-
-
-def run_detached(store: ImageStore, image_ref: str, req: ContainerRequest, paths: Paths, log_root: str,
-                 user: str | None = None) -> str:
-    """Start one container in a fresh sandbox under its own supervisor and return its id; it
-    keeps running after this process exits (`runtime exec`, `runtime rm` reach it)."""
-    from .shim import start_supervisor
-    cid = new_id()
-    c = {"cpu_request": req.cpu_request_milli, "cpu_limit": req.cpu_limit_milli,
-         "memory_limit": req.memory_limit, "memory_request": req.memory_limit}
-    sb = create_sandbox(paths.run_root, cid, req.hostname or req.name, cgroup_root=paths.cgroup_root,
-                        qos=qos_class([c]), resources=pod_resources([c]))
-    try:
-        client = start_supervisor(sb.dir, paths.cgroup_root)
-        bundle = bundle_for(store, image_ref, req, paths, cid, user, sb)
-        log = os.path.join(log_root, f"default_{req.name}_{cid}", req.name, "0.log")
-        client.call("start", id=cid, bundle=bundle, log_path=log)
-        client.close()
-    except BaseException:
-        remove_detached(store, paths, cid, grace=0)
-        raise
-    return cid
-
-
-def supervisor_of(paths: Paths, cid: str):
-    from .shim import ShimClient
-    pod_dir = os.path.join(paths.run_root, "pods", cid)
-    if not _ID.match(cid) or not os.path.isdir(pod_dir):
-        raise ValueError(f"container {cid!r}: no such detached container")
-    return ShimClient(pod_dir)
-
-
-def remove_detached(store: ImageStore, paths: Paths, cid: str, grace: float = 10.0) -> dict | None:
-    """Stop (SIGTERM, grace, SIGKILL) and remove a detached container and its sandbox; idempotent."""
-    final = None
-    try:
-        client = supervisor_of(paths, cid)
-    except (ValueError, OSError):
-        client = None
-    if client is not None:
-        try:
-            if grace > 0:
-                final = client.stop(cid, grace)
-            client.call("forget", id=cid)
-            client.call("shutdown")
-        except Exception:  # noqa: BLE001 - the sandbox removal below kills what is left
-            pass
-        client.close()
-    remove_container(store, paths, cid)
-    remove_sandbox(paths.run_root, cid, paths.cgroup_root)
-    return final

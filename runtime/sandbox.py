@@ -218,7 +218,7 @@ def _stop_supervisor(pod_dir: str) -> None:
             cmd = f.read().split(b"\0")
     except (OSError, ValueError):
         return
-    if b"runtime.shim" in cmd and pod_dir.encode() in cmd:
+    if any(b"runtime.shim" in part for part in cmd) and pod_dir.encode() in cmd:
         import signal
         import time
         os.kill(pid, signal.SIGKILL)

@@ -235,9 +235,10 @@ class Supervisor:
             self.containers[req["id"]].started.cgroup.kill_all()
             return None
         if op == "forget":
-            c = self.containers.pop(req["id"])
+            c = self.containers[req["id"]]
             if c.state["status"] == "running":
                 raise ShimError(f"container {c.cid} is still running")
+            del self.containers[c.cid]
             return None
         if op == "shutdown":
             if any(c.state["status"] == "running" for c in self.containers.values()):

@@ -35,8 +35,26 @@ def remove_cgroup_tree(cgroup_root: str) -> None:
             os.rmdir(dirpath)
 
 
+def processes_naming(path: str) -> list[int]:
+    """Pids whose command line names `path` (a supervisor of a pod under a run root)."""
+    out = []
+    for p in os.listdir("/proc"):
+        if p.isdigit() and int(p) != os.getpid():
+            try:
+                with open(f"/proc/{p}/cmdline", "rb") as f:
+                    if path.encode() in f.read():
+                        out.append(int(p))
+            except OSError:
+                pass
+    return out
+
+
 def assert_no_leaks(root: str, run_root: str, cgroup_root: str) -> None:
     assert mounts_under(root, run_root) == [], "a rootfs or other mount was left behind"
+    left = processes_naming(run_root)
+    assert left == [], f"a supervisor was left running: {[open(f'/proc/{p}/cmdline', 'rb').read() for p in left]}"
+    pods = os.path.join(run_root, "pods")
+    assert not os.path.isdir(pods) or os.listdir(pods) == [], f"pod dirs left in {pods}"
     assert cgroups_under(cgroup_root) == [], "a container cgroup was left behind"
     for d in (os.path.join(root, "containers"), os.path.join(run_root, "containers")):
         assert not os.path.isdir(d) or os.listdir(d) == [], f"container state left in {d}"

@@ -1,0 +1,123 @@
+"""The runtime's Python API for the kubelet layer (runtime.pod): a pod's life through it, stats
+from the container's cgroup, clear errors, and the gc a daemon runs after a crash."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from runtime.image.testimages import DEFAULT_IMAGE
+from tests.integration.runtime_helpers import runtime_env
+
+pytestmark = [pytest.mark.root, pytest.mark.cgroups]
+
+
+@pytest.fixture
+def env(tmp_path):
+    from runtime.container import Paths
+    from runtime.image.store import ImageStore
+    gen = runtime_env(tmp_path)
+    e = next(gen)
+    e["paths"], e["store"] = Paths(e["root"], e["run"], e["cg"]), ImageStore(e["root"])
+    e["logs"] = str(tmp_path / "logs")
+    yield e
+    from runtime.pod import gc
+    gc(e["store"], e["paths"])  # whatever a failed test left
+    next(gen, None)  # the leak check
+
+
+def _req(name, script, **kw):
+    from runtime.oci.spec import ContainerRequest
+    return ContainerRequest(name=name, command=["sh", "-c", script], **kw)
+
+
+def test_a_pod_through_the_api(env):
+    from runtime import pod as api
+    paths, store = env["paths"], env["store"]
+    cfg = api.PodConfig(uid="pod-api-1", name="web", namespace="team")
+    sb = api.run_pod_sandbox(paths, cfg)
+    assert api.list_pod_sandboxes(paths) == ["pod-api-1"] and sb.hostname == "web"
+    cid = api.create_container(store, paths, cfg.uid, DEFAULT_IMAGE,
+                               _req("app", "trap 'exit 3' TERM; head -c 24m /dev/zero > /dev/shm/fill; echo ready; sleep 60 & wait",
+                                    memory_limit=128 << 20))
+    assert api.container_status(paths, cfg.uid, cid).state == "created"
+    assert api.pod_containers(paths, cfg.uid) == [cid]
+    log = api.pod_log_path(env["logs"], cfg, "app")
+    assert log.endswith("/team_web_pod-api-1/app/0.log")
+    pid = api.start_container(paths, cfg.uid, cid, log)
+    st = api.container_status(paths, cfg.uid, cid)
+    assert (st.state, st.pid) == ("running", pid) and st.started_at.endswith("Z")
+    for _ in range(200):
+        if "ready" in open(log).read():
+            break
+        time.sleep(0.02)
+    stats = api.container_stats(paths, cfg.uid, cid)
+    assert stats.memory_usage >= 24 << 20 and stats.memory_working_set >= 24 << 20, stats  # the tmpfs pages
+    assert stats.cpu_usage_ns > 0 and stats.pids >= 1
+    code, out, _err = api.exec_sync(paths, cfg.uid, cid, ["sh", "-c", "hostname; exit 4"])
+    assert (code, out) == (4, b"web\n")
+    with pytest.raises(api.PodError, match="pod-api-1 container .*still running"):
+        api.remove_container(store, paths, cfg.uid, cid)
+    final = api.stop_container(paths, cfg.uid, cid, grace=1)
+    assert final.state == "exited" and final.exit_code == 3 and final.reason == "Error" and final.finished_at
+    with pytest.raises(api.PodError, match="no cgroup"):
+        api.container_stats(paths, cfg.uid, cid)
+    api.remove_container(store, paths, cfg.uid, cid)
+    with pytest.raises(api.PodError, match="no such container"):
+        api.container_status(paths, cfg.uid, cid)
+    api.remove_pod_sandbox(store, paths, cfg.uid)
+    api.remove_pod_sandbox(store, paths, cfg.uid)  # idempotent
+    assert api.list_pod_sandboxes(paths) == []
+
+
+def test_api_errors_name_the_pod_and_container(env):
+    from runtime import pod as api
+    from runtime.sandbox import SandboxError
+    paths, store = env["paths"], env["store"]
+    with pytest.raises(SandboxError, match="pod nope: no such sandbox"):
+        api.create_container(store, paths, "nope", DEFAULT_IMAGE, _req("x", "true"))
+    api.run_pod_sandbox(paths, api.PodConfig(uid="pod-api-2", name="p"))
+    with pytest.raises(api.PodError, match="pod pod-api-2 container ghost: no such container"):
+        api.start_container(paths, "pod-api-2", "ghost", os.path.join(env["logs"], "g.log"))
+    cid = api.create_container(store, paths, "pod-api-2", DEFAULT_IMAGE, _req("x", "true"), cid="dup")
+    with pytest.raises(api.PodError, match="dup: a container with this id exists"):
+        api.create_container(store, paths, "pod-api-2", DEFAULT_IMAGE, _req("x", "true"), cid="dup")
+    with pytest.raises(api.PodError, match="not started"):
+        api.stop_container(paths, "pod-api-2", cid, grace=0)
+    api.remove_pod_sandbox(store, paths, "pod-api-2")  # takes the created container with it
+    assert api.pod_containers(paths, "pod-api-2") == []
+
+
+def test_gc_after_a_crash_removes_what_is_not_kept(env):
+    """The supervisors die with the node agent (SIGKILL): the containers run on, orphaned. A new
+    daemon's gc keeps the pods it wants and removes everything of the others."""
+    from runtime import pod as api
+    paths, store = env["paths"], env["store"]
+    pids = {}
+    for uid in ("pod-keep", "pod-lost"):
+        api.run_pod_sandbox(paths, api.PodConfig(uid=uid, name=uid))
+        cid = api.create_container(store, paths, uid, DEFAULT_IMAGE, _req("c", "sleep 600"), cid=f"{uid}-c")
+        pids[uid] = api.start_container(paths, uid, cid, os.path.join(env["logs"], uid, "0.log"))
+    lost_shim = int(open(os.path.join(paths.run_root, "pods", "pod-lost", "shim.pid")).read())
+    os.kill(lost_shim, signal.SIGKILL)
+    time.sleep(0.1)
+    os.kill(pids["pod-lost"], 0)  # still running without its supervisor
+    removed = api.gc(store, paths, keep={"pod-keep"})
+    assert removed == ["pod pod-lost"], removed
+    with pytest.raises(ProcessLookupError):
+        for _ in range(100):
+            os.kill(pids["pod-lost"], 0)
+            time.sleep(0.02)
+    assert api.list_pod_sandboxes(paths) == ["pod-keep"] and api.pod_containers(paths, "pod-lost") == []
+    assert api.container_status(paths, "pod-keep", "pod-keep-c").state == "running"
+    # a container whose pod vanished without a trace, and a pod cgroup without a pod
+    from runtime.cgroups import Cgroup
+    from runtime.sandbox import pod_cgroup_path
+    stray = Cgroup(pod_cgroup_path(paths.cgroup_root, "burstable", "pod-stray"))
+    stray.create()
+    assert "pod cgroup pod-stray" in api.gc(store, paths, keep={"pod-keep"})
+    assert not any(os.path.isdir(d) for d in stray.dirs())
+    assert api.gc(store, paths) == ["pod pod-keep"]
