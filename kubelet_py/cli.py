@@ -314,6 +314,9 @@ def runtime_spec(ctx, image_ref, user, cmd, **kw):
 def runtime_run(ctx, bundle, detach, image_ref, user, args, **kw):
     """Run a bundle (`--bundle DIR [ID]`) or one container of an image (`--image REF [-- CMD...]`)
     in the foreground; exits with the container's exit code."""
+    if not detach:
+        from runtime.linux.sealed import reexec_sealed
+        reexec_sealed()  # this process forks the container: from a sealed interpreter (CVE-2019-5736)
     from runtime.container import new_id, run_image
     from runtime.oci.run import run_bundle
     if bool(bundle) == bool(image_ref):
@@ -324,8 +327,6 @@ def runtime_run(ctx, bundle, detach, image_ref, user, args, **kw):
         from runtime.pod import run_detached
         click.echo(run_detached(_store(ctx), image_ref, _request(args, **kw), _runtime_paths(ctx), ctx.obj.log_root, user))
         return
-    from runtime.linux.sealed import reexec_sealed
-    reexec_sealed()  # this process forks the container: from a sealed interpreter (CVE-2019-5736)
     if bundle:
         if len(args) > 1:
             raise click.UsageError("--bundle takes at most one argument: the container ID")

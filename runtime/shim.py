@@ -113,6 +113,7 @@ class _Container:
         self.log = open(log_path, "ab", buffering=0)
         self.log_size = self.log.tell()
         self.log_max_size, self.log_max_files = log_max_size, log_max_files
+        self.waiters: list = []  # connections waiting for the exit (op "wait")
         self.state = {"id": cid, "pid": started.pid, "status": "running", "started_at": now_rfc3339(),
                       "exit_code": None, "finished_at": None, "reason": None, "log_path": log_path}
         _atomic_json(state_path, self.state)
@@ -196,6 +197,8 @@ class Supervisor:
             fds: list[int] = []
             try:
                 req = json.loads(line)
+                if req.get("op") == "wait" and self._defer_wait(req, conn):
+                    continue  # answered when the container has exited (_finish)
                 answer = {"ok": True, **(self._handle(req, fds) or {})}
             except Exception as e:  # noqa: BLE001 - every failure is an answer, never a crash
                 answer = {"ok": False, "error": str(e)}
@@ -207,8 +210,19 @@ class Supervisor:
             else:
                 conn.sendall(data)
 
+    def _defer_wait(self, req: dict, conn) -> bool:
+        c = self.containers.get(req.get("id"))
+        if c is None or c.state["status"] == "exited":
+            return False  # answered at once: the state, or the error of an unknown id
+        c.waiters.append(conn)
+        return True
+
     def _handle(self, req: dict, fds: list[int]) -> dict | None:
         op = req.get("op")
+        if op == "wait":
+            if req.get("id") not in self.containers:
+                raise ShimError(f"no container {req.get('id')!r}")
+            return self.containers[req["id"]].state
         if op == "exec":
             return self._exec(req, fds)
         if op == "exec-status":
@@ -373,6 +387,13 @@ class Supervisor:
         c.log.close()
         c.started.cgroup.destroy()
         _atomic_json(c.state_path, c.state)
+        answer = json.dumps({"ok": True, **c.state}).encode() + b"\n"
+        for conn in c.waiters:
+            try:
+                conn.sendall(answer)
+            except OSError:
+                pass  # that client has gone
+        c.waiters.clear()
 
 
 def parse_args(argv: list[str]) -> dict[str, str]:
@@ -464,13 +485,17 @@ class ShimClient:
         return self.call("status")["containers"][cid]
 
     def wait(self, cid: str, timeout: float = 30.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            st = self.state(cid)
-            if st["status"] == "exited":
-                return st
-            time.sleep(0.01)
-        raise ShimError(f"container {cid} still running after {timeout}s")
+        """The container's final state, as soon as it has exited (the answer comes then)."""
+        self.sock.settimeout(timeout)
+        try:
+            return self.call("wait", id=cid)
+        except TimeoutError:
+            # a late answer would be taken for the next call's: start over on a new connection
+            self.close()
+            self.__init__(self.pod_dir)
+            raise ShimError(f"container {cid} still running after {timeout}s") from None
+        finally:
+            self.sock.settimeout(None)
 
     def stop(self, cid: str, grace: float = 30.0) -> dict:
         """SIGTERM, the grace period, then SIGKILL of every process in the container's cgroup."""

@@ -4,9 +4,10 @@
     .venv/bin/python tests/bench/bench_runtime.py [--runs 20]
 
 The same bundle (busybox rootfs, config.json from our generator, args `true`) is run to
-completion by: `runc run`, `crun run`, kubelet-py's executor in-process (what the supervisor will
-do for a container in an existing sandbox: no interpreter start-up), and `kubelet-py runtime run
---bundle` (a fresh Python process each time). Runs are interleaved. Target (issue): a start in an
+completion by: `runc run`, `crun run`, kubelet-py's executor in-process (no interpreter start-up),
+the pod's supervisor asked over its socket (start, wait for the exit, forget: the path of a
+container in an existing sandbox), and `kubelet-py runtime run --bundle` (a fresh Python process
+each time, re-executed from the sealed interpreter). Runs are interleaved. Target (issue): a start in an
 existing sandbox <= 1.0x `runc run`.
 """
 
@@ -82,6 +83,19 @@ def main() -> None:
             st = run(spec, rfs, "b" + uuid.uuid4().hex[:8], "kpybench")
             assert st.code == 0
         peers["kubelet-py executor (in-process)"] = in_process
+        # the real path of a container in an existing sandbox: a request to the pod's
+        # supervisor, which forks it, then the wait for its exit and the removal
+        from runtime.sandbox import create_sandbox, remove_sandbox
+        from runtime.shim import start_supervisor
+        sv_b = bundle("supervised")
+        sb = create_sandbox(os.path.join(work, "run"), "bench-start", "bench", cgroup_root="kpybench")
+        client = start_supervisor(sb.dir, "kpybench")
+
+        def supervised():
+            client.call("start", id="c", bundle=sv_b, log_path=os.path.join(work, "logs", "c.log"))
+            assert client.wait("c")["exit_code"] == 0
+            client.call("forget", id="c")
+        peers["kubelet-py supervisor (existing sandbox)"] = supervised
         cli = os.path.join(os.path.dirname(sys.executable), "kubelet-py")
         peers["kubelet-py runtime run --bundle (CLI)"] = lambda: subprocess.run(
             [cli, "runtime", "run", "--bundle", ours_b], check=True, capture_output=True)
@@ -98,6 +112,9 @@ def main() -> None:
             m = statistics.median(xs)
             ratio = f"  {m / ref:5.2f}x runc" if ref else ""
             print(f"  {k:<42} {m * 1000:8.1f} ms (min {min(xs) * 1000:.1f}){ratio}")
+        client.call("shutdown")
+        client.close()
+        remove_sandbox(os.path.join(work, "run"), "bench-start", "kpybench")
         bench_exec(work, a.runs)
         for c in ("cpu", "cpuacct", "memory", "pids", "devices", "cpuset", "blkio", "freezer", "systemd", "unified", ""):
             d = f"/sys/fs/cgroup/{c}/kpybench".replace("//", "/")
