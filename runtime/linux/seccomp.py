@@ -21,11 +21,11 @@ What runc does and we do the same way (`libcontainer/seccomp/seccomp_linux.go`):
 Where we differ: an architecture this libseccomp (or pyseccomp) has no constant for is skipped
 (its syscalls meet the bad-architecture action, a kill) where runc fails the start.
 
-Not done (yet): runc patches the program so that syscalls *newer* than every syscall the profile
-names return ENOSYS rather than the default action (its `patchbpf` stub), which lets libcs fall
-back cleanly on kernels newer than the profile. Under kubelet-py such syscalls get the default
-action (EPERM for the default profile). SCMP_ACT_NOTIFY and seccomp agents are refused by the
-spec parser."""
+As runc (its `patchbpf` stub), syscalls *newer* than every syscall the profile names, per
+architecture, fail with ENOSYS rather than meet the default action: a libc then falls back
+cleanly on a kernel newer than the profile (x32 calls on x86_64 go to libseccomp's program). Not
+when the default action allows, or is ENOSYS already. SCMP_ACT_NOTIFY and seccomp agents are
+refused by the spec parser."""
 
 from __future__ import annotations
 
@@ -56,6 +56,42 @@ _ARCH_ATTR = {"SCMP_ARCH_X86": "X86", "SCMP_ARCH_X86_64": "X86_64", "SCMP_ARCH_X
               "SCMP_ARCH_LOONGARCH64": "LOONGARCH64"}
 _OP_ATTR = {"SCMP_CMP_NE": "NE", "SCMP_CMP_LT": "LT", "SCMP_CMP_LE": "LE", "SCMP_CMP_EQ": "EQ",
             "SCMP_CMP_GE": "GE", "SCMP_CMP_GT": "GT", "SCMP_CMP_MASKED_EQ": "MASKED_EQ"}
+
+
+ENOSYS = 38
+SECCOMP_RET_ERRNO = 0x00050000
+X32_SYSCALL_BIT = 0x40000000
+AUDIT_ARCH_X86_64 = 0xC000003E
+_LD_ABS, _JEQ, _JGT, _JSET, _JA, _RET = 0x20, 0x15, 0x25, 0x45, 0x05, 0x06  # BPF_LD|W|ABS, BPF_JMP|..|K, BPF_RET|K
+
+
+def _insn(code: int, jt: int, jf: int, k: int) -> bytes:
+    return code.to_bytes(2, "little") + bytes([jt, jf]) + (k & 0xFFFFFFFF).to_bytes(4, "little")
+
+
+def enosys_stub(last_syscalls: dict[int, int]) -> bytes:
+    """BPF to put before a libseccomp program: for each audit arch -> highest syscall number the
+    profile names, a larger number returns ENOSYS; everything else jumps to the program."""
+    blocks = []
+    for arch, last in sorted(last_syscalls.items()):
+        x32 = arch == AUDIT_ARCH_X86_64
+        blocks.append((arch, last, x32, 4 if x32 else 3))
+    total = 1 + sum(b[3] for b in blocks) + 1  # ld arch, the blocks, `ja program`; then `ret ENOSYS`
+    ret_at, prog_at = total, total + 1
+    out = [_insn(_LD_ABS, 0, 0, 4)]  # A = seccomp_data.arch
+    for arch, last, x32, n in blocks:
+        i = len(out)
+        out.append(_insn(_JEQ, 0, n - 1, arch))  # another arch: on to the next block (A still holds it)
+        out.append(_insn(_LD_ABS, 0, 0, 0))  # A = seccomp_data.nr
+        if x32:
+            i = len(out)
+            out.append(_insn(_JSET, prog_at - i - 1, 0, X32_SYSCALL_BIT))
+        i = len(out)
+        out.append(_insn(_JGT, ret_at - i - 1, prog_at - i - 1, last))
+    out.append(_insn(_JA, 0, 0, prog_at - len(out) - 1))
+    out.append(_insn(_RET, 0, 0, SECCOMP_RET_ERRNO | ENOSYS))
+    assert len(out) == prog_at and all(b[3] < 256 for b in blocks)
+    return b"".join(out)
 
 
 class SeccompError(RuntimeFailure):
@@ -215,8 +251,16 @@ def _compile(profile: dict, where: str) -> tuple[bytes, list[str], list[str]]:
             f.set_attr(sc.Attr.CTL_OPTIMIZE, 2)
         except OSError:
             pass
+    arches = [sc.system_arch()] + [int(getattr(sc.Arch, _ARCH_ATTR[a])) for a in profile.get("architectures") or []
+                                   if a in _ARCH_ATTR and hasattr(sc.Arch, _ARCH_ATTR[a]) and a != "SCMP_ARCH_X32"]
+    last_syscalls: dict[int, int] = {}
     skipped: list[str] = []
     for i, rule in enumerate(profile.get("syscalls") or []):
+        for name in rule["names"]:
+            for arch in set(arches):
+                nr = sc.resolve_syscall(arch, name)
+                if nr >= 0:  # libseccomp's negative pseudo-numbers: not a syscall of that arch
+                    last_syscalls[arch] = max(last_syscalls.get(arch, 0), nr)
         act = _action(sc, rule["action"], rule.get("errnoRet"))
         if act == default:
             continue
@@ -251,6 +295,8 @@ def _compile(profile: dict, where: str) -> tuple[bytes, list[str], list[str]]:
             program += chunk
     finally:
         os.close(fd)
+    if last_syscalls and default not in (sc.ALLOW, sc.ERRNO(ENOSYS)):
+        program = enosys_stub(last_syscalls) + program
     return program, sorted(set(skipped)), skipped_arches
 
 

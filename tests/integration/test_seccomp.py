@@ -68,6 +68,10 @@ def test_default_filter_on_raw_syscalls():
         r = libc.syscall(ctypes.c_long(_NR[name]), *[ctypes.c_long(x) for x in a])
         return "ok" if r >= 0 else os.strerror(ctypes.get_errno())
 
+    def call_nr(nr):
+        r = libc.syscall(ctypes.c_long(nr))
+        return "ok" if r >= 0 else os.strerror(ctypes.get_errno())
+
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child reports over the pipe
@@ -87,6 +91,7 @@ def test_default_filter_on_raw_syscalls():
                 "socket_unix": call("socket", 1, 1, 0), "socket_inet": call("socket", 2, 2, 0),
                 "socket_alg": call("socket", 38, 5, 0), "socket_vsock": call("socket", 40, 1, 0),
                 "fork": "ok" if _fork_and_wait() == 0 else "failed",
+                "newer_than_profile": call_nr(1000),
             }
             os.write(w, json.dumps(out).encode())
         finally:
@@ -104,6 +109,7 @@ def test_default_filter_on_raw_syscalls():
                  "open_by_handle_at", "personality_noaslr", "socket_alg", "socket_vsock"):
         assert got[name] == eperm, (name, got[name])
     assert got["clone3"] == os.strerror(38)  # ENOSYS, so that glibc falls back to clone(2)
+    assert got["newer_than_profile"] == os.strerror(38)  # runc's stub: ENOSYS past the last known syscall
     for name in ("getppid", "personality_query", "socket_unix", "socket_inet", "fork"):
         assert got[name] == "ok", (name, got[name])
 

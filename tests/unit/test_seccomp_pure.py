@@ -314,3 +314,42 @@ def test_cli_seccomp_option(tmp_path):
 def test_known_capability_names_only():
     # every capability the profile keys on is one the runtime knows by name
     assert set(sp.BY_CAP) <= set(NAMES)
+
+
+def _run_bpf(prog: bytes, arch: int, nr: int):
+    """A tiny classic-BPF evaluator for the stub's instructions: 'program' when it falls into the
+    program that follows it, else the returned value."""
+    insns = [(int.from_bytes(prog[i:i + 2], "little"), prog[i + 2], prog[i + 3], int.from_bytes(prog[i + 4:i + 8], "little"))
+             for i in range(0, len(prog), 8)]
+    pc, a = 0, 0
+    while pc < len(insns):
+        code, jt, jf, k = insns[pc]
+        if code == 0x20:
+            a = {0: nr, 4: arch}[k]
+            pc += 1
+        elif code == 0x15:
+            pc += 1 + (jt if a == k else jf)
+        elif code == 0x25:
+            pc += 1 + (jt if a > k else jf)
+        elif code == 0x45:
+            pc += 1 + (jt if a & k else jf)
+        elif code == 0x05:
+            pc += 1 + k
+        elif code == 0x06:
+            return k
+        else:
+            raise AssertionError(f"unexpected BPF code {code:#x}")
+    return "program"
+
+
+def test_enosys_stub_for_syscalls_newer_than_the_profile():
+    from runtime.linux.seccomp import AUDIT_ARCH_X86_64, enosys_stub
+    i386 = 0x40000003
+    stub = enosys_stub({AUDIT_ARCH_X86_64: 452, i386: 462})
+    enosys = 0x00050000 | 38
+    assert _run_bpf(stub, AUDIT_ARCH_X86_64, 453) == enosys
+    assert _run_bpf(stub, AUDIT_ARCH_X86_64, 452) == "program"
+    assert _run_bpf(stub, AUDIT_ARCH_X86_64, 0) == "program"
+    assert _run_bpf(stub, AUDIT_ARCH_X86_64, 0x40000000 | 1000) == "program"  # x32: libseccomp decides
+    assert _run_bpf(stub, i386, 463) == enosys and _run_bpf(stub, i386, 453) == "program"
+    assert _run_bpf(stub, 0xC00000B7, 5000) == "program"  # an arch the stub does not know
