@@ -339,20 +339,22 @@ def runtime_run(ctx, bundle, detach, image_ref, user, args, **kw):
 
 
 @runtime.command("exec")
+@click.option("--interactive", "-i", is_flag=True, help="Pass this terminal's stdin to CMD (else /dev/null).")
 @click.argument("container_id")
 @click.argument("cmd", nargs=-1, required=True)
 @click.pass_context
-def runtime_exec(ctx, container_id, cmd):
-    """Run CMD in a container started with `runtime run --detach`; exits with its exit code."""
+def runtime_exec(ctx, interactive, container_id, cmd):
+    """Run CMD in a container started with `runtime run --detach`, its output streamed here, as
+    `runc exec` without a tty does (our stdio are its own); exits with its exit code."""
     from runtime.pod import supervisor_of
     try:
         client = supervisor_of(_runtime_paths(ctx), container_id)
     except (ValueError, OSError) as e:
         raise KpyError(str(e)) from None
-    code, out, err = client.exec(container_id, list(cmd))
-    sys.stdout.buffer.write(out)
-    sys.stderr.buffer.write(err)
-    sys.exit(code)
+    stdin = 0 if interactive else os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+    sys.stdout.flush()
+    pid, _ = client.exec_start(container_id, list(cmd), stdio=(stdin, 1, 2))
+    sys.exit(client.exec_wait(pid))
 
 
 @runtime.command("rm")

@@ -126,6 +126,7 @@ class Supervisor:
         self.containers: dict[str, _Container] = {}
         self.by_pid: dict[int, _Container] = {}
         self.execs: dict[int, int | None] = {}  # exec pid -> exit code (None while running)
+        self.exec_waiters: dict[int, list] = {}  # exec pid -> connections waiting for its exit
         self.sel = selectors.DefaultSelector()
         self.pod_init: int | None = None  # shareProcessNamespace: the pod's PID 1 (0 once it died)
         os.makedirs(os.path.join(pod_dir, "containers"), exist_ok=True)
@@ -185,8 +186,10 @@ class Supervisor:
         return spawn_pod_init(self.pod_dir, sandbox["cgroup_path"])
 
     def _client(self, conn, buf) -> None:
-        data = conn.recv(65536)
+        data, passed, _flags, _addr = socket.recv_fds(conn, 65536, 3)  # an exec's own stdio may come along
         if not data:
+            for fd in passed:
+                os.close(fd)
             self.sel.unregister(conn)
             conn.close()
             return
@@ -195,13 +198,21 @@ class Supervisor:
             line, _, rest = bytes(buf).partition(b"\n")
             buf[:] = rest
             fds: list[int] = []
+            req = None
             try:
                 req = json.loads(line)
                 if req.get("op") == "wait" and self._defer_wait(req, conn):
                     continue  # answered when the container has exited (_finish)
+                if req.get("op") == "exec-wait" and self._defer_exec_wait(req, conn):
+                    continue  # answered when the exec has exited (_reap)
+                if req.get("op") == "exec" and passed:
+                    req["stdio"], passed = passed, []
                 answer = {"ok": True, **(self._handle(req, fds) or {})}
             except Exception as e:  # noqa: BLE001 - every failure is an answer, never a crash
                 answer = {"ok": False, "error": str(e)}
+            finally:
+                for fd in req.pop("stdio", []) if isinstance(req, dict) else []:
+                    os.close(fd)
             data = json.dumps(answer).encode() + b"\n"
             if fds:  # the exec's output pipes travel with the answer (SCM_RIGHTS)
                 socket.send_fds(conn, [data], fds)
@@ -209,12 +220,21 @@ class Supervisor:
                     os.close(fd)
             else:
                 conn.sendall(data)
+        for fd in passed:  # fds that came with no exec
+            os.close(fd)
 
     def _defer_wait(self, req: dict, conn) -> bool:
         c = self.containers.get(req.get("id"))
         if c is None or c.state["status"] == "exited":
             return False  # answered at once: the state, or the error of an unknown id
         c.waiters.append(conn)
+        return True
+
+    def _defer_exec_wait(self, req: dict, conn) -> bool:
+        pid = int(req.get("pid", 0))
+        if self.execs.get(pid, 0) is not None:
+            return False  # finished (or unknown): answered at once
+        self.exec_waiters.setdefault(pid, []).append(conn)
         return True
 
     def _handle(self, req: dict, fds: list[int]) -> dict | None:
@@ -225,7 +245,7 @@ class Supervisor:
             return self.containers[req["id"]].state
         if op == "exec":
             return self._exec(req, fds)
-        if op == "exec-status":
+        if op in ("exec-status", "exec-wait"):
             pid = int(req["pid"])
             if pid not in self.execs:
                 raise ShimError(f"no exec with pid {pid}")
@@ -299,6 +319,13 @@ class Supervisor:
         c = self.containers[req["id"]]
         if c.state["status"] != "running":
             raise ShimError(f"container {c.cid} is not running")
+        if req.get("stdio"):  # the client's own stdin/stdout/stderr, as `runc exec` passes its own
+            if len(req["stdio"]) != 3:
+                raise ShimError("exec: pass exactly three fds (stdin, stdout, stderr) or none")
+            pid = exec_in(c.started.pid, c.spec, c.started.cgroup, list(req["args"]), req.get("env"),
+                          req.get("cwd"), stdio=tuple(req["stdio"]))
+            self.execs[pid] = None
+            return {"pid": pid}
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         devnull = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
@@ -367,6 +394,15 @@ class Supervisor:
             code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
             if pid in self.execs:
                 self.execs[pid] = code
+                waiters = self.exec_waiters.pop(pid, [])
+                if waiters:
+                    del self.execs[pid]
+                answer = json.dumps({"ok": True, "exit_code": code}).encode() + b"\n"
+                for conn in waiters:
+                    try:
+                        conn.sendall(answer)
+                    except OSError:
+                        pass
                 continue
             if pid == self.pod_init:
                 self.pod_init = 0  # gone: no container can start in the pod any more
@@ -445,15 +481,39 @@ class ShimClient:
             raise ShimError(ans.get("error", "unknown error"))
         return ans
 
-    def exec(self, cid: str, args: list[str], env: list[str] | None = None, timeout: float = 60.0) -> tuple[int, bytes, bytes]:
-        """Run `args` in the container; (exit code, stdout, stderr)."""
-        self.sock.sendall(json.dumps({"op": "exec", "id": cid, "args": args, "env": env}).encode() + b"\n")
+    def exec_start(self, cid: str, args: list[str], env: list[str] | None = None,
+                   stdio: tuple[int, int, int] | None = None) -> tuple[int, list[int]]:
+        """Start `args` in the container: (pid, [stdout, stderr read ends]); with `stdio`, those
+        three fds of ours are the process's own (streamed, nothing comes back)."""
+        req = json.dumps({"op": "exec", "id": cid, "args": args, "env": env}).encode() + b"\n"
+        if stdio is not None:
+            socket.send_fds(self.sock, [req], list(stdio))
+        else:
+            self.sock.sendall(req)
         msg, fds, _flags, _addr = socket.recv_fds(self.sock, 65536, 2)
         ans = json.loads(msg.split(b"\n", 1)[0])
         if not ans.pop("ok"):
             for fd in fds:
                 os.close(fd)
             raise ShimError(ans.get("error", "exec failed"))
+        return ans["pid"], fds
+
+    def exec_wait(self, pid: int, timeout: float | None = None) -> int:
+        """The exit code of an exec, answered when it exits."""
+        self.sock.settimeout(timeout)
+        try:
+            return self.call("exec-wait", pid=pid)["exit_code"]
+        except TimeoutError:
+            self.close()
+            self.__init__(self.pod_dir)  # a late answer must not meet the next call
+            raise ShimError(f"exec {pid} still running after {timeout}s") from None
+        finally:
+            self.sock.settimeout(None)
+
+    def exec(self, cid: str, args: list[str], env: list[str] | None = None, timeout: float = 60.0) -> tuple[int, bytes, bytes]:
+        """Run `args` in the container; (exit code, stdout, stderr)."""
+        pid, fds = self.exec_start(cid, args, env)
+        ans = {"pid": pid}
         outs = []
         sel = selectors.DefaultSelector()
         bufs = {fd: bytearray() for fd in fds}
@@ -473,13 +533,7 @@ class ShimClient:
         for fd in open_fds:
             os.close(fd)
         outs = [bytes(bufs[fd]) for fd in fds]
-        while True:
-            code = self.call("exec-status", pid=ans["pid"])["exit_code"]
-            if code is not None:
-                return code, outs[0], outs[1]
-            if time.monotonic() > deadline:
-                raise ShimError(f"exec {args[0]!r} still running after {timeout}s")
-            time.sleep(0.0005)
+        return self.exec_wait(ans["pid"], max(0.001, deadline - time.monotonic())), outs[0], outs[1]
 
     def state(self, cid: str) -> dict:
         return self.call("status")["containers"][cid]

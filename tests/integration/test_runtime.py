@@ -204,6 +204,13 @@ def test_detached_container_exec_and_rm(env, tmp_path):
     p = subprocess.run(base + ["runtime", "exec", cid, "--", "sh", "-c", "hostname; exit 5"], capture_output=True,
                        text=True, timeout=60)
     assert (p.returncode, p.stdout) == (5, "web\n")
+    # -i: our stdin is the process's own, streamed both ways; without it, /dev/null
+    p = subprocess.run(base + ["runtime", "exec", "-i", cid, "--", "sh", "-c", "tr a-z A-Z; echo err >&2"],
+                       input="hello\nworld\n", capture_output=True, text=True, timeout=60)
+    assert (p.returncode, p.stdout, p.stderr) == (0, "HELLO\nWORLD\n", "err\n"), p
+    p = subprocess.run(base + ["runtime", "exec", cid, "--", "sh", "-c", "cat; ls -l /proc/self/fd/0"],
+                       input="ignored\n", capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "ignored" not in p.stdout and "/dev/null" in p.stdout, p
     p = subprocess.run(base + ["runtime", "rm", cid], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and "exited 0 (Completed)" in p.stdout
     log = (tmp_path / "logs" / f"default_web_{cid}" / "web" / "0.log").read_text()
