@@ -340,17 +340,25 @@ def runtime_run(ctx, bundle, detach, image_ref, user, args, **kw):
 
 @runtime.command("exec")
 @click.option("--interactive", "-i", is_flag=True, help="Pass this terminal's stdin to CMD (else /dev/null).")
+@click.option("--tty", "-t", is_flag=True, help="Run CMD on a new pty of the container, relayed here.")
 @click.argument("container_id")
 @click.argument("cmd", nargs=-1, required=True)
 @click.pass_context
-def runtime_exec(ctx, interactive, container_id, cmd):
+def runtime_exec(ctx, interactive, tty, container_id, cmd):
     """Run CMD in a container started with `runtime run --detach`, its output streamed here, as
-    `runc exec` without a tty does (our stdio are its own); exits with its exit code."""
+    `runc exec` does: without a tty our stdio are its own; with one, a pty of the container's
+    (never this terminal) relayed both ways. Exits with CMD's exit code."""
     from runtime.pod import supervisor_of
     try:
         client = supervisor_of(_runtime_paths(ctx), container_id)
     except (ValueError, OSError) as e:
         raise KpyError(str(e)) from None
+    if tty:
+        from kubelet_py.ttyrelay import relay
+        size = os.get_terminal_size(0) if os.isatty(0) else None
+        pid, master = client.exec_tty(container_id, list(cmd), size=(size.lines, size.columns) if size else None)
+        relay(master, stdin=0 if interactive else None)
+        sys.exit(client.exec_wait(pid))
     stdin = 0 if interactive else os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
     sys.stdout.flush()
     pid, _ = client.exec_start(container_id, list(cmd), stdio=(stdin, 1, 2))

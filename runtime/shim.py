@@ -319,6 +319,8 @@ class Supervisor:
         c = self.containers[req["id"]]
         if c.state["status"] != "running":
             raise ShimError(f"container {c.cid} is not running")
+        if req.get("tty"):
+            return self._exec_tty(c, req, fds)
         if req.get("stdio"):  # the client's own stdin/stdout/stderr, as `runc exec` passes its own
             if len(req["stdio"]) != 3:
                 raise ShimError("exec: pass exactly three fds (stdin, stdout, stderr) or none")
@@ -341,6 +343,27 @@ class Supervisor:
                 os.close(fd)
         self.execs[pid] = None
         fds += [out_r, err_r]
+        return {"pid": pid}
+
+    def _exec_tty(self, c: _Container, req: dict, fds: list[int]) -> dict:
+        """An exec on a new pty of the container's devpts (as `runc exec --tty`: never a
+        terminal of the host); its master goes back to the client."""
+        from .oci.run import exec_in
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            size = tuple(req["console_size"]) if req.get("console_size") else None
+            pid = exec_in(c.started.pid, c.spec, c.started.cgroup, list(req["args"]), req.get("env"),
+                          req.get("cwd"), console=theirs.fileno(), console_size=size)
+            theirs.close()
+            ours.settimeout(5)
+            _msg, got, _flags, _addr = socket.recv_fds(ours, 1024, 1)  # sent before its execve
+        finally:
+            theirs.close()
+            ours.close()
+        self.execs[pid] = None
+        if not got:
+            raise ShimError(f"exec {req['args'][0]!r}: no pty came back")
+        fds += got
         return {"pid": pid}
 
     def _stream(self, fd: int, c: _Container, stream: str) -> None:
@@ -497,6 +520,19 @@ class ShimClient:
                 os.close(fd)
             raise ShimError(ans.get("error", "exec failed"))
         return ans["pid"], fds
+
+    def exec_tty(self, cid: str, args: list[str], env: list[str] | None = None,
+                 size: tuple[int, int] | None = None) -> tuple[int, int]:
+        """Start `args` on a new pty in the container: (pid, the pty's master fd)."""
+        self.sock.sendall(json.dumps({"op": "exec", "id": cid, "args": args, "env": env, "tty": True,
+                                      "console_size": list(size) if size else None}).encode() + b"\n")
+        msg, fds, _flags, _addr = socket.recv_fds(self.sock, 65536, 1)
+        ans = json.loads(msg.split(b"\n", 1)[0])
+        if not ans.pop("ok"):
+            for fd in fds:
+                os.close(fd)
+            raise ShimError(ans.get("error", "exec failed"))
+        return ans["pid"], fds[0]
 
     def exec_wait(self, pid: int, timeout: float | None = None) -> int:
         """The exit code of an exec, answered when it exits."""

@@ -211,6 +211,13 @@ def test_detached_container_exec_and_rm(env, tmp_path):
     p = subprocess.run(base + ["runtime", "exec", cid, "--", "sh", "-c", "cat; ls -l /proc/self/fd/0"],
                        input="ignored\n", capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and "ignored" not in p.stdout and "/dev/null" in p.stdout, p
+    # -t: a new pty of the container's own devpts, relayed; -i feeds it (then ^D)
+    p = subprocess.run(base + ["runtime", "exec", "-t", cid, "--", "sh", "-c", "tty; [ -t 1 ] && echo is-a-tty; exit 6"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 6 and p.stdout.replace("\r\n", "\n") == "/dev/pts/0\nis-a-tty\n", p
+    p = subprocess.run(base + ["runtime", "exec", "-it", cid, "--", "sh", "-c", "read x; echo got-$x"],
+                       input="typed\n", capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "got-typed" in p.stdout, p
     p = subprocess.run(base + ["runtime", "rm", cid], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and "exited 0 (Completed)" in p.stdout
     log = (tmp_path / "logs" / f"default_web_{cid}" / "web" / "0.log").read_text()
