@@ -76,6 +76,14 @@ def _client(paths: Paths, uid: str, cid: str | None = None) -> ShimClient:
         raise PodError(uid, cid, "no supervisor answers (the pod was removed, or its supervisor died)") from None
 
 
+def _client_if_any(paths: Paths, uid: str) -> ShimClient | None:
+    """The pod's supervisor, or None when there is none to ask (removal goes on without it)."""
+    try:
+        return ShimClient(_pod_dir(paths, uid))
+    except OSError:
+        return None
+
+
 # ---- pods ---------------------------------------------------------------------------------
 
 def run_pod_sandbox(paths: Paths, pod: PodConfig) -> Sandbox:
@@ -113,10 +121,7 @@ def pod_containers(paths: Paths, uid: str) -> list[str]:
 def remove_pod_sandbox(store: ImageStore, paths: Paths, uid: str, grace: float = 0) -> None:
     """Stop (with `grace`) and remove every container of the pod, then the pod. Idempotent."""
     cids = pod_containers(paths, uid)
-    try:
-        client = ShimClient(_pod_dir(paths, uid))
-    except OSError:
-        client = None
+    client = _client_if_any(paths, uid)
     if client is not None:
         try:
             for cid in cids:
@@ -205,10 +210,7 @@ def stop_container(paths: Paths, uid: str, cid: str, grace: float = 30.0) -> Con
 
 def remove_container(store: ImageStore, paths: Paths, uid: str, cid: str) -> None:
     """Remove a stopped (or never started) container: supervisor state, rootfs, bundle, lease."""
-    try:
-        client = ShimClient(_pod_dir(paths, uid))
-    except OSError:
-        client = None
+    client = _client_if_any(paths, uid)
     if client is not None:
         try:
             if cid in client.call("status")["containers"]:

@@ -508,31 +508,29 @@ class ShimClient:
                    stdio: tuple[int, int, int] | None = None) -> tuple[int, list[int]]:
         """Start `args` in the container: (pid, [stdout, stderr read ends]); with `stdio`, those
         three fds of ours are the process's own (streamed, nothing comes back)."""
-        req = json.dumps({"op": "exec", "id": cid, "args": args, "env": env}).encode() + b"\n"
-        if stdio is not None:
-            socket.send_fds(self.sock, [req], list(stdio))
+        return self._call_fds({"op": "exec", "id": cid, "args": args, "env": env}, stdio, 2)
+
+    def exec_tty(self, cid: str, args: list[str], env: list[str] | None = None,
+                 size: tuple[int, int] | None = None) -> tuple[int, int]:
+        """Start `args` on a new pty in the container: (pid, the pty's master fd)."""
+        pid, fds = self._call_fds({"op": "exec", "id": cid, "args": args, "env": env, "tty": True,
+                                   "console_size": list(size) if size else None}, None, 1)
+        return pid, fds[0]
+
+    def _call_fds(self, req: dict, send: tuple[int, ...] | None, max_fds: int) -> tuple[int, list[int]]:
+        """An exec request, fds passed along with it and back with the answer (SCM_RIGHTS)."""
+        data = json.dumps(req).encode() + b"\n"
+        if send is not None:
+            socket.send_fds(self.sock, [data], list(send))
         else:
-            self.sock.sendall(req)
-        msg, fds, _flags, _addr = socket.recv_fds(self.sock, 65536, 2)
+            self.sock.sendall(data)
+        msg, fds, _flags, _addr = socket.recv_fds(self.sock, 65536, max_fds)
         ans = json.loads(msg.split(b"\n", 1)[0])
         if not ans.pop("ok"):
             for fd in fds:
                 os.close(fd)
             raise ShimError(ans.get("error", "exec failed"))
         return ans["pid"], fds
-
-    def exec_tty(self, cid: str, args: list[str], env: list[str] | None = None,
-                 size: tuple[int, int] | None = None) -> tuple[int, int]:
-        """Start `args` on a new pty in the container: (pid, the pty's master fd)."""
-        self.sock.sendall(json.dumps({"op": "exec", "id": cid, "args": args, "env": env, "tty": True,
-                                      "console_size": list(size) if size else None}).encode() + b"\n")
-        msg, fds, _flags, _addr = socket.recv_fds(self.sock, 65536, 1)
-        ans = json.loads(msg.split(b"\n", 1)[0])
-        if not ans.pop("ok"):
-            for fd in fds:
-                os.close(fd)
-            raise ShimError(ans.get("error", "exec failed"))
-        return ans["pid"], fds[0]
 
     def exec_wait(self, pid: int, timeout: float | None = None) -> int:
         """The exit code of an exec, answered when it exits."""
