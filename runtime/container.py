@@ -46,7 +46,7 @@ def bundle_for(store: ImageStore, image_ref: str, req: ContainerRequest, paths: 
     os.makedirs(bundle, mode=0o700, exist_ok=True)
     store.add_lease(cid, [image.record.digest])
     try:
-        mount_rootfs(store.snapshots, list(image.layer_dirs), state, rootfs)
+        mount_rootfs(list(image.layer_dirs), state, rootfs)
         u = resolve(rootfs, user if user is not None else image.config.user, req.supplemental_groups)
         if req.uid is not None:
             u = type(u)(req.uid, req.gid if req.gid is not None else u.gid, u.groups)

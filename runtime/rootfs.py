@@ -1,9 +1,12 @@
 """Container root filesystems (kernel edge: overlay mounts).
 
     <root>/containers/<id>/upper, work     the container's writes (never the snapshots)
+    <root>/containers/<id>/l/<n>           short links to the image's snapshots, top layer = 0
     <run-root>/containers/<id>/rootfs      the overlay mount point
-The lowerdirs are the image's snapshots, top layer first, given relative to the snapshot store
-(the mount is made from inside it) so that more layers fit the one-page option limit."""
+The overlay options fit in one page (the kernel's limit for mount data): they name the layers
+by the short links (`l/0:l/1:...`, as Docker's overlay2 does) and upper/work relative to the
+container's state dir, from which the mount is made. So an image may have as many layers as
+overlayfs stacks (500)."""
 
 from __future__ import annotations
 
@@ -16,35 +19,45 @@ import threading
 from .linux import sys as ksys
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
-_cwd_lock = threading.Lock()  # the mount is made with the store as cwd
+OVL_MAX_STACK = 500  # fs/overlayfs: the most lower layers one mount takes
+_cwd_lock = threading.Lock()  # the mount is made with the state dir as cwd
 
 
 class RootfsError(RuntimeFailure):
     pass
 
 
-def overlay_options(snapshot_root: str, layer_dirs: list[str], upper: str, work: str) -> str:
-    rel = [os.path.relpath(d, snapshot_root) for d in layer_dirs]
-    opts = f"lowerdir={':'.join(rel)},upperdir={upper},workdir={work}"
+def overlay_options(n_layers: int) -> str:
+    """The mount options for `n_layers` lower layers linked as l/0 (top) .. l/<n-1>, relative
+    to the container's state dir."""
+    if not 1 <= n_layers <= OVL_MAX_STACK:
+        raise RootfsError(f"an image of {n_layers} layers: overlayfs stacks 1 to {OVL_MAX_STACK}")
+    opts = f"lowerdir={':'.join(f'l/{i}' for i in range(n_layers))},upperdir=upper,workdir=work"
     if len(opts) >= PAGE:
-        raise RootfsError(f"{len(layer_dirs)} layers make overlay options of {len(opts)} bytes (limit {PAGE - 1})")
+        raise RootfsError(f"{n_layers} layers make overlay options of {len(opts)} bytes (limit {PAGE - 1})")
     return opts
 
 
-def mount_rootfs(snapshot_root: str, layer_dirs: list[str], state_dir: str, mountpoint: str) -> None:
-    upper, work = os.path.join(state_dir, "upper"), os.path.join(state_dir, "work")
-    for d in (state_dir, work):
+def mount_rootfs(layer_dirs: list[str], state_dir: str, mountpoint: str) -> None:
+    """Overlay `layer_dirs` (top layer first) with the container's upper dir at `mountpoint`."""
+    opts = overlay_options(len(layer_dirs))
+    upper, work, links = (os.path.join(state_dir, n) for n in ("upper", "work", "l"))
+    for d in (state_dir, work, links):
         os.makedirs(d, mode=0o700, exist_ok=True)
     # the upper dir's own mode becomes the mode of the container's `/`: 0755 as in images
     # (host users are kept out by the 0700 state dir above it)
     os.makedirs(upper, mode=0o755, exist_ok=True)
     os.chmod(upper, 0o755)
+    for i, d in enumerate(layer_dirs):
+        link = os.path.join(links, str(i))
+        if os.path.lexists(link):
+            os.unlink(link)
+        os.symlink(os.path.abspath(d), link)
     os.makedirs(mountpoint, mode=0o700, exist_ok=True)
-    opts = overlay_options(snapshot_root, layer_dirs, upper, work)
     with _cwd_lock:
         old = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
         try:
-            os.chdir(snapshot_root)
+            os.chdir(state_dir)
             ksys.mount("overlay", mountpoint, "overlay", 0, opts)
         finally:
             os.fchdir(old)

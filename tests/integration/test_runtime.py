@@ -84,6 +84,24 @@ def test_layers_whiteouts_and_writes_stay_in_the_container(env):
             assert open(f).read() == "layer 3\n"  # the snapshot is untouched
 
 
+def test_an_image_of_120_layers_runs(env):
+    """Far past what full snapshot paths fit in the one-page overlay options (about 50)."""
+    from runtime.image.archive import import_path
+    from runtime.image.build import TarEntry, build_image, layer_from_tar, make_tar, write_oci_layout
+    from runtime.image.testimages import base_entries
+    layers = [layer_from_tar(make_tar(base_entries()))]
+    for i in range(1, 120):
+        entries = [TarEntry("layers", "dir"), TarEntry(f"layers/{i}", data=f"{i}\n".encode())]
+        if i > 1:
+            entries.append(TarEntry(f"layers/.wh.{i - 1}"))  # each layer deletes its parent's file
+        layers.append(layer_from_tar(make_tar(entries), None))
+    layout = str(env["tmp"] / "many")
+    write_oci_layout(layout, {"kubelet-py.local/many:120": build_image(layers, cmd=["sh"])})
+    import_path(ImageStore(env["root"]), layout)
+    p = run(env, image="kubelet-py.local/many:120", script="ls /layers; cat /layers/*; test -x /bin/busybox && echo base")
+    assert p.stdout.split() == ["119", "119", "base"], p.stdout
+
+
 def test_memory_limit_oom_kill(env):
     p = run(env, "--memory", "16Mi", script="x=$(head -c 64000000 /dev/zero | tr '\\0' a); echo survived",
             check_rc=137)

@@ -146,3 +146,14 @@ def test_qos_and_pod_resources():
     assert (r.cpu_shares, r.cpu_quota, r.memory_limit) == (768, None, None)
     r = pod_resources([g, g])
     assert (r.cpu_quota, r.memory_limit) == (100000, 1 << 27)
+
+
+def test_overlay_options_name_layers_by_short_links():
+    import pytest
+    from runtime.rootfs import OVL_MAX_STACK, PAGE, RootfsError, overlay_options
+    assert overlay_options(3) == "lowerdir=l/0:l/1:l/2,upperdir=upper,workdir=work"
+    assert len(overlay_options(OVL_MAX_STACK)) < 4096 <= PAGE  # all 500 layers fit one page
+    with pytest.raises(RootfsError, match="stacks 1 to 500"):
+        overlay_options(501)
+    with pytest.raises(RootfsError, match="stacks"):
+        overlay_options(0)
