@@ -6,7 +6,9 @@ It creates the pod's pid namespace, outlives the containers and reaps the orphan
 processes stay children of the supervisor, which records their exit codes. Since every
 container of the pod sees it as /proc/1, it keeps nothing worth reaching: an empty read-only
 root in its own mount namespace, no capabilities, uid/gid 65535 (pause's), no fds,
-non-dumpable. It runs only code imported before the fork.
+non-dumpable, oom_score_adj -998 and 2 CPU shares (pause's under containerd). It runs only code
+imported before the fork. Unlike pause it ignores SIGTERM and SIGINT: no container of the pod can
+end it; the supervisor ends it with SIGKILL when the pod goes.
 
     <run-root>/pods/<uid>/ns/pid   the namespace, bind-mounted (containers join it by path)
     <cgroup-root>/.../pod<uid>/kpy-pod-init   its cgroup (v2 allows no process in the pod's own)
@@ -23,6 +25,7 @@ from .linux import sys as ksys
 
 INIT_CGROUP = "kpy-pod-init"
 PAUSE_ID = 65535
+OOM_SCORE_ADJ = -998  # containerd's for the pause container
 
 
 class PodInitError(RuntimeFailure):
@@ -103,6 +106,11 @@ def _init_main(pod_dir: str, report_fd: int) -> None:
     """PID 1 of the pod: shed everything, then reap forever. Never returns."""
     try:
         _set_cmdline(b"kpy-pod-init")  # what the containers see as /proc/1/cmdline, not host paths
+        try:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write(str(OOM_SCORE_ADJ))  # the OOM killer takes the pod's PID 1 last, as it does pause
+        except PermissionError:
+            pass  # lowering it needs CAP_SYS_RESOURCE, which some hosts' root lacks: keep the supervisor's
         ksys.unshare(ksys.CLONE_NEWNS)
         ksys.mount(None, "/", None, ksys.MS_PRIVATE | ksys.MS_REC)
         ksys.mount("tmpfs", pod_dir, "tmpfs", ksys.MS_NOSUID | ksys.MS_NODEV | ksys.MS_NOEXEC, "size=4k,mode=555")

@@ -30,7 +30,12 @@ class Pod:
         self.env, self.uid, self.ids = env, uid, []
         self.paths, self.store = Paths(env["root"], env["run"], env["cg"]), ImageStore(env["root"])
         self.sb = create_sandbox(env["run"], uid, uid, cgroup_root=env["cg"], **sandbox_kw)
-        self.client = start_supervisor(self.sb.dir, env["cg"])
+        try:
+            self.client = start_supervisor(self.sb.dir, env["cg"])
+        except BaseException:
+            from runtime.sandbox import remove_sandbox
+            remove_sandbox(env["run"], uid, env["cg"])
+            raise
 
     def start(self, cid, script):
         from runtime.container import bundle_for
@@ -81,6 +86,9 @@ def test_share_process_namespace_gives_the_pod_one_reaping_pid_1(env):
         status = dict(ln.split(":\t", 1) for ln in open(f"/proc/{init}/status").read().splitlines() if ":\t" in ln)
         assert int(status["CapEff"], 16) == 0 and int(status["CapPrm"], 16) == 0
         assert os.listdir(f"/proc/{init}/fd") == []
+        caps = int(next(ln for ln in open("/proc/self/status") if ln.startswith("CapEff")).split()[1], 16)
+        want = "-998" if caps >> 24 & 1 else open(f"/proc/{pod.client.call('ping')['pid']}/oom_score_adj").read().strip()
+        assert open(f"/proc/{init}/oom_score_adj").read().strip() == want  # -998 needs CAP_SYS_RESOURCE
         a_pid = pod.start("a", "exec sleep 60")
         pod.start("b", "sleep 60")
         # b sees a's process and the one pod init as PID 1, not its own command
