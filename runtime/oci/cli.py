@@ -24,6 +24,8 @@ import sys
 DEFAULT_ROOT = "/run/kubelet-py-oci"
 PROG = "kubelet-py-oci"
 CGROUP_PARENT = "kubelet-py-oci"  # when config.json has no linux.cgroupsPath
+CACHE = "@cache"  # compiled seccomp programs, under --root ('@' is in no container id)
+_VALUED_GLOBALS = {"--root", "--log", "--log-format", "--rootless", "--criu"}
 
 
 class Ctx:
@@ -51,7 +53,23 @@ def _err(msg: str, obj: str | None = None, field: str | None = None):
 
 # ---- the argument parser (runc's spelling) ------------------------------------------------
 
-def _parser():
+def _verb_of(argv: list[str]) -> str | None:
+    """The verb: the first word that is neither a global option nor its value."""
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in _VALUED_GLOBALS:
+            i += 2
+            continue
+        if not a.startswith("-"):
+            return a
+        i += 1
+    return None
+
+
+def _parser(only: str | None = None):
+    """runc's command line. With `only`, just that verb's sub-parser is built (argparse takes
+    ~1 ms per sub-parser, and every call of this CLI is a fresh process)."""
     import argparse
     ap = argparse.ArgumentParser(prog=PROG, description="kubelet-py's OCI runtime, with runc's command line")
     ap.add_argument("--root", default=DEFAULT_ROOT, help="state directory (default %(default)s)")
@@ -64,7 +82,13 @@ def _parser():
     ap.add_argument("-v", "--version", action="store_true")
     sub = ap.add_subparsers(dest="verb", metavar="VERB")
 
+    class _Skip:
+        def add_argument(self, *a, **k):
+            pass
+
     def verb(name, help, id=True):
+        if only is not None and name != only:
+            return _Skip()
         p = sub.add_parser(name, help=help)
         if id:
             p.add_argument("id")
@@ -114,7 +138,8 @@ def _parser():
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    ap = _parser()
+    v = _verb_of(argv)
+    ap = _parser(v if v in VERBS else None)
     o = ap.parse_args(argv)
     if o.version:
         from .state import OCI_VERSION, VERSION
@@ -320,7 +345,8 @@ def _create(ctx: Ctx, o) -> int:
 
         want_hooks = any(hooks.get(k) for k in ("prestart", "createRuntime", "createContainer"))
         started = R.start(spec, rootfs, o.id, CGROUP_PARENT, None, R.CreateOptions(
-            exec_fifo=fifo, console=console, console_size=size, before_pivot=before_pivot if want_hooks else None))
+            exec_fifo=fifo, console=console, console_size=size, before_pivot=before_pivot if want_hooks else None,
+            seccomp_cache=os.path.join(ctx.root, CACHE)))
         st_time = _proc_start_time(started.pid)
         if st_time is None:
             raise _err("the container's process exited during create", o.id)
@@ -534,7 +560,7 @@ def cmd_exec(ctx: Ctx, o) -> int:
         ksys.prctl(ksys.PR_SET_CHILD_SUBREAPER, 1)
     try:
         pid = R.exec_in(rec.pid, spec, Cgroup(rec.cgroup), spec.args, spec.env, spec.cwd,
-                        console=console, console_size=size)
+                        console=console, console_size=size, seccomp_cache=os.path.join(ctx.root, CACHE))
     finally:
         if console is not None:
             os.close(console)
@@ -573,6 +599,8 @@ def cmd_list(ctx: Ctx, o) -> int:
     except FileNotFoundError:
         names = []
     for n in names:
+        if n == CACHE:
+            continue
         try:
             rec, status = _load(ctx, n)
         except OciError:

@@ -73,6 +73,7 @@ class CreateOptions:
     console: int | None = None
     console_size: tuple[int, int] | None = None
     before_pivot: Callable[[int], None] | None = None
+    seccomp_cache: str | None = None  # a private dir for compiled seccomp programs (see _compile_seccomp)
 
 
 TIOCSPTLCK = 0x40045431
@@ -478,7 +479,7 @@ def start(spec: Spec, rootfs: str, container_id: str, cgroup_parent: str = "kube
     `create.exec_fifo`: once it waits on the fifo, ready to exec). The init's parent becomes the
     caller's nearest child subreaper (the caller itself, if it is one), which reaps it."""
     _with_home(spec, rootfs)
-    seccomp = _compile_seccomp(spec)  # here, in the parent: the init only loads the program
+    seccomp = _compile_seccomp(spec, create.seccomp_cache if create else None)  # here, in the parent: the init only loads it
     ns_paths = {t: p for t, p in spec.namespaces if p}
     ns_new = [t for t, p in spec.namespaces if not p]
     flags = 0
@@ -608,8 +609,39 @@ def _launch(cgroup: Cgroup, stdio, enter, final, what: str, ready: bool = False,
     return child
 
 
-def _compile_seccomp(spec: Spec) -> kseccomp.Filter | None:
-    return kseccomp.compile_filter(spec.seccomp) if spec.seccomp is not None else None
+def _compile_seccomp(spec: Spec, cache_dir: str | None = None) -> kseccomp.Filter | None:
+    """The spec's filter, compiled in the parent. With `cache_dir` (the OCI CLI: a fresh process
+    per call) compiled programs are kept on disk, keyed by the profile, the kernel and the
+    libseccomp file: podman's profile takes libseccomp ~60 ms to compile, loading it ~0.1 ms.
+    The directory must be as private as the runtime's state (the CLI's --root, mode 0700)."""
+    if spec.seccomp is None:
+        return None
+    if cache_dir is None:
+        return kseccomp.compile_filter(spec.seccomp)
+    import hashlib
+    lib = next((os.path.realpath(p) for p in ("/lib/x86_64-linux-gnu/libseccomp.so.2",
+                                               "/usr/lib/x86_64-linux-gnu/libseccomp.so.2",
+                                               "/lib/aarch64-linux-gnu/libseccomp.so.2",
+                                               "/usr/lib64/libseccomp.so.2") if os.path.exists(p)), "")
+    key = hashlib.sha256(json.dumps([spec.seccomp, os.uname().release, lib], sort_keys=True).encode()).hexdigest()
+    path = os.path.join(cache_dir, f"seccomp-{key}.json")
+    try:
+        with open(path) as f:
+            d = json.load(f)
+        return kseccomp.Filter(bytes.fromhex(d["program"]), d["flags"], d["skipped"], d["arches"])
+    except (OSError, ValueError, KeyError, TypeError, kseccomp.SeccompError):
+        pass
+    flt = kseccomp.compile_filter(spec.seccomp)
+    try:
+        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump({"program": flt.program.hex(), "flags": flt.flags, "skipped": flt.skipped_syscalls,
+                       "arches": flt.skipped_arches}, f)
+        os.rename(tmp, path)
+    except OSError:
+        pass  # a cache only
+    return flt
 
 
 def _spawn(spec, rootfs, cgroup, flags, ns_fds, new_cgroupns, stdio, seccomp=None, create=None) -> int:
@@ -632,13 +664,14 @@ _NS_ORDER = (("ipc", ksys.CLONE_NEWIPC), ("uts", ksys.CLONE_NEWUTS), ("net", ksy
 
 def exec_in(init_pid: int, spec: Spec, cgroup: Cgroup, args: list[str], env: list[str] | None = None,
             cwd: str | None = None, stdio: tuple[int, int, int] | None = None,
-            console: int | None = None, console_size: tuple[int, int] | None = None) -> int:
+            console: int | None = None, console_size: tuple[int, int] | None = None,
+            seccomp_cache: str | None = None) -> int:
     """Start `args` inside the running container whose init is `init_pid`: all its namespaces,
     its cgroup, its user, capabilities, no_new_privs and seccomp filter. Returns the new
     process's pid (a child of the caller's nearest subreaper, the caller itself if it is one,
     which reaps it). A fork, no new interpreter. `console`: as CreateOptions.console."""
     env = list(spec.env if env is None else env)
-    seccomp = _compile_seccomp(spec)  # in the parent (cached: the init's program)
+    seccomp = _compile_seccomp(spec, seccomp_cache)  # in the parent (cached: the init's program)
     ns_fds = []
     try:
         for name, flag in _NS_ORDER:

@@ -107,7 +107,7 @@ class Env:
 def env(tmp_path, rootfs, subreaper):
     e = Env(tmp_path, rootfs)
     yield e
-    left = os.listdir(e.root) if os.path.isdir(e.root) else []
+    left = [n for n in os.listdir(e.root) if n != "@cache"] if os.path.isdir(e.root) else []
     for cid in left:  # clean up before failing, so one failure does not cascade
         e.oci("delete", "--force", cid, rc=None)
     _reap_all()
