@@ -58,6 +58,7 @@ class ContainerStatus:
     exit_code: int | None = None
     reason: str | None = None  # Completed | Error | OOMKilled
     log_path: str | None = None
+    signal: int | None = None  # the signal that ended it (exit_code is then 128 + it)
 
 
 def pod_log_path(log_root: str, pod: PodConfig, container: str, restart_count: int = 0) -> str:
@@ -170,7 +171,7 @@ def start_container(paths: Paths, uid: str, cid: str, log_path: str, log_max_siz
 
 def _status_of(cid: str, st: dict) -> ContainerStatus:
     return ContainerStatus(cid, st["status"], st.get("pid"), st.get("started_at"), st.get("finished_at"),
-                           st.get("exit_code"), st.get("reason"), st.get("log_path"))
+                           st.get("exit_code"), st.get("reason"), st.get("log_path"), st.get("signal"))
 
 
 def container_status(paths: Paths, uid: str, cid: str) -> ContainerStatus:

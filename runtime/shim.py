@@ -115,7 +115,7 @@ class _Container:
         self.log_max_size, self.log_max_files = log_max_size, log_max_files
         self.waiters: list = []  # connections waiting for the exit (op "wait")
         self.state = {"id": cid, "pid": started.pid, "status": "running", "started_at": now_rfc3339(),
-                      "exit_code": None, "finished_at": None, "reason": None, "log_path": log_path}
+                      "exit_code": None, "signal": None, "finished_at": None, "reason": None, "log_path": log_path}
         _atomic_json(state_path, self.state)
 
 
@@ -434,7 +434,8 @@ class Supervisor:
             if c is None:
                 continue  # an intermediate, or an orphan of a container: reaped and done
             st = c.started.status(code)
-            c.state.update(exit_code=code, reason=st.reason)
+            c.state.update(exit_code=code, reason=st.reason,
+                           signal=os.WTERMSIG(status) if os.WIFSIGNALED(status) else None)
             c.started.cgroup.kill_all()  # the rest of the container dies with its init
             if c.open_streams == 0:
                 self._finish(c)

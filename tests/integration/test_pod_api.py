@@ -63,6 +63,7 @@ def test_a_pod_through_the_api(env):
         api.remove_container(store, paths, cfg.uid, cid)
     final = api.stop_container(paths, cfg.uid, cid, grace=1)
     assert final.state == "exited" and final.exit_code == 3 and final.reason == "Error" and final.finished_at
+    assert final.signal is None  # it exited by itself (its TERM trap)
     with pytest.raises(api.PodError, match="no cgroup"):
         api.container_stats(paths, cfg.uid, cid)
     api.remove_container(store, paths, cfg.uid, cid)

@@ -108,7 +108,8 @@ def test_share_process_namespace_gives_the_pod_one_reaping_pid_1(env):
         assert zombies.strip() == "", zombies
         # a's main process is still the supervisor's child: its exit code is recorded
         os.kill(a_pid, 9)
-        assert pod.client.wait("a", 5)["exit_code"] == 137
+        a_final = pod.client.wait("a", 5)
+        assert (a_final["exit_code"], a_final["signal"]) == (137, 9)
         assert pod.client.state("b")["status"] == "running"
     finally:
         pod.close()
