@@ -64,9 +64,13 @@ def bundle_for(store: ImageStore, image_ref: str, req: ContainerRequest, paths: 
             req.namespaces = {**({"pid": None} if sandbox.pid_mode == "container" else {}), "mount": None,
                               **sandbox.namespaces}  # "pod": the pinned one in sandbox.namespaces
             req.hostname = sandbox.hostname
+            # containerd's mounts of the sandbox's files: read-only with a read-only root
+            req.extra_mounts = [{"destination": dst, "type": "bind", "source": src,
+                                 "options": ["rbind", "rprivate", "ro" if req.read_only_rootfs else "rw"]}
+                                for dst, src in sandbox.etc_files().items()] + list(req.extra_mounts)
         cgpath = sandbox.container_cgroup(cid) if sandbox else f"{paths.cgroup_root}/{cid}"
         doc = generate(req, image.config, rootfs, cgpath, detect(), u.uid, u.gid, list(u.groups),
-                       shm=sandbox.shm if sandbox else None)
+                       shm=_pod_shm(sandbox))
         doc["annotations"]["io.kubernetes.cri.image-name"] = image.record.name
         if sandbox is not None:
             doc["annotations"][SANDBOX_ANNOTATION] = sandbox.uid
@@ -76,6 +80,13 @@ def bundle_for(store: ImageStore, image_ref: str, req: ContainerRequest, paths: 
         remove_container(store, paths, cid)
         raise
     return bundle
+
+
+def _pod_shm(sandbox: Sandbox | None) -> str | None:
+    """The pod's /dev/shm; the host's with hostIPC (as containerd binds it); None: the container's own."""
+    if sandbox is None:
+        return None
+    return sandbox.shm or ("/dev/shm" if "ipc" not in sandbox.namespaces else None)
 
 
 def remove_container(store: ImageStore, paths: Paths, cid: str) -> None:

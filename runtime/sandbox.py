@@ -4,6 +4,8 @@
                                             pinns: no pause process, they outlive every process)
     <run-root>/pods/<uid>/ns/pid             shareProcessNamespace only: pinned by the supervisor
     <run-root>/pods/<uid>/shm                one tmpfs shared by the pod's containers
+    <run-root>/pods/<uid>/etc/{hosts,hostname,resolv.conf}   written by the network layer
+                                            (netns.setup_pod_network files_dir), bind-mounted
     <cgroup-root>/kubepods[/<qos>]/pod<uid>  the pod cgroup (Guaranteed directly under kubepods)
 
 Everything is named by the pod uid, so `remove_sandbox` (and a gc after a crash) finds it."""
@@ -22,6 +24,7 @@ from .linux import sys as ksys
 _UID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 PINNED = {"network": ("net", ksys.CLONE_NEWNET), "ipc": ("ipc", ksys.CLONE_NEWIPC), "uts": ("uts", ksys.CLONE_NEWUTS)}
 SHM_SIZE = 64 << 20
+ETC_FILES = ("hosts", "hostname", "resolv.conf")  # bind-mounted into every container of the pod
 
 
 class SandboxError(RuntimeFailure):
@@ -40,6 +43,14 @@ class Sandbox:
     cgroup_path: str  # below each hierarchy root
     qos: str
     pid_mode: str = "container"  # one pid namespace per container | "pod" (shareProcessNamespace) | "host"
+    files_dir: str | None = None  # the pod's /etc/{hosts,hostname,resolv.conf}, written by the network layer
+
+    def etc_files(self) -> dict[str, str]:
+        """Container path -> the pod's file, for the files the network layer has written."""
+        if not self.files_dir:
+            return {}
+        return {f"/etc/{n}": os.path.join(self.files_dir, n) for n in ETC_FILES
+                if os.path.isfile(os.path.join(self.files_dir, n))}
 
     def container_cgroup(self, container_id: str) -> str:
         return f"{self.cgroup_path}/{container_id}"
@@ -147,14 +158,17 @@ def create_sandbox(run_root: str, pod_uid: str, hostname: str, *, cgroup_root: s
     if os.path.exists(d):
         raise SandboxError(pod_uid, f"a sandbox already exists at {d}")
     ns_dir = os.path.join(d, "ns")
-    os.makedirs(ns_dir, mode=0o700)
+    os.makedirs(d, mode=0o700)  # the supervisor's socket and state live here: root only
+    os.mkdir(ns_dir, 0o700)
+    os.mkdir(os.path.join(d, "etc"), 0o755)
     kinds = [k for k in ("network", "ipc", "uts") if not (k == "network" and host_network)
              and not (k == "ipc" and host_ipc) and not (k == "uts" and host_network)]
     pinned = {k: os.path.join(ns_dir, PINNED[k][0]) for k in kinds}
     if share_pid:
         pinned["pid"] = os.path.join(ns_dir, "pid")
     sb = Sandbox(pod_uid, hostname, d, pinned, None if host_ipc else os.path.join(d, "shm"),
-                 pod_cgroup_path(cgroup_root, qos, pod_uid), qos, "pod" if share_pid else "host" if host_pid else "container")
+                 pod_cgroup_path(cgroup_root, qos, pod_uid), qos, "pod" if share_pid else "host" if host_pid else "container",
+                 os.path.join(d, "etc"))
     try:
         if kinds:
             _pin(pod_uid, ns_dir, kinds, hostname)
@@ -199,6 +213,12 @@ def remove_sandbox(run_root: str, pod_uid: str, cgroup_root: str = "kubelet-py")
     for name in ("sandbox.json", "shim.sock", "shim.pid", "shim.pid.tmp", "shim.log"):
         if os.path.lexists(os.path.join(d, name)):
             os.unlink(os.path.join(d, name))
+    etc = os.path.join(d, "etc")
+    if os.path.isdir(etc):  # the network layer's files and its temp files: nothing else lives here
+        for name in os.listdir(etc):
+            if name in ETC_FILES or name.split(".tmp.")[0] in ETC_FILES:
+                os.unlink(os.path.join(etc, name))
+        os.rmdir(etc)
     states = os.path.join(d, "containers")
     if os.path.isdir(states):
         for name in os.listdir(states):

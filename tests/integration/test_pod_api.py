@@ -122,3 +122,43 @@ def test_gc_after_a_crash_removes_what_is_not_kept(env):
     assert "pod cgroup pod-stray" in api.gc(store, paths, keep={"pod-keep"})
     assert not any(os.path.isdir(d) for d in stray.dirs())
     assert api.gc(store, paths) == ["pod pod-keep"]
+
+
+def test_the_network_layers_etc_files_are_mounted(env):
+    """The files netns writes into the sandbox's files dir become the containers' /etc/hosts,
+    /etc/hostname and /etc/resolv.conf (read-only under readOnlyRootFilesystem)."""
+    from netns import podfiles
+    from runtime import pod as api
+    paths, store = env["paths"], env["store"]
+    sb = api.run_pod_sandbox(paths, api.PodConfig(uid="pod-api-etc", name="etcpod"))
+    podfiles.write(sb.files_dir, "127.0.0.1 localhost\n10.88.0.7 etcpod\n", "etcpod\n", "nameserver 10.96.0.10\n")
+    script = "cat /etc/hosts /etc/hostname /etc/resolv.conf; echo x >> /etc/hosts && echo writable"
+    out = {}
+    for cid, ro in (("ro", True), ("rw", False)):  # rw last: its write reaches the pod's shared file
+        api.create_container(store, paths, sb.uid, DEFAULT_IMAGE, _req(cid, script, read_only_rootfs=ro), cid=f"etc-{cid}")
+        log = os.path.join(env["logs"], cid, "0.log")
+        api.start_container(paths, sb.uid, f"etc-{cid}", log)
+        assert api.wait_container(paths, sb.uid, f"etc-{cid}").state == "exited"
+        out[cid] = [ln.split(" ", 3)[3] for ln in open(log).read().splitlines()]
+    want = ["127.0.0.1 localhost", "10.88.0.7 etcpod", "etcpod", "nameserver 10.96.0.10"]
+    assert out["rw"] == want + ["writable"], out["rw"]
+    assert out["ro"][:4] == want and "writable" not in out["ro"] and "Read-only file system" in out["ro"][-1], out["ro"]
+    api.remove_pod_sandbox(store, paths, sb.uid)
+    assert not os.path.exists(sb.files_dir)
+
+
+def test_host_ipc_gets_the_hosts_dev_shm(env):
+    from runtime import pod as api
+    paths, store = env["paths"], env["store"]
+    sb = api.run_pod_sandbox(paths, api.PodConfig(uid="pod-api-ipc", name="ipc", host_ipc=True))
+    marker = f"/dev/shm/kpytest-{sb.uid}"
+    open(marker, "w").write("from the host\n")
+    try:
+        api.create_container(store, paths, sb.uid, DEFAULT_IMAGE, _req("c", f"cat {marker}"), cid="ipc-c")
+        log = os.path.join(env["logs"], "ipc", "0.log")
+        api.start_container(paths, sb.uid, "ipc-c", log)
+        assert api.wait_container(paths, sb.uid, "ipc-c").exit_code == 0
+        assert open(log).read().endswith(" stdout F from the host\n")
+    finally:
+        os.unlink(marker)
+        api.remove_pod_sandbox(store, paths, sb.uid)
