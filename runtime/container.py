@@ -47,9 +47,15 @@ def bundle_for(store: ImageStore, image_ref: str, req: ContainerRequest, paths: 
     store.add_lease(cid, [image.record.digest])
     try:
         mount_rootfs(list(image.layer_dirs), state, rootfs)
-        u = resolve(rootfs, user if user is not None else image.config.user, req.supplemental_groups)
         if req.uid is not None:
-            u = type(u)(req.uid, req.gid if req.gid is not None else u.gid, u.groups)
+            # runAsUser replaces the image's user: its group and supplementary groups come from
+            # the image's entry for that uid (gid 0 without one), as containerd's WithUserID
+            name = str(req.uid) + (f":{req.gid}" if req.gid is not None else "")
+        else:
+            name = user if user is not None else image.config.user
+        u = resolve(rootfs, name, req.supplemental_groups)
+        if req.uid is None and req.gid is not None:  # runAsGroup alone: the image's user, that group
+            u = type(u)(u.uid, req.gid, tuple(g for g in u.groups if g != req.gid))
         if req.run_as_non_root and u.uid == 0:
             # the kubelet's check (kuberuntime verifyRunAsNonRoot): refuse before anything runs
             raise UserError(user or image.config.user or "0",

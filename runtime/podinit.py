@@ -46,6 +46,7 @@ def spawn_pod_init(pod_dir: str, pod_cgroup: str) -> int:
             os.close(r)
             os.close(go_w)
             os.read(go_r, 1)  # in the cgroup now: the init inherits it
+            _join_pod_namespaces(pod_dir)  # as pause: its /proc/1/net is the pod's, not the host's
             ksys.unshare(ksys.CLONE_NEWPID)
             init = os.fork()  # the first child of the new namespace is its PID 1
             if init == 0:
@@ -87,6 +88,17 @@ def spawn_pod_init(pod_dir: str, pod_cgroup: str) -> int:
             os.close(go_w)
         os.close(r)
         os.waitpid(mid, 0)
+
+
+def _join_pod_namespaces(pod_dir: str) -> None:
+    for name, flag in (("net", ksys.CLONE_NEWNET), ("ipc", ksys.CLONE_NEWIPC), ("uts", ksys.CLONE_NEWUTS)):
+        path = os.path.join(pod_dir, "ns", name)
+        if os.path.exists(path):  # absent: the pod uses the host's (hostNetwork, hostIPC)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                ksys.setns(fd, flag)
+            finally:
+                os.close(fd)
 
 
 def _set_cmdline(name: bytes) -> None:

@@ -24,6 +24,9 @@ from .linux import sys as ksys
 _UID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 PINNED = {"network": ("net", ksys.CLONE_NEWNET), "ipc": ("ipc", ksys.CLONE_NEWIPC), "uts": ("uts", ksys.CLONE_NEWUTS)}
 SHM_SIZE = 64 << 20
+# containerd's CRI sets these in every pod network namespace (semantics 1.7): unprivileged
+# processes may bind low ports and send ICMP echo
+POD_NET_SYSCTLS = {"net.ipv4.ip_unprivileged_port_start": "0", "net.ipv4.ping_group_range": "0 2147483647"}
 ETC_FILES = ("hosts", "hostname", "resolv.conf")  # bind-mounted into every container of the pod
 
 
@@ -105,6 +108,9 @@ def _pin(pod_uid: str, ns_dir: str, kinds: list[str], hostname: str) -> None:
                 ksys.sethostname(hostname)
             if "network" in kinds:
                 ksys_lo_up()
+                for key, value in POD_NET_SYSCTLS.items():  # of the new netns: /proc/sys/net is per netns
+                    with open(f"/proc/sys/{key.replace('.', '/')}", "w") as f:
+                        f.write(value)
             os.write(w, b"k")
             os.read(r2, 1)  # hold the namespaces until the parent has pinned them
             os._exit(0)

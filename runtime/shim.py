@@ -102,6 +102,27 @@ def _atomic_json(path: str, doc: dict) -> None:
     os.rename(tmp, path)
 
 
+def _answer_waiters(conns: list, answer: dict) -> None:
+    """Send a deferred answer without ever blocking the loop: a client that does not read (its
+    socket buffer full) loses the answer and its connection, never stalls the pod's logs."""
+    data = json.dumps(answer).encode() + b"\n"
+    for conn in conns:
+        try:
+            conn.setblocking(False)
+            if conn.send(data) != len(data):
+                conn.shutdown(socket.SHUT_RDWR)
+        except OSError:  # gone, or not reading
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        finally:
+            try:
+                conn.setblocking(True)
+            except OSError:
+                pass
+
+
 # ---- the supervisor ---------------------------------------------------------------------------
 
 class _Container:
@@ -139,8 +160,11 @@ class Supervisor:
         if os.path.exists(sock_path):
             os.unlink(sock_path)
         srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        _via_dir_fd(self.pod_dir, srv.bind)
-        os.chmod(sock_path, 0o600)
+        old_umask = os.umask(0o177)  # 0600 from its creation, not after a chmod
+        try:
+            _via_dir_fd(self.pod_dir, srv.bind)
+        finally:
+            os.umask(old_umask)
         srv.listen(16)
         srv.setblocking(False)
         self.sel.register(srv, selectors.EVENT_READ, ("accept", None))
@@ -159,7 +183,7 @@ class Supervisor:
                 if kind == "accept":
                     conn, _ = srv.accept()
                     conn.setblocking(True)
-                    self.sel.register(conn, selectors.EVENT_READ, ("client", bytearray()))
+                    self.sel.register(conn, selectors.EVENT_READ, ("client", (bytearray(), [])))
                 elif kind == "client":
                     self._client(key.fileobj, obj)
                 elif kind == "stream":
@@ -185,11 +209,16 @@ class Supervisor:
         from .podinit import spawn_pod_init
         return spawn_pod_init(self.pod_dir, sandbox["cgroup_path"])
 
-    def _client(self, conn, buf) -> None:
-        data, passed, _flags, _addr = socket.recv_fds(conn, 65536, 3)  # an exec's own stdio may come along
+    def _client(self, conn, state) -> None:
+        """One read of a client: whole request lines are answered in order. fds that come along
+        (an exec's own stdio) wait in `state` with the bytes until their line is complete."""
+        buf, passed = state
+        data, fds_in, _flags, _addr = socket.recv_fds(conn, 65536, 3)
+        passed += fds_in
         if not data:
             for fd in passed:
                 os.close(fd)
+            passed.clear()
             self.sel.unregister(conn)
             conn.close()
             return
@@ -206,7 +235,8 @@ class Supervisor:
                 if req.get("op") == "exec-wait" and self._defer_exec_wait(req, conn):
                     continue  # answered when the exec has exited (_reap)
                 if req.get("op") == "exec" and passed:
-                    req["stdio"], passed = passed, []
+                    req["stdio"] = passed[:3]
+                    del passed[:3]
                 answer = {"ok": True, **(self._handle(req, fds) or {})}
             except Exception as e:  # noqa: BLE001 - every failure is an answer, never a crash
                 answer = {"ok": False, "error": str(e)}
@@ -220,8 +250,10 @@ class Supervisor:
                     os.close(fd)
             else:
                 conn.sendall(data)
-        for fd in passed:  # fds that came with no exec
-            os.close(fd)
+        if not buf:  # every line answered: fds that came with none of them are closed
+            for fd in passed:
+                os.close(fd)
+            passed.clear()
 
     def _defer_wait(self, req: dict, conn) -> bool:
         c = self.containers.get(req.get("id"))
@@ -273,6 +305,10 @@ class Supervisor:
             if c.state["status"] == "running":
                 raise ShimError(f"container {c.cid} is still running")
             del self.containers[c.cid]
+            try:
+                os.unlink(c.state_path)  # removed: nothing of it stays in the pod dir
+            except FileNotFoundError:
+                pass
             return None
         if op == "shutdown":
             if any(c.state["status"] == "running" for c in self.containers.values()):
@@ -420,12 +456,7 @@ class Supervisor:
                 waiters = self.exec_waiters.pop(pid, [])
                 if waiters:
                     del self.execs[pid]
-                answer = json.dumps({"ok": True, "exit_code": code}).encode() + b"\n"
-                for conn in waiters:
-                    try:
-                        conn.sendall(answer)
-                    except OSError:
-                        pass
+                _answer_waiters(waiters, {"ok": True, "exit_code": code})
                 continue
             if pid == self.pod_init:
                 self.pod_init = 0  # gone: no container can start in the pod any more
@@ -447,12 +478,7 @@ class Supervisor:
         c.log.close()
         c.started.cgroup.destroy()
         _atomic_json(c.state_path, c.state)
-        answer = json.dumps({"ok": True, **c.state}).encode() + b"\n"
-        for conn in c.waiters:
-            try:
-                conn.sendall(answer)
-            except OSError:
-                pass  # that client has gone
+        _answer_waiters(c.waiters, {"ok": True, **c.state})
         c.waiters.clear()
 
 

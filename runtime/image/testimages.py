@@ -18,7 +18,7 @@ LAYERED_IMAGE = "kubelet-py.local/busybox-layered:1.35"
 
 PASSWD = b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n" \
          b"nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
-GROUP = b"root:x:0:\napp:x:1000:\nnogroup:x:65534:\n"
+GROUP = b"root:x:0:\napp:x:1000:\nstaff:x:50:app\nnogroup:x:65534:\n"
 
 
 def _busybox() -> tuple[bytes, list[str]]:

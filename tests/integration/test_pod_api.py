@@ -59,6 +59,11 @@ def test_a_pod_through_the_api(env):
     assert stats.cpu_usage_ns > 0 and stats.pids >= 1
     code, out, _err = api.exec_sync(paths, cfg.uid, cid, ["sh", "-c", "hostname; exit 4"])
     assert (code, out) == (4, b"web\n")
+    code, out, _err = api.exec_sync(paths, cfg.uid, cid, ["cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start",
+                                                          "/proc/sys/net/ipv4/ping_group_range"])
+    assert out.split() == [b"0", b"0", b"2147483647"]  # containerd's pod sysctls
+    states = os.path.join(paths.run_root, "pods", cfg.uid, "containers")
+    assert os.listdir(states) == [f"{cid}.json"]
     with pytest.raises(api.PodError, match="pod-api-1 container .*still running"):
         api.remove_container(store, paths, cfg.uid, cid)
     final = api.stop_container(paths, cfg.uid, cid, grace=1)
@@ -67,6 +72,7 @@ def test_a_pod_through_the_api(env):
     with pytest.raises(api.PodError, match="no cgroup"):
         api.container_stats(paths, cfg.uid, cid)
     api.remove_container(store, paths, cfg.uid, cid)
+    assert os.listdir(states) == []  # its state file went with it
     with pytest.raises(api.PodError, match="no such container"):
         api.container_status(paths, cfg.uid, cid)
     api.remove_pod_sandbox(store, paths, cfg.uid)
@@ -162,3 +168,36 @@ def test_host_ipc_gets_the_hosts_dev_shm(env):
     finally:
         os.unlink(marker)
         api.remove_pod_sandbox(store, paths, sb.uid)
+
+
+def test_run_as_user_replaces_the_images_user_and_its_groups(env):
+    """An image whose User is `app` (1000:1000, in group `staff`): runAsUser takes the gid and the
+    supplementary groups of the entry for the new uid (gid 0 without one), as containerd does;
+    runAsGroup alone keeps the image's user."""
+    from runtime import pod as api
+    from runtime.image.archive import import_path
+    from runtime.image.build import write_oci_layout
+    from runtime.image.testimages import busybox_image
+    paths, store = env["paths"], env["store"]
+    layout = str(env["tmp"] / "appuser")
+    write_oci_layout(layout, {"kubelet-py.local/appuser:1": busybox_image(user="app")})
+    import_path(store, layout)
+    sb = api.run_pod_sandbox(paths, api.PodConfig(uid="pod-api-user", name="u"))
+    seen = {}
+    try:
+        for cid, kw in (("image", {}), ("root", {"uid": 0}), ("nobody", {"uid": 65534}), ("nouser", {"uid": 4321}),
+                        ("group", {"gid": 77}), ("both", {"uid": 1000, "gid": 88})):
+            api.create_container(store, paths, sb.uid, "kubelet-py.local/appuser:1", _req(cid, "id -u; id -g; id -G", **kw),
+                                 cid=f"user-{cid}")
+            log = os.path.join(env["logs"], cid, "0.log")
+            api.start_container(paths, sb.uid, f"user-{cid}", log)
+            assert api.wait_container(paths, sb.uid, f"user-{cid}").exit_code == 0
+            seen[cid] = [ln.split(" ", 3)[3] for ln in open(log).read().splitlines()]
+    finally:
+        api.remove_pod_sandbox(store, paths, sb.uid)
+    assert seen["image"] == ["1000", "1000", "1000 50"]
+    assert seen["root"] == ["0", "0", "0"]  # not the image user's 1000 nor its staff group
+    assert seen["nobody"] == ["65534", "65534", "65534"]
+    assert seen["nouser"] == ["4321", "0", "0"]
+    assert seen["group"] == ["1000", "77", "77 50"]
+    assert seen["both"] == ["1000", "88", "88 50"]

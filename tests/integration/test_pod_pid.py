@@ -97,6 +97,8 @@ def test_share_process_namespace_gives_the_pod_one_reaping_pid_1(env):
         assert "sleep 60 " in procs.values() and list(procs.values()).count("sleep 60 ") == 2, procs
         assert procs["1"].strip() == "kpy-pod-init", procs  # no host path in its cmdline
         assert pod.sh("a", "readlink /proc/self/ns/pid") == pod.sh("b", "readlink /proc/self/ns/pid")
+        for ns in ("net", "ipc", "uts"):  # the pod init lives in the pod's namespaces, as pause
+            assert os.readlink(f"/proc/{init}/ns/{ns}") == pod.sh("b", f"readlink /proc/self/ns/{ns}").strip()
         # PID 1's root is nothing a container can use, and it cannot be signalled from inside
         out = pod.sh("b", "ls /proc/1/root/ 2>&1; cat /proc/1/environ 2>&1; kill -9 1; kill -TERM 1; echo done")
         assert out.count("Permission denied") == 2 and out.endswith("done\n"), out  # non-dumpable
