@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import secrets
 from dataclasses import dataclass
 
 from .cgroups import detect
 from .image.store import ImageStore
 from .oci.run import ExitStatus, load_bundle, run
-from .oci.spec import ContainerRequest, generate
+from .oci.spec import ContainerRequest, generate, qos_oom_score_adj
 from .linux.paths import open_in_root
 from .oci.users import UserError, resolve
 from .rootfs import mount_rootfs, remove_rootfs
@@ -75,8 +76,11 @@ def bundle_for(store: ImageStore, image_ref: str, req: ContainerRequest, paths: 
                                  "options": ["rbind", "rprivate", "ro" if req.read_only_rootfs else "rw"]}
                                 for dst, src in sandbox.etc_files().items()] + list(req.extra_mounts)
         cgpath = sandbox.container_cgroup(cid) if sandbox else f"{paths.cgroup_root}/{cid}"
+        if req.oom_score_adj is None and sandbox is not None:
+            req.oom_score_adj = max(qos_oom_score_adj(sandbox.qos, req.memory_request or req.memory_limit,
+                                                      _node_memory()), _oom_score_adj_floor())
         doc = generate(req, image.config, rootfs, cgpath, detect(), u.uid, u.gid, list(u.groups),
-                       shm=_pod_shm(sandbox))
+                       shm=_pod_shm(sandbox), nofile_hard=resource.getrlimit(resource.RLIMIT_NOFILE)[1])
         doc["annotations"]["io.kubernetes.cri.image-name"] = image.record.name
         if sandbox is not None:
             doc["annotations"][SANDBOX_ANNOTATION] = sandbox.uid
@@ -86,6 +90,25 @@ def bundle_for(store: ImageStore, image_ref: str, req: ContainerRequest, paths: 
         remove_container(store, paths, cid)
         raise
     return bundle
+
+
+def _node_memory() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    return 1
+
+
+def _oom_score_adj_floor() -> int:
+    """The lowest oom_score_adj a container of ours can be given: any without CAP_SYS_RESOURCE
+    (which some hosts' root lacks, this project's CI among them), else only down to our own."""
+    with open("/proc/self/status") as f:
+        caps = int(next(ln for ln in f if ln.startswith("CapEff:")).split()[1], 16)
+    if caps >> 24 & 1:  # CAP_SYS_RESOURCE
+        return -1000
+    with open("/proc/self/oom_score_adj") as f:
+        return int(f.read())
 
 
 def _pod_shm(sandbox: Sandbox | None) -> str | None:

@@ -62,6 +62,7 @@ class ContainerRequest:
     read_only_rootfs: bool = False
     run_as_non_root: bool = False
     memory_limit: int | None = None
+    memory_request: int | None = None  # only for the Burstable oom_score_adj; the limit when unset
     cpu_request_milli: int | None = None
     cpu_limit_milli: int | None = None
     pids_limit: int | None = None
@@ -96,6 +97,21 @@ def merge_env(image_env, env: dict[str, str]) -> list[str]:
     return [f"{k}={v}" for k, v in out.items()]
 
 
+NOFILE = (1024, 524288)  # security.md 2.7: set, never inherited from the daemon (hard: at most the host's)
+
+
+def qos_oom_score_adj(qos: str, memory_request: int | None, node_memory: int) -> int:
+    """The kubelet's oom_score_adj for a container (pkg/kubelet/qos/policy.go)."""
+    if qos == "guaranteed":
+        return -997
+    if qos == "besteffort":
+        return 1000
+    adj = 1000 - (1000 * (memory_request or 0)) // max(node_memory, 1)
+    if adj < 3:  # 1000 + guaranteed's -997: a Burstable container always ranks above those
+        return 3
+    return 999 if adj == 1000 else adj  # never BestEffort's score
+
+
 def milli_to_shares(milli: int | None) -> int:
     if not milli:
         return 2
@@ -116,8 +132,10 @@ def seccomp_for(req: ContainerRequest, capset: list[str]) -> dict | None:
 
 
 def generate(req: ContainerRequest, image_config, rootfs: str, cgroups_path: str, cgroup_version: str,
-             uid: int = 0, gid: int = 0, groups: list[int] | None = None, shm: str | None = None) -> dict:
-    """config.json for `req` on an image. `uid/gid/groups` are already resolved (see users.py)."""
+             uid: int = 0, gid: int = 0, groups: list[int] | None = None, shm: str | None = None,
+             nofile_hard: int | None = None) -> dict:
+    """config.json for `req` on an image. `uid/gid/groups` are already resolved (see users.py);
+    `nofile_hard`: the host's hard NOFILE limit, which the container's may not exceed."""
     args = resolve_args(req.command, req.args, image_config.entrypoint, image_config.cmd)
     if not args:
         raise SpecError("process.args", "no command: the image has no Entrypoint/Cmd and none was given")
@@ -160,6 +178,9 @@ def generate(req: ContainerRequest, image_config, rootfs: str, cgroups_path: str
     }
     if req.oom_score_adj is not None:
         process["oomScoreAdj"] = req.oom_score_adj
+    if nofile_hard is not None:
+        hard = min(NOFILE[1], nofile_hard)
+        process["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": min(NOFILE[0], hard), "hard": hard}]
     linux: dict = {"resources": resources, "cgroupsPath": cgroups_path, "namespaces": namespaces}
     seccomp = seccomp_for(req, capset)
     if seccomp is not None:

@@ -4,6 +4,7 @@ from the container's cgroup, clear errors, and the gc a daemon runs after a cras
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import time
 
@@ -62,6 +63,9 @@ def test_a_pod_through_the_api(env):
     code, out, _err = api.exec_sync(paths, cfg.uid, cid, ["cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start",
                                                           "/proc/sys/net/ipv4/ping_group_range"])
     assert out.split() == [b"0", b"0", b"2147483647"]  # containerd's pod sysctls
+    code, out, _err = api.exec_sync(paths, cfg.uid, cid, ["sh", "-c", "cat /proc/1/oom_score_adj; ulimit -n; ulimit -Hn"])
+    hard = min(524288, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+    assert out.split() == [b"1000", b"1024", str(hard).encode()]  # BestEffort; NOFILE set, not inherited
     states = os.path.join(paths.run_root, "pods", cfg.uid, "containers")
     assert os.listdir(states) == [f"{cid}.json"]
     with pytest.raises(api.PodError, match="pod-api-1 container .*still running"):

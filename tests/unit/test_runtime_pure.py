@@ -157,3 +157,23 @@ def test_overlay_options_name_layers_by_short_links():
         overlay_options(501)
     with pytest.raises(RootfsError, match="stacks"):
         overlay_options(0)
+
+
+def test_oom_score_adj_by_qos_as_the_kubelet():
+    from runtime.oci.spec import qos_oom_score_adj
+    gib = 1 << 30
+    assert qos_oom_score_adj("guaranteed", gib, 16 * gib) == -997
+    assert qos_oom_score_adj("besteffort", None, 16 * gib) == 1000
+    assert qos_oom_score_adj("burstable", 4 * gib, 16 * gib) == 750
+    assert qos_oom_score_adj("burstable", 16 * gib, 16 * gib) == 3  # never down to Guaranteed's
+    assert qos_oom_score_adj("burstable", None, 16 * gib) == 999  # never BestEffort's 1000
+
+
+def test_generated_nofile_is_set_and_capped_by_the_host():
+    from runtime.image.manifest import ImageConfig
+    from runtime.oci.spec import ContainerRequest, generate
+    cfg = ImageConfig("amd64", "linux", (), cmd=("true",))
+    doc = generate(ContainerRequest(name="c"), cfg, "/r", "x/c", "v1", nofile_hard=20000)
+    assert doc["process"]["rlimits"] == [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 20000}]
+    doc = generate(ContainerRequest(name="c"), cfg, "/r", "x/c", "v1", nofile_hard=1 << 20)
+    assert doc["process"]["rlimits"] == [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 524288}]
