@@ -49,6 +49,9 @@ class Resources:
     memory_swap: int | None = None  # memory+swap (OCI semantics); == limit means no swap
     pids_limit: int | None = None
     devices: tuple = ()  # OCI device rules, in order; empty = leave the device controller alone
+    memory_reservation: int | None = None  # soft limit: v1 memory.soft_limit_in_bytes, v2 memory.low
+    memory_swappiness: int | None = None  # v1 only
+    disable_oom_killer: bool = False  # v1 only (memory.oom_control)
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,10 @@ def resources_from_spec(res: dict | None) -> Resources:
                      mem.get("limit") if mem.get("limit", -1) > 0 else None,
                      mem.get("swap") if mem.get("swap", -1) > 0 else None,
                      pids.get("limit") if pids.get("limit", 0) > 0 else None,
-                     tuple(effective_device_rules(res.get("devices"))))
+                     tuple(effective_device_rules(res.get("devices"))),
+                     mem.get("reservation") if mem.get("reservation", -1) > 0 else None,
+                     mem.get("swappiness") if mem.get("swappiness") not in (None, -1, 2**64 - 1) else None,
+                     bool(mem.get("disableOOMKiller")))
 
 
 def shares_to_weight(shares: int) -> int:
@@ -186,6 +192,11 @@ class Cgroup:
                     _write(f"{d}/memory.swap.max", str(max(0, r.memory_swap - r.memory_limit)))
             if r.pids_limit is not None:
                 _write(f"{d}/pids.max", str(r.pids_limit))
+            if r.memory_reservation is not None:
+                _write(f"{d}/memory.low", str(r.memory_reservation))
+            if r.memory_swappiness is not None or r.disable_oom_killer:
+                what = "memory.swappiness" if r.memory_swappiness is not None else "memory.disableOOMKiller"
+                raise CgroupError(self.path, f"linux.resources.{what}: cgroup v2 has no such control")
             if r.devices:
                 from .linux.devfilter import attach_device_filter
                 attach_device_filter(d, list(r.devices))
@@ -204,6 +215,12 @@ class Cgroup:
                     mem.controller.memsw_limit_in_bytes = r.memory_swap
             except OSError as e:
                 raise CgroupError(self.path, f"memory limit {r.memory_limit}: {e.strerror}") from None
+        if r.memory_reservation is not None:
+            _write(f"{self.dir('memory')}/memory.soft_limit_in_bytes", str(r.memory_reservation))
+        if r.memory_swappiness is not None:
+            _write(f"{self.dir('memory')}/memory.swappiness", str(r.memory_swappiness))
+        if r.disable_oom_killer:
+            _write(f"{self.dir('memory')}/memory.oom_control", "1")
         if r.pids_limit is not None and os.path.isdir(self.dir("pids")):
             _write(f"{self.dir('pids')}/pids.max", str(r.pids_limit))
         for rule in r.devices:

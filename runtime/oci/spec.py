@@ -9,6 +9,7 @@ from __future__ import annotations
 from ..errors import RuntimeFailure
 
 import os
+import re
 from dataclasses import dataclass, field
 
 from ..linux import caps as _caps
@@ -268,6 +269,45 @@ def _typed(d: dict, key: str, typ, path: str, default=None):
     return v
 
 
+ROOTFS_PROPAGATION = {"private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable"}
+# runc's validator (libcontainer/configs/validate): the sysctls a namespace isolates
+IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax",
+               "kernel.shmmni", "kernel.shm_rmid_forced"}
+UTS_SYSCTLS = {"kernel.hostname", "kernel.domainname"}
+_SYSCTL_KEY = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+$")
+
+
+def check_sysctl(key: str, value, namespaces: set[str]) -> None:
+    """Only namespaced sysctls, each in a namespace of the container's own (never the host's:
+    a host-wide key such as kernel.core_pattern is a breakout, security.md 2.8)."""
+    where = f"linux.sysctl.{key}"
+    if not isinstance(value, str) or any(c in value for c in "\0\n+="):
+        raise SpecError(where, "the value must be a string without NUL, newline, '+' or '='")
+    if not _SYSCTL_KEY.match(key):
+        raise SpecError(where, "not a sysctl name (dot-separated letters, digits, '_' and '-')")
+    if key in IPC_SYSCTLS or key.startswith("fs.mqueue."):
+        need = "ipc"
+    elif key.startswith("net."):
+        need = "network"
+    elif key in UTS_SYSCTLS:
+        need = "uts"
+    else:
+        raise SpecError(where, "not a namespaced sysctl: it would change the host")
+    if need not in namespaces:
+        raise SpecError(where, f"needs a {need} namespace of the container's (it would change the host's)")
+
+
+def _check_device(d, where: str) -> None:
+    if not isinstance(d, dict) or not isinstance(d.get("path"), str) or not d["path"].startswith("/dev/"):
+        raise SpecError(f"{where}.path", "must be a path below /dev")
+    if d.get("type") not in ("c", "b", "u", "p"):
+        raise SpecError(f"{where}.type", f"{d.get('type')!r}: one of c, b, u, p")
+    for k in ("major", "minor", "fileMode", "uid", "gid"):
+        x = d.get(k, 0)
+        if x is not None and (not isinstance(x, int) or isinstance(x, bool) or x < 0):
+            raise SpecError(f"{where}.{k}", f"must be a non-negative integer, not {x!r}")
+
+
 def _unknown(d: dict, allowed: set, path: str) -> None:
     for k in d:
         if k not in allowed:
@@ -325,7 +365,13 @@ def parse(doc: dict) -> Spec:
     for i, r in enumerate(_typed(p, "rlimits", list, "process.rlimits", []) or []):
         if not isinstance(r, dict) or r.get("type") not in RLIMITS:
             raise SpecError(f"process.rlimits[{i}].type", f"unknown rlimit {r.get('type') if isinstance(r, dict) else r!r}")
-        rlimits.append((r["type"], int(r.get("soft", 0)), int(r.get("hard", 0))))
+        soft, hard = r.get("soft", 0), r.get("hard", 0)
+        for k, x in (("soft", soft), ("hard", hard)):
+            if not isinstance(x, int) or isinstance(x, bool) or not 0 <= x <= 2**64 - 1:
+                raise SpecError(f"process.rlimits[{i}].{k}", f"must be an integer in 0..2^64-1, not {x!r}")
+        if soft > hard:
+            raise SpecError(f"process.rlimits[{i}].soft", f"{soft} is above the hard limit {hard}")
+        rlimits.append((r["type"], soft, hard))
     root = _typed(doc, "root", dict, "root")
     if not root or not isinstance(root.get("path"), str):
         raise SpecError("root.path", "missing")
@@ -368,6 +414,17 @@ def parse(doc: dict) -> Spec:
         nss.append((t, n.get("path")))
     if "mount" not in seen:
         raise SpecError("linux.namespaces", "a mount namespace is required (kubelet-py never runs in the host's)")
+    if doc.get("domainname"):
+        raise SpecError("domainname", "setting the NIS domain name is not supported by kubelet-py's executor")
+    propagation = linux.get("rootfsPropagation")
+    if propagation is not None and propagation not in ROOTFS_PROPAGATION:
+        raise SpecError("linux.rootfsPropagation", f"{propagation!r}: one of {', '.join(sorted(ROOTFS_PROPAGATION))}")
+    sysctl = _typed(linux, "sysctl", dict, "linux.sysctl", {}) or {}
+    for key, value in sysctl.items():
+        check_sysctl(key, value, seen)
+    devices = _typed(linux, "devices", list, "linux.devices", []) or []
+    for i, d in enumerate(devices):
+        _check_device(d, f"linux.devices[{i}]")
     res = linux.get("resources") or {}
     _unknown(res, {"devices", "memory", "cpu", "pids"}, "linux.resources.")
     for k, allowed in (("memory", {"limit", "swap", "reservation", "disableOOMKiller", "swappiness"}),
@@ -382,8 +439,8 @@ def parse(doc: dict) -> Spec:
         no_new_privs=bool(p.get("noNewPrivileges")), oom_score_adj=p.get("oomScoreAdj"),
         root_path=root["path"], root_readonly=bool(root.get("readonly")), hostname=doc.get("hostname"),
         mounts=mounts, namespaces=nss, cgroups_path=linux.get("cgroupsPath"), resources=res,
-        devices=list(linux.get("devices") or []), masked=list(linux.get("maskedPaths") or []),
-        readonly=list(linux.get("readonlyPaths") or []), sysctl=dict(linux.get("sysctl") or {}),
-        propagation=linux.get("rootfsPropagation"), annotations=dict(doc.get("annotations") or {}),
+        devices=list(devices), masked=list(linux.get("maskedPaths") or []),
+        readonly=list(linux.get("readonlyPaths") or []), sysctl=dict(sysctl),
+        propagation=propagation, annotations=dict(doc.get("annotations") or {}),
         seccomp=seccomp,
     )

@@ -243,3 +243,23 @@ def test_detached_container_exec_and_rm(env, tmp_path):
     assert subprocess.run(base + ["runtime", "rm", cid], capture_output=True, timeout=60).returncode == 0  # idempotent
     p = subprocess.run(base + ["runtime", "exec", cid, "--", "true"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 1 and "no such detached container" in p.stderr
+
+
+def test_memory_reservation_swappiness_and_oom_killer_reach_the_cgroup(env):
+    from runtime.cgroups import Cgroup, CgroupError, Resources
+    cg = Cgroup(f"{env['cg']}/memfields")
+    cg.create()
+    try:
+        cg.apply(Resources(memory_limit=64 << 20, memory_reservation=32 << 20))
+        if cg.version == "v2":
+            assert open(f"{cg.dir('memory')}/memory.low").read().strip() == str(32 << 20)
+            with pytest.raises(CgroupError, match="memory.swappiness: cgroup v2 has no such control"):
+                cg.apply(Resources(memory_swappiness=10))
+        else:
+            d = cg.dir("memory")
+            assert open(f"{d}/memory.soft_limit_in_bytes").read().strip() == str(32 << 20)
+            cg.apply(Resources(memory_swappiness=10, disable_oom_killer=True))
+            assert open(f"{d}/memory.swappiness").read().strip() == "10"
+            assert "oom_kill_disable 1" in open(f"{d}/memory.oom_control").read()
+    finally:
+        cg.destroy()

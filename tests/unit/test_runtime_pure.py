@@ -88,6 +88,20 @@ def test_v2_gets_a_cgroup_namespace():
     (lambda d: d.update(hooks={"prestart": [{"path": "/x"}]}), "hooks"),
     (lambda d: d.update(solaris={}), "solaris"),
     (lambda d: d["mounts"].append({"destination": "rel", "type": "tmpfs"}), "mounts[7].destination"),
+    (lambda d: d.update(domainname="corp"), "domainname"),
+    (lambda d: d["linux"].update(rootfsPropagation="sideways"), "linux.rootfsPropagation"),
+    (lambda d: d["process"].update(rlimits=[{"type": "RLIMIT_NOFILE", "soft": "lots", "hard": 2}]),
+     "process.rlimits[0].soft"),
+    (lambda d: d["process"].update(rlimits=[{"type": "RLIMIT_NOFILE", "soft": 9, "hard": 2}]), "process.rlimits[0].soft"),
+    (lambda d: d["linux"].update(sysctl={"kernel.core_pattern": "|/x"}), "linux.sysctl.kernel.core_pattern"),
+    (lambda d: d["linux"].update(sysctl={"net.ipv4.ip_forward": "1"},  # in the host's netns (hostNetwork)
+                                 namespaces=[n for n in d["linux"]["namespaces"] if n["type"] != "network"]),
+     "linux.sysctl.net.ipv4.ip_forward"),
+    (lambda d: d["linux"].update(sysctl={"kernel.shmmax": "1+kernel.core_pattern=|/x"}), "linux.sysctl.kernel.shmmax"),
+    (lambda d: d["linux"].update(sysctl={"net/../../x": "1"}), "linux.sysctl.net/../../x"),
+    (lambda d: d["linux"].update(devices=[{"path": "/etc/passwd", "type": "c"}]), "linux.devices[0].path"),
+    (lambda d: d["linux"].update(devices=[{"path": "/dev/x", "type": "q"}]), "linux.devices[0].type"),
+    (lambda d: d["linux"].update(devices=[{"path": "/dev/x", "type": "c", "major": "1"}]), "linux.devices[0].major"),
 ])
 def test_parse_rejects_unsupported_fields(mutate, field):
     d = _doc()
@@ -177,3 +191,19 @@ def test_generated_nofile_is_set_and_capped_by_the_host():
     assert doc["process"]["rlimits"] == [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 20000}]
     doc = generate(ContainerRequest(name="c"), cfg, "/r", "x/c", "v1", nofile_hard=1 << 20)
     assert doc["process"]["rlimits"] == [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 524288}]
+
+
+def test_namespaced_sysctls_in_their_namespaces_are_accepted():
+    d = _doc()
+    d["linux"]["namespaces"] = [n for n in d["linux"]["namespaces"] if n["type"] != "network"]
+    d["linux"]["namespaces"].append({"type": "network", "path": "/run/x/ns/net"})  # the pod's pinned one
+    d["linux"]["sysctl"] = {"kernel.shmmax": "68719476736", "fs.mqueue.msg_max": "20", "net.ipv4.ping_group_range": "0 1"}
+    assert parse(d).sysctl["net.ipv4.ping_group_range"] == "0 1"
+
+
+def test_memory_fields_reach_the_cgroup_plan():
+    r = resources_from_spec({"memory": {"limit": 1 << 20, "reservation": 1 << 19, "swappiness": 10,
+                                        "disableOOMKiller": True}})
+    assert (r.memory_reservation, r.memory_swappiness, r.disable_oom_killer) == (1 << 19, 10, True)
+    r = resources_from_spec({"memory": {"swappiness": -1}})
+    assert r.memory_swappiness is None and r.disable_oom_killer is False
