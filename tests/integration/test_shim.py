@@ -69,12 +69,16 @@ def test_containers_survive_a_daemon_sigkill_and_nothing_is_lost(env):
                               stdout=subprocess.PIPE, text=True)
     loop_pid = int(daemon.stdout.readline())
     int(daemon.stdout.readline())
+    pod_dir = os.path.join(env["run"], "pods", "pod-shim")
+    shim_pid = int(open(os.path.join(pod_dir, "shim.pid")).read())
+    # while the daemon lives: the supervisor is neither its child nor in its session, and is a
+    # fresh process (the sealed interpreter), not a fork of it
+    stat = open(f"/proc/{shim_pid}/stat").read().rsplit(")", 1)[1].split()
+    assert int(stat[1]) != daemon.pid and os.getsid(shim_pid) == shim_pid != os.getsid(daemon.pid)
+    assert os.readlink(f"/proc/{shim_pid}/exe").startswith("/memfd:kpy-python")
     time.sleep(0.5)
     daemon.send_signal(signal.SIGKILL)  # the daemon dies; the supervisor and containers do not
     daemon.wait()
-    pod_dir = os.path.join(env["run"], "pods", "pod-shim")
-    shim_pid = int(open(os.path.join(pod_dir, "shim.pid")).read())
-    assert open(f"/proc/{shim_pid}/stat").read().split()[3] != str(daemon.pid)  # not the daemon's child
     os.kill(loop_pid, 0)  # still running
     time.sleep(0.3)
     client = ShimClient(pod_dir)  # "a restarted daemon reconnects"
@@ -90,6 +94,8 @@ def test_containers_survive_a_daemon_sigkill_and_nothing_is_lost(env):
     assert code == 3 and lines[0] == "shimpod" and lines[1] == lines[2] and lines[3] == "same-cgroup", (out, err)
     assert sorted(lines[4:]) == ["0", "1", "2", "3"]  # no fd of the supervisor leaks in
     assert client.exec("loop", ["true"])[0] == 0
+    code, out, _err = client.exec("loop", ["ls", "/proc/1/fd"])  # the supervised PID 1: only its stdio
+    assert code == 0 and sorted(out.split()) == [b"0", b"1", b"2"], out
     with pytest.raises(Exception, match="No such file"):
         client.exec("loop", ["/no/such/binary"])
     final = client.stop("loop", grace=5)
@@ -147,6 +153,29 @@ def test_logs_rotate_by_size_and_keep_the_newest_files(env):
         assert all(CRI_LINE.match(ln) for ln in lines)
         nums = [int(ln.rsplit("-", 1)[1]) for ln in lines]
         assert nums[-1] == 2999 and nums == list(range(nums[0], 3000)) and nums[0] > 0  # the oldest went
+        client.call("forget", id="quick")
+        client.call("shutdown")
+    finally:
+        client.close()
+        remove_container(ImageStore(env["root"]), paths, "quick")
+        remove_sandbox(env["run"], "pod-shim", env["cg"])
+
+
+def test_an_oom_kill_is_reported_by_the_supervisor(env):
+    from runtime.container import Paths, bundle_for, remove_container
+    from runtime.oci.spec import ContainerRequest
+    from runtime.sandbox import create_sandbox, remove_sandbox
+    from runtime.shim import start_supervisor
+    paths = Paths(env["root"], env["run"], env["cg"])
+    sb = create_sandbox(env["run"], "pod-shim", "shimpod", cgroup_root=env["cg"])
+    client = start_supervisor(sb.dir, env["cg"])
+    try:
+        req = ContainerRequest(name="quick", command=["sh", "-c", "head -c 64m /dev/zero | tail > /dev/null"],
+                               memory_limit=16 << 20)
+        b = bundle_for(ImageStore(env["root"]), DEFAULT_IMAGE, req, paths, "quick", None, sb)
+        client.call("start", id="quick", bundle=b, log_path=os.path.join(env["logs"], "quick", "0.log"))
+        final = client.wait("quick", 30)
+        assert (final["exit_code"], final["reason"]) == (137, "OOMKilled"), final
         client.call("forget", id="quick")
         client.call("shutdown")
     finally:
