@@ -27,10 +27,10 @@ DEFAULT_DEVICE_RULES = [
     {"allow": True, "type": "c", "major": 5, "minor": 0, "access": "rwm"},  # tty
     {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},  # zero
     {"allow": True, "type": "c", "major": 1, "minor": 9, "access": "rwm"},  # urandom
-    {"allow": True, "type": "c", "major": 5, "minor": 1, "access": "rwm"},  # console
     {"allow": True, "type": "c", "major": 136, "minor": None, "access": "rwm"},  # pts/*
     {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},  # ptmx
-]
+    {"allow": True, "type": "c", "major": 10, "minor": 200, "access": "rwm"},  # net/tun (runc 1.1; 1.2 restored it)
+]  # the console (c 5:1) is not runc's: containerd's spec adds it (oci/spec.py)
 
 
 class CgroupError(RuntimeFailure):

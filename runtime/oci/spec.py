@@ -155,7 +155,11 @@ def generate(req: ContainerRequest, image_config, rootfs: str, cgroups_path: str
             elif n not in capset:
                 capset.append(n)
     no_new_privs = req.allow_privilege_escalation is False
-    resources: dict = {"devices": [{"allow": False, "access": "rwm"}] if not req.privileged else [{"allow": True, "access": "rwm"}]}
+    # deny all, then (containerd's WithDefaultUnixDevices) the console; the executor adds runc's
+    # default allowlist right after the deny, as runc does
+    resources: dict = {"devices": [{"allow": False, "access": "rwm"},
+                                   {"allow": True, "type": "c", "major": 5, "minor": 1, "access": "rwm"}]
+                       if not req.privileged else [{"allow": True, "access": "rwm"}]}
     cpu: dict = {"shares": milli_to_shares(req.cpu_request_milli or req.cpu_limit_milli)}
     if req.cpu_limit_milli:
         cpu["quota"] = max(1000, req.cpu_limit_milli * 100)

@@ -50,7 +50,8 @@ def test_generated_defaults():
     assert p["args"] == ["/ep", "c1", "c2"] and p["cwd"] == "/w" and p["noNewPrivileges"] is False
     assert len(p["capabilities"]["effective"]) == 14 and "CAP_SYS_ADMIN" not in p["capabilities"]["bounding"]
     assert "/proc/kcore" in d["linux"]["maskedPaths"] and "/proc/sys" in d["linux"]["readonlyPaths"]
-    assert d["linux"]["resources"]["devices"] == [{"allow": False, "access": "rwm"}]
+    assert d["linux"]["resources"]["devices"] == [{"allow": False, "access": "rwm"},  # and containerd's console
+                                                  {"allow": True, "type": "c", "major": 5, "minor": 1, "access": "rwm"}]
     assert d["hostname"] == "c" and parse(d).cgroups_path == "kpy/c"
 
 
