@@ -9,6 +9,7 @@ import os
 import re
 import resource
 import secrets
+import stat
 from dataclasses import dataclass
 
 from .cgroups import detect
@@ -80,7 +81,8 @@ def bundle_for(store: ImageStore, image_ref: str, req: ContainerRequest, paths: 
             req.oom_score_adj = max(qos_oom_score_adj(sandbox.qos, req.memory_request or req.memory_limit,
                                                       _node_memory()), _oom_score_adj_floor())
         doc = generate(req, image.config, rootfs, cgpath, detect(), u.uid, u.gid, list(u.groups),
-                       shm=_pod_shm(sandbox), nofile_hard=resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+                       shm=_pod_shm(sandbox), nofile_hard=resource.getrlimit(resource.RLIMIT_NOFILE)[1],
+                       host_devices=host_devices() if req.privileged else None)
         doc["annotations"]["io.kubernetes.cri.image-name"] = image.record.name
         if sandbox is not None:
             doc["annotations"][SANDBOX_ANNOTATION] = sandbox.uid
@@ -90,6 +92,30 @@ def bundle_for(store: ImageStore, image_ref: str, req: ContainerRequest, paths: 
         remove_container(store, paths, cid)
         raise
     return bundle
+
+
+_NOT_HOST_DEVICES = ("/dev/pts", "/dev/shm", "/dev/mqueue", "/dev/.udev")  # the container has its own
+
+
+def host_devices(root: str = "/dev") -> list[dict]:
+    """The host's character and block devices as OCI linux.devices entries (containerd's
+    HostDevices for privileged containers): symlinks are not followed, the container's own
+    mounts (/dev/pts, shm, mqueue) and the console are left out."""
+    out = []
+    for dirpath, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if os.path.join(dirpath, d) not in _NOT_HOST_DEVICES]
+        for name in sorted(files):
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            kind = "c" if stat.S_ISCHR(st.st_mode) else "b" if stat.S_ISBLK(st.st_mode) else None
+            if kind is None or path == "/dev/console":
+                continue
+            out.append({"path": path, "type": kind, "major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev),
+                        "fileMode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid})
+    return out
 
 
 def _node_memory() -> int:

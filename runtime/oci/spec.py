@@ -134,9 +134,10 @@ def seccomp_for(req: ContainerRequest, capset: list[str]) -> dict | None:
 
 def generate(req: ContainerRequest, image_config, rootfs: str, cgroups_path: str, cgroup_version: str,
              uid: int = 0, gid: int = 0, groups: list[int] | None = None, shm: str | None = None,
-             nofile_hard: int | None = None) -> dict:
+             nofile_hard: int | None = None, host_devices: list[dict] | None = None) -> dict:
     """config.json for `req` on an image. `uid/gid/groups` are already resolved (see users.py);
-    `nofile_hard`: the host's hard NOFILE limit, which the container's may not exceed."""
+    `nofile_hard`: the host's hard NOFILE limit, which the container's may not exceed;
+    `host_devices`: the host's device nodes (linux.devices entries), a privileged container's."""
     args = resolve_args(req.command, req.args, image_config.entrypoint, image_config.cmd)
     if not args:
         raise SpecError("process.args", "no command: the image has no Entrypoint/Cmd and none was given")
@@ -187,6 +188,8 @@ def generate(req: ContainerRequest, image_config, rootfs: str, cgroups_path: str
         hard = min(NOFILE[1], nofile_hard)
         process["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": min(NOFILE[0], hard), "hard": hard}]
     linux: dict = {"resources": resources, "cgroupsPath": cgroups_path, "namespaces": namespaces}
+    if req.privileged and host_devices:
+        linux["devices"] = list(host_devices)  # containerd: a privileged container gets the host's devices
     seccomp = seccomp_for(req, capset)
     if seccomp is not None:
         linux["seccomp"] = seccomp

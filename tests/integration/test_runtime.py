@@ -176,6 +176,10 @@ def test_device_cgroup_denies_devices_outside_the_allowlist(env):
               "head -c 1 /tmp/kmsg >/dev/null && echo OPEN-KMSG; echo x > /dev/null && echo null-ok")
     assert run(env, "--privileged", script=script).stdout.split() == ["OPEN-TUN", "OPEN-KMSG", "null-ok"]
     assert run(env, script=script).stdout.split() == ["OPEN-TUN", "null-ok"]
+    # privileged containers get the host's device nodes (containerd), others only runc's set
+    probe = "ls /dev/kmsg /dev/full 2>&1; stat -c '%t:%T' /dev/kmsg 2>/dev/null; true"
+    assert run(env, "--privileged", script=probe).stdout.split() == ["/dev/full", "/dev/kmsg", "1:b"]
+    assert "/dev/kmsg" not in run(env, script=probe).stdout.split()
 
 
 def test_two_containers_of_a_pod_share_net_ipc_uts_shm_not_pid(env):
