@@ -91,6 +91,15 @@ def setns(fd: int, nstype: int = 0) -> None:
     _check(_libc.setns(fd, nstype), "setns")
 
 
+AF_INET, SOCK_DGRAM, SOCK_CLOEXEC = 2, 2, 0o2000000
+_libc.socket.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+
+
+def socket(domain: int, type_: int, protocol: int = 0) -> int:
+    """socket(2) as a bare fd (for ioctls in a forked child, without the socket module)."""
+    return _check(_libc.socket(domain, type_ | SOCK_CLOEXEC, protocol), "socket")
+
+
 def pivot_root(new_root: str, put_old: str) -> None:
     _check(_libc.syscall(_SYS_pivot_root, _b(new_root), _b(put_old)), "pivot_root")
 

@@ -25,7 +25,6 @@ DEFAULT_ROOT = "/run/kubelet-py-oci"
 PROG = "kubelet-py-oci"
 CGROUP_PARENT = "kubelet-py-oci"  # when config.json has no linux.cgroupsPath
 CACHE = "@cache"  # compiled seccomp programs, under --root ('@' is in no container id)
-_VALUED_GLOBALS = {"--root", "--log", "--log-format", "--rootless", "--criu"}
 
 
 class Ctx:
@@ -53,101 +52,156 @@ def _err(msg: str, obj: str | None = None, field: str | None = None):
 
 # ---- the argument parser (runc's spelling) ------------------------------------------------
 
-def _verb_of(argv: list[str]) -> str | None:
-    """The verb: the first word that is neither a global option nor its value."""
+# Each option: (names, attribute, kind) with kind "flag", "value", "int" or "append". Long
+# options take one or two dashes (runc's Go flag parsing takes both) and `--opt=value`.
+_GLOBAL = [(("--root",), "root", "value"), (("--log",), "log", "value"), (("--log-format",), "log_format", "value"),
+           (("--debug",), "debug", "flag"), (("--systemd-cgroup",), "systemd_cgroup", "flag"),
+           (("--rootless",), "rootless", "value"), (("--criu",), "criu", "value"),
+           (("-v", "--version"), "version", "flag"), (("-h", "--help"), "help", "flag")]
+_CREATING = [(("-b", "--bundle"), "bundle", "value"), (("--pid-file",), "pid_file", "value"),
+             (("--console-socket",), "console_socket", "value"), (("--no-pivot",), "no_pivot", "flag"),
+             (("--no-new-keyring",), "no_new_keyring", "flag"), (("--preserve-fds",), "preserve_fds", "int"),
+             (("--notify-socket",), "notify_socket", "value"), (("-d", "--detach"), "detach", "flag")]
+# verb: (options, positional names (a trailing * takes the rest, unparsed), help)
+_VERBS = {
+    "create": (_CREATING, ["id"], "create a container; its process waits for `start`"),
+    "run": (_CREATING + [(("--keep",), "keep", "flag")], ["id"],
+            "create and start a container in the foreground (exit code: the container's)"),
+    "start": ([], ["id"], "let a created container run its process"),
+    "state": ([], ["id"], "print the container's state (runtime spec JSON)"),
+    "kill": ([(("-a", "--all"), "all", "flag")], ["id", "signal?"], "send a signal (default SIGTERM)"),
+    "delete": ([(("-f", "--force"), "force", "flag")], ["id"], "remove a stopped (with --force: any) container"),
+    "exec": ([(("-p", "--process"), "process", "value"), (("-t", "--tty"), "tty", "flag"),
+              (("-d", "--detach"), "detach", "flag"), (("--pid-file",), "pid_file", "value"),
+              (("--console-socket",), "console_socket", "value"), (("--cwd",), "cwd", "value"),
+              (("-e", "--env"), "env", "append"), (("-u", "--user"), "user", "value"),
+              (("--preserve-fds",), "preserve_fds", "int")], ["id", "args*"], "run a process in a running container"),
+    "ps": ([(("-f", "--format"), "format", "value")], ["id", "ps_args*"], "the container's processes"),
+    "list": ([(("-f", "--format"), "format", "value"), (("-q", "--quiet"), "quiet", "flag")], [],
+             "the containers under --root"),
+    "features": ([], [], "what this runtime supports (runtime spec features.md)"),
+}
+_DEFAULTS = {"root": DEFAULT_ROOT, "log": None, "log_format": "text", "debug": False, "systemd_cgroup": False,
+             "rootless": "false", "criu": None, "version": False, "help": False, "verb": None, "bundle": ".",
+             "pid_file": None, "console_socket": None, "no_pivot": False, "no_new_keyring": False,
+             "preserve_fds": 0, "notify_socket": None, "detach": False, "keep": False, "signal": "TERM",
+             "all": False, "force": False, "process": None, "tty": False, "cwd": None, "env": None, "user": None,
+             "args": None, "ps_args": None, "format": "table", "quiet": False, "id": None}
+_CHOICES = {"log_format": ("text", "json"), "format": ("table", "json")}
+
+
+class UsageError(Exception):
+    pass
+
+
+class Opts:
+    def __init__(self):
+        self.__dict__.update(_DEFAULTS)
+        self.env, self.args, self.ps_args = [], [], []
+
+
+def usage() -> str:
+    lines = [f"usage: {PROG} [--root DIR] [--log FILE] [--log-format text|json] [--debug] VERB [OPTIONS] ...", "",
+             "kubelet-py's OCI runtime, with runc's command line. Verbs:"]
+    for v, (opts, pos, hlp) in _VERBS.items():
+        names = " ".join(f"[{'|'.join(n)}{'' if k == 'flag' else ' X'}]" for n, _a, k in opts)
+        args = " ".join(p.rstrip("?*").upper() + ("..." if p.endswith("*") else "") for p in pos)
+        lines.append(f"  {v:<9} {names} {args}".rstrip())
+        lines.append(f"            {hlp}")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str]) -> Opts:
+    """runc's command line, parsed by hand: argparse costs this short-lived process ~10 ms."""
+    o = Opts()
+    table = {n.lstrip("-"): (a, k) for names, a, k in _GLOBAL for n in names}
+    positional: list[str] = []
+    pos_names: list[str] = []
     i = 0
     while i < len(argv):
-        a = argv[i]
-        if a in _VALUED_GLOBALS:
-            i += 2
-            continue
-        if not a.startswith("-"):
-            return a
+        tok = argv[i]
         i += 1
-    return None
-
-
-def _parser(only: str | None = None):
-    """runc's command line. With `only`, just that verb's sub-parser is built (argparse takes
-    ~1 ms per sub-parser, and every call of this CLI is a fresh process)."""
-    import argparse
-    ap = argparse.ArgumentParser(prog=PROG, description="kubelet-py's OCI runtime, with runc's command line")
-    ap.add_argument("--root", default=DEFAULT_ROOT, help="state directory (default %(default)s)")
-    ap.add_argument("--log", help="log file (errors, and debug messages with --debug)")
-    ap.add_argument("--log-format", choices=("text", "json"), default="text")
-    ap.add_argument("--debug", action="store_true")
-    ap.add_argument("--systemd-cgroup", action="store_true", help="not supported (cgroupfs only)")
-    ap.add_argument("--rootless", default="false", help="accepted for compatibility; root only")
-    ap.add_argument("--criu", help=argparse.SUPPRESS)
-    ap.add_argument("-v", "--version", action="store_true")
-    sub = ap.add_subparsers(dest="verb", metavar="VERB")
-
-    class _Skip:
-        def add_argument(self, *a, **k):
-            pass
-
-    def verb(name, help, id=True):
-        if only is not None and name != only:
-            return _Skip()
-        p = sub.add_parser(name, help=help)
-        if id:
-            p.add_argument("id")
-        return p
-
-    def creating(p):
-        p.add_argument("--bundle", "-b", default=".")
-        p.add_argument("--pid-file")
-        p.add_argument("--console-socket")
-        p.add_argument("--no-pivot", action="store_true", help="accepted; pivot_root is always used")
-        p.add_argument("--no-new-keyring", action="store_true", help="accepted; no session keyring is made")
-        p.add_argument("--preserve-fds", type=int, default=0)
-        p.add_argument("--notify-socket", help=argparse.SUPPRESS)
-
-    creating(verb("create", "create a container; its process waits for `start`"))
-    p = verb("run", "create and start a container, in the foreground (exit code: the container's)")
-    creating(p)
-    p.add_argument("--detach", "-d", action="store_true")
-    p.add_argument("--keep", action="store_true", help="do not delete the container when it exits")
-    verb("start", "let a created container run its process")
-    verb("state", "print the container's state (runtime spec JSON)")
-    p = verb("kill", "send a signal (default SIGTERM) to the container's init")
-    p.add_argument("signal", nargs="?", default="TERM")
-    p.add_argument("--all", "-a", action="store_true", help="signal every process of the container")
-    p = verb("delete", "remove a stopped (or, with --force, any) container")
-    p.add_argument("--force", "-f", action="store_true")
-    p = verb("exec", "run a process in a running container")
-    p.add_argument("--process", "-p", help="process.json (the spec's Process object)")
-    p.add_argument("--tty", "-t", action="store_true")
-    p.add_argument("--detach", "-d", action="store_true")
-    p.add_argument("--pid-file")
-    p.add_argument("--console-socket")
-    p.add_argument("--cwd")
-    p.add_argument("--env", "-e", action="append", default=[])
-    p.add_argument("--user", "-u", help="uid[:gid]")
-    p.add_argument("--preserve-fds", type=int, default=0)
-    p.add_argument("args", nargs=argparse.REMAINDER)  # everything after the id is the command
-    p = verb("ps", "the container's processes")
-    p.add_argument("--format", "-f", choices=("table", "json"), default="table")
-    p.add_argument("ps_args", nargs="*", help=argparse.SUPPRESS)
-    p = verb("list", "the containers under --root", id=False)
-    p.add_argument("--format", "-f", choices=("table", "json"), default="table")
-    p.add_argument("--quiet", "-q", action="store_true")
-    verb("features", "what this runtime supports (runtime spec features.md)", id=False)
-    return ap
+        if o.verb and pos_names and pos_names[min(len(positional), len(pos_names) - 1)].endswith("*") \
+                and len(positional) >= len(pos_names) - 1:
+            positional.append(tok)  # the command of exec (and ps's args): taken as they are
+            continue
+        if tok == "--":
+            positional.extend(argv[i:])
+            break
+        if tok.startswith("-") and tok != "-":
+            name, eq, val = tok.lstrip("-").partition("=")
+            if name not in table:
+                raise UsageError(f"unknown option {tok}" + (f" for {o.verb}" if o.verb else ""))
+            attr, kind = table[name]
+            if kind == "flag":
+                if eq:
+                    raise UsageError(f"{tok}: takes no value")
+                setattr(o, attr, True)
+                continue
+            if not eq:
+                if i >= len(argv):
+                    raise UsageError(f"{tok}: needs a value")
+                val = argv[i]
+                i += 1
+            if attr in _CHOICES and val not in _CHOICES[attr]:
+                raise UsageError(f"{tok}: {val!r} is not one of {', '.join(_CHOICES[attr])}")
+            if kind == "int":
+                try:
+                    val = int(val)
+                except ValueError:
+                    raise UsageError(f"{tok}: {val!r} is not a number") from None
+            if kind == "append":
+                getattr(o, attr).append(val)
+            else:
+                setattr(o, attr, val)
+            continue
+        if o.verb is None:
+            if tok not in _VERBS:
+                raise UsageError(f"unknown verb {tok!r} (verbs: {', '.join(_VERBS)})")
+            o.verb = tok
+            opts, pos_names, _h = _VERBS[tok]
+            table = {n.lstrip("-"): (a, k) for names, a, k in opts for n in names}
+            continue
+        positional.append(tok)
+    if o.verb is None:
+        return o
+    for n, name in enumerate(pos_names):
+        attr = name.rstrip("?*")
+        if name.endswith("*"):
+            setattr(o, attr, positional[n:])
+            positional = positional[:n]
+            break
+        if n < len(positional):
+            setattr(o, attr, positional[n])
+        elif not name.endswith("?"):
+            raise UsageError(f"{o.verb}: missing {attr.upper()}")
+    if len(positional) > len([p for p in pos_names if not p.endswith("*")]):
+        raise UsageError(f"{o.verb}: unexpected argument {positional[len(pos_names)]!r}")
+    return o
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    v = _verb_of(argv)
-    ap = _parser(v if v in VERBS else None)
-    o = ap.parse_args(argv)
+    try:
+        o = parse_args(argv)
+    except UsageError as e:
+        print(f"{PROG}: {e}\n{usage()}", file=sys.stderr)
+        return 2
+    if o.help:
+        print(usage())
+        return 0
     if o.version:
         from .state import OCI_VERSION, VERSION
         print(f"{PROG} version {VERSION}\nspec: {OCI_VERSION}")
         return 0
     if not o.verb:
-        ap.print_help(sys.stderr)
+        print(usage(), file=sys.stderr)
         return 2
+    if o.verb in ("create", "run", "exec"):
+        # these fork into the container: first re-execute from a sealed copy of the interpreter
+        # (CVE-2019-5736), before anything else is imported (the copy imports it once)
+        from ..linux.sealed import reexec_sealed
+        reexec_sealed()
     ctx = Ctx(os.path.abspath(o.root), o.log, o.log_format, o.debug)
     from ..errors import RuntimeFailure
     from .state import OciError
@@ -310,9 +364,7 @@ def _created_time() -> str:
 
 
 def cmd_create(ctx: Ctx, o) -> int:
-    from ..linux.sealed import reexec_sealed
-    reexec_sealed()  # this process forks into the container: from a sealed interpreter (CVE-2019-5736)
-    _create(ctx, o)
+    _create(ctx, o)  # main() has re-executed from a sealed interpreter first
     return 0
 
 
@@ -502,8 +554,6 @@ def _forward_and_reap(pid: int) -> int:
 
 
 def cmd_run(ctx: Ctx, o) -> int:
-    from ..linux.sealed import reexec_sealed
-    reexec_sealed()
     from ..linux import sys as ksys
     if not o.detach:
         ksys.prctl(ksys.PR_SET_CHILD_SUBREAPER, 1)  # the init is reparented to us: we reap it
@@ -523,8 +573,6 @@ def cmd_run(ctx: Ctx, o) -> int:
 
 
 def cmd_exec(ctx: Ctx, o) -> int:
-    from ..linux.sealed import reexec_sealed
-    reexec_sealed()
     import json
     rec, status = _load(ctx, o.id)
     if status != "running":

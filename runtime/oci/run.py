@@ -18,12 +18,10 @@ import json
 import os
 import resource
 import signal
-import socket
 import stat
 import struct
 import termios
 from dataclasses import dataclass
-from typing import Callable
 
 from ..cgroups import Cgroup, resources_from_spec
 from ..linux import seccomp as kseccomp
@@ -81,22 +79,31 @@ TIOCGPTN = 0x80045430
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 
 
+def _need_socket(console: int | None) -> None:
+    """Import the socket module now, in the parent, when a console will need it after the fork
+    (it costs ~5 ms of start-up otherwise)."""
+    if console is not None:
+        import socket  # noqa: F401
+
+
 def _loopback_up() -> None:
     """A new network namespace starts with `lo` down; runc and crun bring it up (libcontainer's
     "loopback" network), so `127.0.0.1` works in a container with no other network."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s = ksys.socket(ksys.AF_INET, ksys.SOCK_DGRAM)
     try:
-        ifr = fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, struct.pack("16sH14x", b"lo", 0))
+        ifr = fcntl.ioctl(s, SIOCGIFFLAGS, struct.pack("16sH14x", b"lo", 0))
         flags = struct.unpack("16sH14x", ifr)[1]
         if not flags & IFF_UP:
-            fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+            fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
     finally:
-        s.close()
+        os.close(s)
 
 
 def _console(sock_fd: int, size: tuple[int, int] | None) -> None:
     """A new pty of the container's devpts (/dev/ptmx is pts/ptmx): its master goes to the
-    console socket, the slave becomes this process's controlling terminal and stdio."""
+    console socket, the slave becomes this process's controlling terminal and stdio. The socket
+    module is imported by the parent (`_need_socket`) before the fork."""
+    import socket  # already in sys.modules: no lookup in the container
     master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     try:
         fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
@@ -480,6 +487,7 @@ def start(spec: Spec, rootfs: str, container_id: str, cgroup_parent: str = "kube
     caller's nearest child subreaper (the caller itself, if it is one), which reaps it."""
     _with_home(spec, rootfs)
     seccomp = _compile_seccomp(spec, create.seccomp_cache if create else None)  # here, in the parent: the init only loads it
+    _need_socket(create.console if create else None)
     ns_paths = {t: p for t, p in spec.namespaces if p}
     ns_new = [t for t, p in spec.namespaces if not p]
     flags = 0
@@ -525,15 +533,14 @@ def run(spec: Spec, rootfs: str, container_id: str, cgroup_parent: str = "kubele
 
 
 def _launch(cgroup: Cgroup, stdio, enter, final, what: str, ready: bool = False,
-            on_hook: Callable[[int], None] | None = None, keep_fds: tuple[int, ...] = ()) -> int:
+            on_hook: Callable[[int], None] | None = None) -> int:
     """Fork an intermediate which, once the parent has put it in `cgroup`, runs `enter()` (join
     or create namespaces), forks the process that runs `final(report_fd, go_fd)` (it execs),
     reports that pid and exits. Errors of either come back over the report pipe as one line.
 
     Report lines: `P<pid>` (the final process), `E<error>`, `H` (the final process waits for
     `on_hook(pid)`, then gets a byte on the go pipe), `R` (with `ready`: it is ready to exec and
-    waits; return now). Without `ready` this returns at EOF: the pipe is close-on-exec.
-    `keep_fds` are closed here (in the parent) only after the fork: they are the child's."""
+    waits; return now). Without `ready` this returns at EOF: the pipe is close-on-exec."""
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     rep_r, rep_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
@@ -618,16 +625,20 @@ def _compile_seccomp(spec: Spec, cache_dir: str | None = None) -> kseccomp.Filte
         return None
     if cache_dir is None:
         return kseccomp.compile_filter(spec.seccomp)
-    import hashlib
+    import zlib
     lib = next((os.path.realpath(p) for p in ("/lib/x86_64-linux-gnu/libseccomp.so.2",
                                                "/usr/lib/x86_64-linux-gnu/libseccomp.so.2",
                                                "/lib/aarch64-linux-gnu/libseccomp.so.2",
                                                "/usr/lib64/libseccomp.so.2") if os.path.exists(p)), "")
-    key = hashlib.sha256(json.dumps([spec.seccomp, os.uname().release, lib], sort_keys=True).encode()).hexdigest()
-    path = os.path.join(cache_dir, f"seccomp-{key}.json")
+    # the file is named by a checksum and holds the whole key, compared exactly on load (hashlib
+    # would cost ~5 ms of start-up: OpenSSL)
+    key = json.dumps([spec.seccomp, os.uname().release, lib], sort_keys=True)
+    path = os.path.join(cache_dir, f"seccomp-{zlib.crc32(key.encode()):08x}-{len(key)}.json")
     try:
         with open(path) as f:
             d = json.load(f)
+        if d["key"] != key:
+            raise ValueError("another profile")
         return kseccomp.Filter(bytes.fromhex(d["program"]), d["flags"], d["skipped"], d["arches"])
     except (OSError, ValueError, KeyError, TypeError, kseccomp.SeccompError):
         pass
@@ -636,7 +647,7 @@ def _compile_seccomp(spec: Spec, cache_dir: str | None = None) -> kseccomp.Filte
         os.makedirs(cache_dir, mode=0o700, exist_ok=True)
         tmp = f"{path}.{os.getpid()}"
         with open(tmp, "w") as f:
-            json.dump({"program": flt.program.hex(), "flags": flt.flags, "skipped": flt.skipped_syscalls,
+            json.dump({"key": key, "program": flt.program.hex(), "flags": flt.flags, "skipped": flt.skipped_syscalls,
                        "arches": flt.skipped_arches}, f)
         os.rename(tmp, path)
     except OSError:
@@ -672,6 +683,7 @@ def exec_in(init_pid: int, spec: Spec, cgroup: Cgroup, args: list[str], env: lis
     which reaps it). A fork, no new interpreter. `console`: as CreateOptions.console."""
     env = list(spec.env if env is None else env)
     seccomp = _compile_seccomp(spec, seccomp_cache)  # in the parent (cached: the init's program)
+    _need_socket(console)
     ns_fds = []
     try:
         for name, flag in _NS_ORDER:

@@ -111,23 +111,41 @@ def test_features_document():
 
 
 def test_cli_parser_speaks_runcs_command_lines():
-    from runtime.oci.cli import _parser
-    ap = _parser()
+    from runtime.oci.cli import parse_args
     # as conmon calls it
-    o = ap.parse_args(["--root", "/r", "--log", "/l", "--log-format", "json", "create", "--bundle", "/b",
-                       "--pid-file", "/p", "--console-socket", "/s", "--no-pivot", "--no-new-keyring", "cid"])
+    o = parse_args(["--root", "/r", "--log", "/l", "--log-format", "json", "create", "--bundle", "/b",
+                    "--pid-file", "/p", "--console-socket", "/s", "--no-pivot", "--no-new-keyring", "cid"])
     assert (o.root, o.log, o.log_format, o.verb, o.bundle, o.pid_file, o.console_socket, o.id) == (
         "/r", "/l", "json", "create", "/b", "/p", "/s", "cid")
     # as the containerd shim (go-runc) calls them
-    o = ap.parse_args(["kill", "--all", "cid", "9"])
+    o = parse_args(["kill", "--all", "cid", "9"])
     assert (o.id, o.signal, o.all) == ("cid", "9", True)
-    o = ap.parse_args(["exec", "--process", "/p.json", "--pid-file", "/p", "--detach", "cid"])
+    o = parse_args(["exec", "--process", "/p.json", "--pid-file", "/p", "--detach", "cid"])
     assert (o.process, o.detach, o.id, o.args) == ("/p.json", True, "cid", [])
-    o = ap.parse_args(["delete", "--force", "cid"])
+    o = parse_args(["delete", "--force", "cid"])
     assert o.force and o.id == "cid"
-    o = ap.parse_args(["ps", "--format", "json", "cid"])
+    o = parse_args(["ps", "--format", "json", "cid"])
     assert o.format == "json"
-    assert ap.parse_args(["kill", "cid"]).signal == "TERM"
+    assert parse_args(["kill", "cid"]).signal == "TERM"
+    # Go's flag package takes one dash too, and --opt=value
+    o = parse_args(["-root=/r", "create", "-bundle", "/b", "--pid-file=/p", "x"])
+    assert (o.root, o.bundle, o.pid_file, o.id) == ("/r", "/b", "/p", "x")
+    # exec: everything after the id is the command, options included
+    o = parse_args(["exec", "-t", "-e", "A=1", "-e", "B=2", "cid", "sh", "-c", "echo --x"])
+    assert (o.tty, o.env, o.id, o.args) == (True, ["A=1", "B=2"], "cid", ["sh", "-c", "echo --x"])
+    assert parse_args(["--version"]).version and parse_args([]).verb is None
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["bogus"], "unknown verb"), (["create"], "missing ID"), (["start", "a", "b"], "unexpected argument"),
+    (["create", "--bundle"], "needs a value"), (["--log-format", "xml", "list"], "not one of"),
+    (["delete", "--nope", "x"], "unknown option"), (["create", "--preserve-fds", "x", "c"], "not a number"),
+    (["kill", "--all=1", "c"], "takes no value"),
+])
+def test_cli_usage_errors(argv, msg):
+    from runtime.oci.cli import UsageError, parse_args
+    with pytest.raises(UsageError, match=msg):
+        parse_args(argv)
 
 
 def test_cli_import_is_lean():
