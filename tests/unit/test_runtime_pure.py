@@ -208,3 +208,13 @@ def test_memory_fields_reach_the_cgroup_plan():
     assert (r.memory_reservation, r.memory_swappiness, r.disable_oom_killer) == (1 << 19, 10, True)
     r = resources_from_spec({"memory": {"swappiness": -1}})
     assert r.memory_swappiness is None and r.disable_oom_killer is False
+
+
+def test_which_commands_re_execute_sealed_before_start_up():
+    from kubelet_py.entry import forks_containers
+    assert forks_containers(["runtime", "run", "--image", "x", "--", "sh", "-d"])
+    assert forks_containers(["--root", "/r", "--cgroup-root", "cg", "runtime", "run", "--bundle", "b"])
+    assert forks_containers(["demo"]) and forks_containers(["--run-root", "run", "demo"])
+    assert not forks_containers(["runtime", "run", "-d", "--image", "x"])
+    assert not forks_containers(["runtime", "exec", "id", "--", "true"])
+    assert not forks_containers(["image", "ls"]) and not forks_containers([])
