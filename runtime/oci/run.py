@@ -144,6 +144,9 @@ def spec_from(doc: dict, bundle: str) -> tuple[Spec, str]:
     """Parse a config.json document of `bundle` (strict: errors name the field) and resolve its
     root.path."""
     spec = parse(doc)
+    for m in spec.mounts:  # a relative bind source is the bundle's, as runc reads it
+        if (m.type == "bind" or "bind" in m.options or "rbind" in m.options) and not m.source.startswith("/"):
+            m.source = os.path.join(os.path.realpath(bundle), m.source)
     rootfs = spec.root_path if spec.root_path.startswith("/") else os.path.join(bundle, spec.root_path)
     if not os.path.isdir(rootfs):
         raise SpecError("root.path", f"{rootfs} is not a directory")
@@ -238,6 +241,8 @@ def _make_devices(rootfs_fd: int, spec: Spec) -> None:
                 os.unlink(name, dir_fd=pfd)
             except FileNotFoundError:
                 pass
+            except OSError as e:  # EBUSY: a spec mount sits on the device's path
+                raise RunError(f"creating device {d['path']}: {e.strerror} (is something mounted over it?)") from None
             os.mknod(name, kind | 0o600, os.makedev(d.get("major", 0), d.get("minor", 0)), dir_fd=pfd)
             os.chown(name, d.get("uid", 0) or 0, d.get("gid", 0) or 0, dir_fd=pfd, follow_symlinks=False)
             os.chmod(name, d.get("fileMode", 0o666) & 0o7777, dir_fd=pfd)
@@ -272,15 +277,26 @@ def _pivot(rootfs: str) -> None:
 
 
 def _mask(paths: list[str]) -> None:
-    for p in paths:
-        try:
-            st = os.stat(p)
-        except FileNotFoundError:
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            ksys.mount("tmpfs", p, "tmpfs", ksys.MS_RDONLY, "nr_blocks=1,nr_inodes=1")
-        else:
-            ksys.mount("/dev/null", p, None, ksys.MS_BIND)
+    """Masked files get the null device bound over them, taken by handle and checked to be
+    c 1:3: a mount over /dev/null must not turn masking into exposing (CVE-2025-31133)."""
+    if not paths:
+        return
+    null = os.open("/dev/null", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        st = os.fstat(null)
+        if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
+            raise RunError("masking: /dev/null in the container is not the null device (c 1:3)")
+        for p in paths:
+            try:
+                st = os.stat(p)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                ksys.mount("tmpfs", p, "tmpfs", ksys.MS_RDONLY, "nr_blocks=1,nr_inodes=1")
+            else:
+                ksys.mount(proc_fd(null), p, None, ksys.MS_BIND)
+    finally:
+        os.close(null)
 
 
 def _readonly(paths: list[str]) -> None:
@@ -343,6 +359,11 @@ def _init(spec: Spec, rootfs: str, cgroup: Cgroup | None, report_fd: int,
         if os.read(go_fd, 1) != b"h":
             os._exit(126)  # the parent gave up (a hook failed): it reports the error
     _pivot(rootfs)
+    # sysctls (validated by the parser: namespaced keys only) before /proc/sys goes read-only,
+    # as runc writes them
+    for k, v in spec.sysctl.items():
+        with open("/proc/sys/" + k.replace(".", "/"), "w") as f:
+            f.write(v)
     _mask(spec.masked)
     _readonly(spec.readonly)
     if spec.root_readonly:
@@ -350,9 +371,6 @@ def _init(spec: Spec, rootfs: str, cgroup: Cgroup | None, report_fd: int,
         ksys.mount(None, "/", None, ksys.MS_BIND | ksys.MS_REMOUNT | ksys.MS_RDONLY | keep)
     if spec.hostname and any(t == "uts" for t, _ in spec.namespaces):
         ksys.sethostname(spec.hostname)
-    for k, v in spec.sysctl.items():
-        with open("/proc/sys/" + k.replace(".", "/"), "w") as f:
-            f.write(v)
     if spec.oom_score_adj is not None:
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write(str(spec.oom_score_adj))

@@ -271,3 +271,66 @@ def test_memory_reservation_swappiness_and_oom_killer_reach_the_cgroup(env):
             assert "oom_kill_disable 1" in open(f"{d}/memory.oom_control").read()
     finally:
         cg.destroy()
+
+
+def test_namespaced_sysctls_are_set_and_others_refused(tmp_path):
+    """linux.sysctl is written in the container's own namespaces before /proc/sys goes
+    read-only; a host-wide key is refused by name before anything runs."""
+    import json
+    from runtime.cgroups import detect
+    from runtime.image.manifest import ImageConfig
+    from runtime.oci.spec import ContainerRequest, generate
+    from tests.integration.runtime_helpers import busybox_rootfs
+    rootfs = busybox_rootfs(tmp_path, "cat /proc/sys/kernel/shmmax /proc/sys/net/ipv4/ip_unprivileged_port_start\n")
+    cfg = ImageConfig("amd64", "linux", (), cmd=("sh", "/probe.sh"))
+    doc = generate(ContainerRequest(name="sys"), cfg, rootfs, f"kpysysctl/{os.getpid()}", detect())
+    doc["root"]["readonly"] = True
+    doc["linux"]["sysctl"] = {"kernel.shmmax": "123456789", "net.ipv4.ip_unprivileged_port_start": "80"}
+    b = tmp_path / "b"
+    b.mkdir()
+    (b / "config.json").write_text(json.dumps(doc))
+    cmd = [sys.executable, "-m", "kubelet_py.cli", "runtime", "run", "--bundle", str(b)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.split() == ["123456789", "80"], p
+    assert open("/proc/sys/kernel/shmmax").read().strip() != "123456789"  # the host's is untouched
+    doc["linux"]["sysctl"] = {"kernel.core_pattern": "|/tmp/x"}
+    (b / "config.json").write_text(json.dumps(doc))
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "linux.sysctl.kernel.core_pattern" in p.stderr and "namespaced" in p.stderr
+    from tests.integration.leaks import cgroups_under, remove_cgroup_tree
+    left = cgroups_under("kpysysctl")
+    remove_cgroup_tree("kpysysctl")
+    assert left == []
+
+
+def test_relative_bind_sources_and_a_fake_dev_null(tmp_path):
+    """A relative bind source is the bundle's (as runc); a mount over /dev/null cannot make
+    masking bind something else over /proc/timer_list (CVE-2025-31133's shape): a named error."""
+    import json
+    from runtime.cgroups import detect
+    from runtime.image.manifest import ImageConfig
+    from runtime.oci.spec import ContainerRequest, generate
+    from tests.integration.runtime_helpers import busybox_rootfs
+    rootfs = busybox_rootfs(tmp_path, "cat /data/note; wc -c < /proc/timer_list\n")
+    cfg = ImageConfig("amd64", "linux", (), cmd=("sh", "/probe.sh"))
+    doc = generate(ContainerRequest(name="rel"), cfg, rootfs, f"kpyrel/{os.getpid()}", detect())
+    doc["root"]["readonly"] = True
+    b = tmp_path / "b"
+    (b / "shared").mkdir(parents=True)
+    (b / "shared" / "note").write_text("from the bundle\n")
+    doc["mounts"].append({"destination": "/data", "type": "bind", "source": "shared", "options": ["rbind", "ro"]})
+    (b / "config.json").write_text(json.dumps(doc))
+    cmd = [sys.executable, "-m", "kubelet_py.cli", "runtime", "run", "--bundle", str(b)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd="/")
+    assert p.returncode == 0 and p.stdout.split() == ["from", "the", "bundle", "0"], p
+    (b / "secret").write_text("host secret\n")
+    doc["mounts"].append({"destination": "/dev/null", "type": "bind", "source": "secret", "options": ["bind"]})
+    (b / "config.json").write_text(json.dumps(doc))
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd="/")
+    # refused where the device node is made (mount over it: busy); masking would check it again
+    assert p.returncode == 1 and "creating device /dev/null" in p.stderr, p
+    assert "host secret" not in p.stdout
+    from tests.integration.leaks import cgroups_under, mounts_under, remove_cgroup_tree
+    left = cgroups_under("kpyrel")
+    remove_cgroup_tree("kpyrel")
+    assert left == [] and mounts_under(str(tmp_path)) == []
