@@ -58,6 +58,7 @@ _OP_ATTR = {"SCMP_CMP_NE": "NE", "SCMP_CMP_LT": "LT", "SCMP_CMP_LE": "LE", "SCMP
             "SCMP_CMP_GE": "GE", "SCMP_CMP_GT": "GT", "SCMP_CMP_MASKED_EQ": "MASKED_EQ"}
 
 
+COMPILER_VERSION = 2  # part of every cache key of compiled programs: bump when the output changes
 ENOSYS = 38
 SECCOMP_RET_ERRNO = 0x00050000
 X32_SYSCALL_BIT = 0x40000000

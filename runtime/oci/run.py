@@ -634,6 +634,11 @@ def _launch(cgroup: Cgroup, stdio, enter, final, what: str, ready: bool = False,
     return child
 
 
+def _private(st: os.stat_result, path: str) -> None:
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022 or stat.S_ISLNK(st.st_mode):
+        raise ValueError(f"{path}: not ours alone")
+
+
 def _compile_seccomp(spec: Spec, cache_dir: str | None = None) -> kseccomp.Filter | None:
     """The spec's filter, compiled in the parent. With `cache_dir` (the OCI CLI: a fresh process
     per call) compiled programs are kept on disk, keyed by the profile, the kernel and the
@@ -650,10 +655,15 @@ def _compile_seccomp(spec: Spec, cache_dir: str | None = None) -> kseccomp.Filte
                                                "/usr/lib64/libseccomp.so.2") if os.path.exists(p)), "")
     # the file is named by a checksum and holds the whole key, compared exactly on load (hashlib
     # would cost ~5 ms of start-up: OpenSSL)
-    key = json.dumps([spec.seccomp, os.uname().release, lib], sort_keys=True)
+    key = json.dumps([spec.seccomp, os.uname().release, lib, kseccomp.COMPILER_VERSION], sort_keys=True)
     path = os.path.join(cache_dir, f"seccomp-{zlib.crc32(key.encode()):08x}-{len(key)}.json")
     try:
-        with open(path) as f:
+        # the program decides what the container may do: only a file of ours, in a dir only we
+        # can write, is trusted (anything else is compiled afresh)
+        _private(os.lstat(cache_dir), cache_dir)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with open(fd) as f:
+            _private(os.fstat(fd), path)
             d = json.load(f)
         if d["key"] != key:
             raise ValueError("another profile")

@@ -353,3 +353,19 @@ def test_enosys_stub_for_syscalls_newer_than_the_profile():
     assert _run_bpf(stub, AUDIT_ARCH_X86_64, 0x40000000 | 1000) == "program"  # x32: libseccomp decides
     assert _run_bpf(stub, i386, 463) == enosys and _run_bpf(stub, i386, 453) == "program"
     assert _run_bpf(stub, 0xC00000B7, 5000) == "program"  # an arch the stub does not know
+
+
+def test_a_seccomp_cache_not_ours_alone_is_not_trusted(tmp_path):
+    import os
+    import pytest
+    from runtime.oci.run import _private
+    d = tmp_path / "cache"
+    d.mkdir(mode=0o700)
+    _private(os.lstat(d), str(d))  # ours, 0700: trusted
+    os.chmod(d, 0o777)
+    with pytest.raises(ValueError, match="not ours alone"):
+        _private(os.lstat(d), str(d))
+    os.chmod(d, 0o700)
+    os.symlink(d, tmp_path / "link")
+    with pytest.raises(ValueError, match="not ours alone"):
+        _private(os.lstat(tmp_path / "link"), "link")
