@@ -467,13 +467,20 @@ tmp_dir = "{d}/tmp"
     assert mounts_under(str(d)) == [], "podman left mounts in its store"
 
 
+def _states(root: str) -> set[str]:
+    return {n for n in os.listdir(root) if n != "@cache"} if os.path.isdir(root) else set()
+
+
 @pytest.fixture
 def pm(podman):
+    from runtime.oci.cli import DEFAULT_ROOT  # podman passes no --root to a runtime it does not know
+    before = _states(DEFAULT_ROOT)
     yield podman
     ids = podman("ps", "-a", "-q", rc=None).stdout.split()
     podman("pod", "rm", "-a", "-f", "-t", "0", rc=None)
     podman("rm", "-a", "-f", "-t", "0", rc=None)
     assert ids == [], "a test left a podman container"
+    assert _states(DEFAULT_ROOT) - before == set(), "kubelet-py-oci state left by podman's containers"
     leftover = [d for d in os.listdir("/sys/fs/cgroup/memory/libpod_parent")
                 if d.startswith("libpod-") and not d.endswith("conmon")] \
         if os.path.isdir("/sys/fs/cgroup/memory/libpod_parent") else []
@@ -536,6 +543,9 @@ def test_podman_kube_play_the_peers_pod(pm, tmp_path):
 
 # ---- containerd / ctr -------------------------------------------------------------------------
 
+SHIM_ROOT = "/run/containerd/runc/kpytest"
+
+
 class Ctr:
     def __init__(self, d):
         self.d = d
@@ -596,6 +606,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             subprocess.run(["umount", "-l", m], check=False)
         assert mounts_under(str(d)) == [], "containerd left mounts"
         remove_cgroup_tree("kpytest")  # containerd's namespace level (cgroupsPath /kpytest/<id>)
+        # the shim's --root for our runtime (its default, /run/containerd/runc/<namespace>)
+        shutil.rmtree(SHIM_ROOT, ignore_errors=True)
 
 
 @pytest.fixture
@@ -605,8 +617,7 @@ def ct(ctr):
     ctrs = ctr("containers", "ls", "-q", rc=None).stdout.split()
     assert (tasks, ctrs) == ([], []), "a test left a containerd task or container"
     assert cgroups_under("kpytest") == [], "a container cgroup was left behind"
-    assert not os.path.isdir(os.path.join(ctr.d, "state", "runc")) or \
-        os.listdir(os.path.join(ctr.d, "state", "runc", "kpytest")) == []
+    assert _states(SHIM_ROOT) == set(), "kubelet-py-oci state left by the shim's containers"
 
 
 def test_ctr_run_with_the_runc_v2_shim(ct):
