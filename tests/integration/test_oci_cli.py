@@ -525,6 +525,16 @@ def test_podman_run_it_through_the_console_socket(pm):
                        stdin=subprocess.DEVNULL, timeout=60)
     assert r.returncode == 3, r
     assert r.stdout.replace("\r", "").splitlines()[:2] == ["/dev/pts/0", "stdin-is-tty"]
+    # exec -it: a second pty of the container's devpts, through exec's console socket
+    cid = pm("run", "-d", "--network", "none", PODMAN_IMAGE, "sleep", "30").stdout.strip()
+    cmd = f"podman --runtime {_oci_path()} exec -it {cid} sh -c 'tty; [ -t 1 ] && echo stdout-is-tty; exit 4'"
+    r = subprocess.run([script, "-qec", cmd, "/dev/null"], capture_output=True, text=True, env=pm.env,
+                       stdin=subprocess.DEVNULL, timeout=60)
+    assert r.returncode == 4, r
+    # podman's exec attach starts with a NUL, echoed by script as ^@ (the same with runc)
+    lines = [ln.removeprefix("^@") for ln in r.stdout.replace("\r", "").splitlines()]
+    assert lines[:2] == ["/dev/pts/0", "stdout-is-tty"], lines
+    pm("rm", "-f", "-t", "0", cid)
 
 
 def test_podman_kube_play_the_peers_pod(pm, tmp_path):
