@@ -412,11 +412,13 @@ PODMAN_IMAGE = "localhost/kpytest/busybox:1.35"
 class Podman:
     def __init__(self, d):
         self.d = d
+        self.state = f"{d}/oci-state"  # kubelet-py-oci's --root (see the runtime wrapper below)
+        self.runtime = f"{d}/kubelet-py-oci"
         self.env = dict(os.environ, CONTAINERS_CONF=f"{d}/containers.conf",
                         CONTAINERS_STORAGE_CONF=f"{d}/storage.conf", CONTAINERS_REGISTRIES_CONF=f"{d}/registries.conf")
 
     def __call__(self, *args, rc: int | None = 0, timeout: int = 60, **kw):
-        p = subprocess.run(["podman", "--runtime", _oci_path(), *args], capture_output=True, text=True,
+        p = subprocess.run(["podman", "--runtime", self.runtime, *args], capture_output=True, text=True,
                            env=self.env, timeout=timeout, **kw)
         if rc is not None:
             assert p.returncode == rc, (args, p.returncode, p.stdout, p.stderr)
@@ -449,11 +451,15 @@ network_config_dir = "{d}/networks"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 events_logfile_path = "{d}/events.log"
-runtime = "{_oci_path()}"
+runtime = "{d}/kubelet-py-oci"
 tmp_dir = "{d}/tmp"
 """)
     (d / "storage.conf").write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{d}/storage"\nrunroot = "{d}/run"\n')
     (d / "registries.conf").write_text("unqualified-search-registries = []\n")
+    # podman passes no --root to a runtime it does not know (and gives its start, kill and
+    # delete calls a fixed environment), so the runtime it calls adds the test's own --root
+    (d / "kubelet-py-oci").write_text(f'#!/bin/sh\nexec {_oci_path()} --root {d}/oci-state "$@"\n')
+    (d / "kubelet-py-oci").chmod(0o755)
     write_oci_layout(str(d / "layout"), {DEFAULT_IMAGE: busybox_image()})
     pm = Podman(str(d))
     pm("pull", "-q", f"oci:{d}/layout:{DEFAULT_IMAGE}")
@@ -473,14 +479,15 @@ def _states(root: str) -> set[str]:
 
 @pytest.fixture
 def pm(podman):
-    from runtime.oci.cli import DEFAULT_ROOT  # podman passes no --root to a runtime it does not know
-    before = _states(DEFAULT_ROOT)
     yield podman
     ids = podman("ps", "-a", "-q", rc=None).stdout.split()
     podman("pod", "rm", "-a", "-f", "-t", "0", rc=None)
     podman("rm", "-a", "-f", "-t", "0", rc=None)
     assert ids == [], "a test left a podman container"
-    assert _states(DEFAULT_ROOT) - before == set(), "kubelet-py-oci state left by podman's containers"
+    left = _states(podman.state)
+    for cid in left:  # remove them (and their processes) before failing, so nothing lingers
+        subprocess.run([_oci_path(), "--root", podman.state, "delete", "--force", cid], capture_output=True)
+    assert left == set(), "kubelet-py-oci state left by podman's containers"
     leftover = [d for d in os.listdir("/sys/fs/cgroup/memory/libpod_parent")
                 if d.startswith("libpod-") and not d.endswith("conmon")] \
         if os.path.isdir("/sys/fs/cgroup/memory/libpod_parent") else []
@@ -519,7 +526,7 @@ def test_podman_stop_kills_after_the_grace_period(pm):
 
 def test_podman_run_it_through_the_console_socket(pm):
     script = need_tool("script")
-    cmd = (f"podman --runtime {_oci_path()} run -it --rm --network none {PODMAN_IMAGE} "
+    cmd = (f"podman --runtime {pm.runtime} run -it --rm --network none {PODMAN_IMAGE} "
            "sh -c 'tty; [ -t 0 ] && echo stdin-is-tty; exit 3'")
     r = subprocess.run([script, "-qec", cmd, "/dev/null"], capture_output=True, text=True, env=pm.env,
                        stdin=subprocess.DEVNULL, timeout=60)
@@ -527,7 +534,7 @@ def test_podman_run_it_through_the_console_socket(pm):
     assert r.stdout.replace("\r", "").splitlines()[:2] == ["/dev/pts/0", "stdin-is-tty"]
     # exec -it: a second pty of the container's devpts, through exec's console socket
     cid = pm("run", "-d", "--network", "none", PODMAN_IMAGE, "sleep", "30").stdout.strip()
-    cmd = f"podman --runtime {_oci_path()} exec -it {cid} sh -c 'tty; [ -t 1 ] && echo stdout-is-tty; exit 4'"
+    cmd = f"podman --runtime {pm.runtime} exec -it {cid} sh -c 'tty; [ -t 1 ] && echo stdout-is-tty; exit 4'"
     r = subprocess.run([script, "-qec", cmd, "/dev/null"], capture_output=True, text=True, env=pm.env,
                        stdin=subprocess.DEVNULL, timeout=60)
     assert r.returncode == 4, r
@@ -553,13 +560,11 @@ def test_podman_kube_play_the_peers_pod(pm, tmp_path):
 
 # ---- containerd / ctr -------------------------------------------------------------------------
 
-SHIM_ROOT = "/run/containerd/runc/kpytest"
-
-
 class Ctr:
     def __init__(self, d):
         self.d = d
         self.sock = f"{d}/c.sock"
+        self.runc_root = f"{d}/oci-state"  # kubelet-py-oci's --root, given to the shim (--runc-root)
 
     def __call__(self, *args, rc: int | None = 0, timeout: int = 60):
         p = subprocess.run(["ctr", "-a", self.sock, "-n", "kpytest", *args], capture_output=True, text=True,
@@ -616,8 +621,6 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             subprocess.run(["umount", "-l", m], check=False)
         assert mounts_under(str(d)) == [], "containerd left mounts"
         remove_cgroup_tree("kpytest")  # containerd's namespace level (cgroupsPath /kpytest/<id>)
-        # the shim's --root for our runtime (its default, /run/containerd/runc/<namespace>)
-        shutil.rmtree(SHIM_ROOT, ignore_errors=True)
 
 
 @pytest.fixture
@@ -627,18 +630,19 @@ def ct(ctr):
     ctrs = ctr("containers", "ls", "-q", rc=None).stdout.split()
     assert (tasks, ctrs) == ([], []), "a test left a containerd task or container"
     assert cgroups_under("kpytest") == [], "a container cgroup was left behind"
-    assert _states(SHIM_ROOT) == set(), "kubelet-py-oci state left by the shim's containers"
+    assert _states(f"{ctr.runc_root}/kpytest") == set(), "kubelet-py-oci state left by the shim's containers"  # <root>/<namespace>
 
 
 def test_ctr_run_with_the_runc_v2_shim(ct):
-    r = ct("run", "--rm", "--runc-binary", _oci_path(), DEFAULT_IMAGE, "kpy-ctr1", "sh", "-c", "echo hi from ctr; exit 4",
-           rc=4)
+    r = ct("run", "--rm", "--runc-binary", _oci_path(), "--runc-root", ct.runc_root, DEFAULT_IMAGE, "kpy-ctr1",
+           "sh", "-c", "echo hi from ctr; exit 4", rc=4)
     assert r.stdout.strip() == "hi from ctr"
-    assert ct("run", "--rm", "--runc-binary", _oci_path(), DEFAULT_IMAGE, "kpy-ctr2", "true").returncode == 0
+    assert ct("run", "--rm", "--runc-binary", _oci_path(), "--runc-root", ct.runc_root, DEFAULT_IMAGE, "kpy-ctr2",
+              "true").returncode == 0
 
 
 def test_ctr_exec_kill_delete(ct):
-    ct("run", "-d", "--runc-binary", _oci_path(), DEFAULT_IMAGE, "kpy-ctr3", "sh", "-c",
+    ct("run", "-d", "--runc-binary", _oci_path(), "--runc-root", ct.runc_root, DEFAULT_IMAGE, "kpy-ctr3", "sh", "-c",
        "trap 'exit 9' TERM; while true; do sleep 0.1; done")
     r = ct("tasks", "exec", "--exec-id", "x1", "kpy-ctr3", "sh", "-c", "echo execd; exit 3", rc=3)
     assert r.stdout.strip() == "execd"
