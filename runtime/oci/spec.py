@@ -326,7 +326,7 @@ def parse(doc: dict) -> Spec:
         raise SpecError("(document)", "must be an object")
     _unknown(doc, _TOP, "")
     if doc.get("hooks"):
-        raise SpecError("hooks", "hooks are not supported by `runtime run` (see the OCI CLI issue)")
+        raise SpecError("hooks", "hooks are not run by `runtime run`: use `kubelet-py-oci run`, which runs them")
     v = _typed(doc, "ociVersion", str, "ociVersion")
     if not v or not v.startswith("1."):
         raise SpecError("ociVersion", f"unsupported version {v!r}")
@@ -335,7 +335,7 @@ def parse(doc: dict) -> Spec:
         raise SpecError("process", "missing")
     _unknown(p, _PROCESS, "process.")
     if p.get("terminal"):
-        raise SpecError("process.terminal", "a terminal needs a console socket: not supported by `runtime run` yet")
+        raise SpecError("process.terminal", "a terminal needs a console socket: use `kubelet-py-oci create --console-socket`")
     for k in ("apparmorProfile", "selinuxLabel"):
         if p.get(k):
             raise SpecError(f"process.{k}", "not supported on this host")
