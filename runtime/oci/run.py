@@ -183,7 +183,7 @@ def _on_top(rootfs_fd: int, dest: str, flags: int) -> None:
         os.close(fd)
 
 
-def _mount_one(rootfs_fd: int, m: Mount, cgroup: Cgroup | None) -> None:
+def _mount_one(rootfs_fd: int, m: Mount, cgroup: Cgroup | None, own_cgroupns: bool = False) -> None:
     flags, prop, data = _mount_flags(m.options)
     is_bind = m.type == "bind" or flags & ksys.MS_BIND
     if is_bind:
@@ -203,7 +203,16 @@ def _mount_one(rootfs_fd: int, m: Mount, cgroup: Cgroup | None) -> None:
     fd = open_in_root(rootfs_fd, m.destination, "dir")
     try:
         target = proc_fd(fd)
-        if m.type == "cgroup":  # v1: a tmpfs with the container's own cgroup of each controller
+        if m.type == "cgroup" and cgroup is not None and cgroup.version == "v2":
+            # as runc on a unified host: cgroup2, which in the container's own cgroup namespace
+            # shows its own cgroup; without one, a bind of that cgroup's dir shows the same
+            if own_cgroupns:
+                ksys.mount("cgroup2", target, "cgroup2", flags | ksys.MS_NOSUID | ksys.MS_NODEV | ksys.MS_NOEXEC)
+            else:
+                ksys.mount(cgroup.dir("cpu"), target, None, ksys.MS_BIND)
+                _on_top(rootfs_fd, m.destination, ksys.MS_BIND | ksys.MS_REMOUNT | flags | ksys.MS_NOSUID
+                        | ksys.MS_NODEV | ksys.MS_NOEXEC)
+        elif m.type == "cgroup":  # v1: a tmpfs with the container's own cgroup of each controller
             ksys.mount("tmpfs", target, "tmpfs", ksys.MS_NOSUID | ksys.MS_NODEV | ksys.MS_NOEXEC, "mode=755")
             os.close(fd)
             fd = open_in_root(rootfs_fd, m.destination)  # now the tmpfs, not the dir below it
@@ -347,7 +356,7 @@ def _init(spec: Spec, rootfs: str, cgroup: Cgroup | None, report_fd: int,
     rootfs_fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     for m in spec.mounts:
         try:
-            _mount_one(rootfs_fd, m, cgroup)
+            _mount_one(rootfs_fd, m, cgroup, any(t == "cgroup" for t, _ in spec.namespaces))
         except OSError as e:
             raise RunError(f"mounting {m.type} on {m.destination}: {e.strerror or e}") from None
         if m.destination == "/dev":
