@@ -241,6 +241,9 @@ def test_detached_container_exec_and_rm(env, tmp_path):
     p = subprocess.run(base + ["runtime", "exec", "-t", cid, "--", "sh", "-c", "tty; [ -t 1 ] && echo is-a-tty; exit 6"],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 6 and p.stdout.replace("\r\n", "\n") == "/dev/pts/0\nis-a-tty\n", p
+    p = subprocess.run(base + ["runtime", "exec", "-t", cid, "--", "ls", "/proc/self/fd"], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0 and sorted(p.stdout.split()) == ["0", "1", "2", "3"], p  # 3: ls's own dir fd
     p = subprocess.run(base + ["runtime", "exec", "-it", cid, "--", "sh", "-c", "read x; echo got-$x"],
                        input="typed\n", capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and "got-typed" in p.stdout, p
