@@ -262,7 +262,7 @@ def _seccomp_request(value: str) -> str:
 def _request(cmd, memory, cpu, pids, cap_add, cap_drop, privileged, no_new_privs, read_only, run_as_non_root,
              env, workdir, hostname, name, seccomp="unconfined"):
     from kubelet_py.quantity import QuantityError, to_bytes, to_milli
-    from runtime.oci.spec import ContainerRequest
+    from runtime.oci.generate import ContainerRequest
     envd = {}
     for e in env:
         k, sep, v = e.partition("=")
@@ -395,7 +395,7 @@ def demo(ctx):
     click.echo(f"imported {recs[0].name} in {time.monotonic() - t0:.2f}s")
     ctx.invoke(image_ls)
     from runtime.container import run_image
-    from runtime.oci.spec import ContainerRequest
+    from runtime.oci.generate import ContainerRequest
     script = ('echo "hello from $(hostname): pid $$, uid $(id -u)"; echo "memory limit: '
               '$(cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes)"; '
               'grep CapEff /proc/self/status')

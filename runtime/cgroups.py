@@ -13,7 +13,7 @@ import errno
 import os
 import signal
 import time
-from dataclasses import dataclass
+from collections import namedtuple  # not dataclasses: see oci/spec.py (the supervisor's RSS)
 
 ROOT = "/sys/fs/cgroup"
 V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "pids", "devices")
@@ -39,27 +39,21 @@ class CgroupError(RuntimeFailure):
         self.path = path
 
 
-@dataclass(frozen=True)
-class Resources:
-    """What a container's cgroup holds (from OCI linux.resources)."""
-    cpu_shares: int | None = None
-    cpu_quota: int | None = None  # µs per period; None = no limit
-    cpu_period: int | None = None
-    memory_limit: int | None = None  # bytes
-    memory_swap: int | None = None  # memory+swap (OCI semantics); == limit means no swap
-    pids_limit: int | None = None
-    devices: tuple = ()  # OCI device rules, in order; empty = leave the device controller alone
-    memory_reservation: int | None = None  # soft limit: v1 memory.soft_limit_in_bytes, v2 memory.low
-    memory_swappiness: int | None = None  # v1 only
-    disable_oom_killer: bool = False  # v1 only (memory.oom_control)
+class Resources(namedtuple("Resources", "cpu_shares cpu_quota cpu_period memory_limit memory_swap pids_limit devices "
+                                      "memory_reservation memory_swappiness disable_oom_killer",
+                           defaults=(None, None, None, None, None, None, (), None, None, False))):
+    """What a container's cgroup holds (from OCI linux.resources); None: leave it as it is.
+    cpu_quota: µs per cpu_period; memory_limit and memory_reservation (v1 soft limit, v2
+    memory.low): bytes; memory_swap: memory+swap (OCI semantics; == limit means no swap);
+    devices: OCI device rules in order (empty: leave the device controller alone);
+    memory_swappiness and disable_oom_killer: v1 only."""
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class Stats:
-    cpu_usage_ns: int  # CPU time used since the cgroup was made
-    memory_usage: int  # bytes, page cache included
-    memory_working_set: int  # bytes: what the kubelet evicts and OOM-scores by
-    pids: int
+class Stats(namedtuple("Stats", "cpu_usage_ns memory_usage memory_working_set pids")):
+    """cpu_usage_ns: CPU time since the cgroup was made; memory_usage: bytes, page cache
+    included; memory_working_set: what the kubelet evicts and OOM-scores by; pids: count."""
+    __slots__ = ()
 
 
 def device_rule_line(rule: dict) -> str:

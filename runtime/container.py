@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from .cgroups import detect
 from .image.store import ImageStore
 from .oci.run import ExitStatus, load_bundle, run
-from .oci.spec import ContainerRequest, generate, qos_oom_score_adj
+from .oci.generate import ContainerRequest, generate, qos_oom_score_adj
 from .linux.paths import open_in_root
 from .oci.users import UserError, resolve
 from .rootfs import mount_rootfs, remove_rootfs

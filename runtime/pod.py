@@ -21,7 +21,7 @@ from .container import VALID_ID, SANDBOX_ANNOTATION, Paths, bundle_for, new_id
 from .container import remove_container as _remove_bundle
 from .errors import RuntimeFailure
 from .image.store import ImageStore
-from .oci.spec import ContainerRequest
+from .oci.generate import ContainerRequest
 from .sandbox import (Sandbox, SandboxError, create_sandbox, load_sandbox, pod_resources, qos_class,
                       remove_sandbox)
 from .shim import ShimClient, ShimError, start_supervisor

@@ -76,7 +76,7 @@ def qos_class(containers: list[dict]) -> str:
 def pod_resources(containers: list[dict]) -> Resources:
     """The pod cgroup's limits: shares from the summed requests (2 for BestEffort), a CPU quota
     only if every container has a CPU limit, a memory limit only if every one has one."""
-    from .oci.spec import milli_to_shares
+    from .oci.generate import milli_to_shares
     cpu_req = sum((c.get("cpu_request") or c.get("cpu_limit") or 0) for c in containers)
     all_cpu = bool(containers) and all(c.get("cpu_limit") for c in containers)
     all_mem = bool(containers) and all(c.get("memory_limit") for c in containers)

@@ -21,7 +21,7 @@ import signal
 import stat
 import struct
 import termios
-from dataclasses import dataclass
+from collections import namedtuple  # not dataclasses: see spec.py
 
 from ..cgroups import Cgroup, resources_from_spec
 from ..linux import seccomp as kseccomp
@@ -38,10 +38,9 @@ _CATCHABLE = [s for s in signal.valid_signals() if s not in (signal.SIGKILL, sig
 _RLIMIT = {n: getattr(resource, n) for n in dir(resource) if n.startswith("RLIMIT_")}
 
 
-@dataclass(frozen=True)
-class ExitStatus:
-    code: int  # 128+N when killed by signal N, as a shell reports it
-    oom_killed: bool = False
+class ExitStatus(namedtuple("ExitStatus", "code oom_killed", defaults=(False,))):
+    """code: 128+N when killed by signal N, as a shell reports it."""
+    __slots__ = ()
 
     @property
     def reason(self) -> str:
@@ -52,8 +51,8 @@ class RunError(RuntimeFailure):
     """The container could not be started; names the step."""
 
 
-@dataclass
-class CreateOptions:
+class CreateOptions(namedtuple("CreateOptions", "exec_fifo console console_size before_pivot seccomp_cache",
+                               defaults=(None, None, None, None, None))):
     """What the OCI command line's `create` adds to a start (runc's create/start split).
 
     exec_fifo: host path of a fifo; the init opens it before pivot_root and, as its very last step
@@ -66,12 +65,9 @@ class CreateOptions:
     console_size: (rows, columns) of that pty (process.consoleSize).
     before_pivot: called in the parent with the init's pid once the container's mounts are made
       and before pivot_root (the prestart, createRuntime and createContainer hooks); raising
-      aborts the start."""
-    exec_fifo: str | None = None
-    console: int | None = None
-    console_size: tuple[int, int] | None = None
-    before_pivot: Callable[[int], None] | None = None
-    seccomp_cache: str | None = None  # a private dir for compiled seccomp programs (see _compile_seccomp)
+      aborts the start.
+    seccomp_cache: a private dir for compiled seccomp programs (see _compile_seccomp)."""
+    __slots__ = ()
 
 
 TIOCSPTLCK = 0x40045431
@@ -144,9 +140,11 @@ def spec_from(doc: dict, bundle: str) -> tuple[Spec, str]:
     """Parse a config.json document of `bundle` (strict: errors name the field) and resolve its
     root.path."""
     spec = parse(doc)
-    for m in spec.mounts:  # a relative bind source is the bundle's, as runc reads it
-        if (m.type == "bind" or "bind" in m.options or "rbind" in m.options) and not m.source.startswith("/"):
-            m.source = os.path.join(os.path.realpath(bundle), m.source)
+    bundle_dir = os.path.realpath(bundle)
+    spec.mounts[:] = [  # a relative bind source is the bundle's, as runc reads it
+        m._replace(source=os.path.join(bundle_dir, m.source))
+        if (m.type == "bind" or "bind" in m.options or "rbind" in m.options) and not m.source.startswith("/") else m
+        for m in spec.mounts]
     rootfs = spec.root_path if spec.root_path.startswith("/") else os.path.join(bundle, spec.root_path)
     if not os.path.isdir(rootfs):
         raise SpecError("root.path", f"{rootfs} is not a directory")
@@ -493,11 +491,9 @@ def _with_home(spec: Spec, rootfs: str) -> None:
     spec.env.append(f"HOME={home}")
 
 
-@dataclass
-class Started:
-    """A container whose init has exec'd its command (or exited)."""
-    pid: int
-    cgroup: Cgroup
+class Started(namedtuple("Started", "pid cgroup")):
+    """A container whose init has exec'd its command (or exited), and its Cgroup."""
+    __slots__ = ()
 
     def cleanup(self) -> None:
         self.cgroup.kill_all()

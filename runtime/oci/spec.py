@@ -1,25 +1,18 @@
-"""The OCI runtime spec (pure): generate `config.json` for a container, and parse one strictly.
+"""The OCI runtime spec (pure): parse a `config.json` strictly into what the executor carries
+out. Every field it cannot carry out is an error naming the field, never silently ignored.
 
-The generator turns (container request, image config, sandbox) into the document runc executes,
-with runc's and containerd's defaults. The parser is what the executor accepts: every field it
-cannot carry out is an error naming the field, never silently ignored."""
+The executor and the per-pod supervisor import this module (not the generator,
+runtime/oci/generate.py): its value types are named tuples, so that neither pays for
+dataclasses (which imports inspect: 1.4 MiB of a supervisor's RSS, 14 ms of every OCI call)."""
 
 from __future__ import annotations
 
 from ..errors import RuntimeFailure
 
-import os
 import re
-from dataclasses import dataclass, field
+from collections import namedtuple
 
 from ..linux import caps as _caps
-
-OCI_VERSION = "1.0.2"
-DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-MASKED = ["/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
-          "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"]
-READONLY = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
-ANNOTATION_PREFIX = "io.kubernetes.cri."
 
 
 class SpecError(RuntimeFailure):
@@ -31,228 +24,19 @@ class SpecError(RuntimeFailure):
         self.why = why
 
 
-def default_mounts(cgroup_version: str) -> list[dict]:
-    return [
-        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
-        {"destination": "/sys/fs/cgroup", "type": "cgroup2" if cgroup_version == "v2" else "cgroup", "source": "cgroup",
-         "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
-    ]
-
-
-@dataclass
-class ContainerRequest:
-    """What the kubelet layer (or `runtime run`) asks for, in Kubernetes terms."""
-    name: str
-    command: list[str] | None = None  # Kubernetes `command` (replaces Entrypoint)
-    args: list[str] | None = None  # Kubernetes `args` (replaces Cmd)
-    env: dict[str, str] = field(default_factory=dict)
-    working_dir: str = ""
-    uid: int | None = None
-    gid: int | None = None
-    supplemental_groups: list[int] = field(default_factory=list)
-    cap_add: list[str] = field(default_factory=list)
-    cap_drop: list[str] = field(default_factory=list)
-    privileged: bool = False
-    allow_privilege_escalation: bool | None = None
-    read_only_rootfs: bool = False
-    run_as_non_root: bool = False
-    memory_limit: int | None = None
-    memory_request: int | None = None  # only for the Burstable oom_score_adj; the limit when unset
-    cpu_request_milli: int | None = None
-    cpu_limit_milli: int | None = None
-    pids_limit: int | None = None
-    oom_score_adj: int | None = None
-    hostname: str = ""
-    namespaces: dict[str, str | None] = field(default_factory=lambda: {
-        "pid": None, "ipc": None, "uts": None, "mount": None, "network": None})  # type -> pinned path or None (new)
-    extra_mounts: list[dict] = field(default_factory=list)
-    annotations: dict[str, str] = field(default_factory=dict)
-    # seccompProfile: "Unconfined" (Kubernetes' default), "RuntimeDefault" (containerd's
-    # profile) or "Localhost/<absolute path>" (a profile file, as the kubelet hands it to the CRI)
-    seccomp: str = "Unconfined"
-
-
-def resolve_args(command, args, entrypoint, cmd) -> list[str]:
-    """Kubernetes' four combinations of command/args with the image's Entrypoint/Cmd."""
-    if command:
-        return list(command) + list(args or [])
-    if args:
-        return list(entrypoint) + list(args)
-    return list(entrypoint) + list(cmd)
-
-
-def merge_env(image_env, env: dict[str, str]) -> list[str]:
-    out: dict[str, str] = {}
-    for kv in image_env:
-        k, _, v = kv.partition("=")
-        out[k] = v
-    out.update(env)
-    if "PATH" not in out:
-        out["PATH"] = DEFAULT_PATH.split("=", 1)[1]
-    return [f"{k}={v}" for k, v in out.items()]
-
-
-NOFILE = (1024, 524288)  # security.md 2.7: set, never inherited from the daemon (hard: at most the host's)
-
-
-def qos_oom_score_adj(qos: str, memory_request: int | None, node_memory: int) -> int:
-    """The kubelet's oom_score_adj for a container (pkg/kubelet/qos/policy.go)."""
-    if qos == "guaranteed":
-        return -997
-    if qos == "besteffort":
-        return 1000
-    adj = 1000 - (1000 * (memory_request or 0)) // max(node_memory, 1)
-    if adj < 3:  # 1000 + guaranteed's -997: a Burstable container always ranks above those
-        return 3
-    return 999 if adj == 1000 else adj  # never BestEffort's score
-
-
-def milli_to_shares(milli: int | None) -> int:
-    if not milli:
-        return 2
-    return max(2, min(262144, milli * 1024 // 1000))
-
-
-def seccomp_for(req: ContainerRequest, capset: list[str]) -> dict | None:
-    """The `linux.seccomp` object for a request, or None for Unconfined. Privileged containers
-    are always unconfined (containerd's CRI sets no profile for them, whatever was asked). The
-    default profile depends on the bounding set (`capset`), as containerd's does."""
-    from . import seccomp_profile as _seccomp  # its tables only where a profile is in play
-    kind, path = _seccomp.parse_request(req.seccomp)
-    if req.privileged or kind == "Unconfined":
-        return None
-    if kind == "RuntimeDefault":
-        return _seccomp.default_profile(capset, os.uname().machine)
-    return _seccomp.load_localhost(path, capset)
-
-
-def generate(req: ContainerRequest, image_config, rootfs: str, cgroups_path: str, cgroup_version: str,
-             uid: int = 0, gid: int = 0, groups: list[int] | None = None, shm: str | None = None,
-             nofile_hard: int | None = None, host_devices: list[dict] | None = None) -> dict:
-    """config.json for `req` on an image. `uid/gid/groups` are already resolved (see users.py);
-    `nofile_hard`: the host's hard NOFILE limit, which the container's may not exceed;
-    `host_devices`: the host's device nodes (linux.devices entries), a privileged container's."""
-    args = resolve_args(req.command, req.args, image_config.entrypoint, image_config.cmd)
-    if not args:
-        raise SpecError("process.args", "no command: the image has no Entrypoint/Cmd and none was given")
-    if req.privileged:
-        capset = _caps.host_bounding()
-    else:
-        # drops first, then adds, so that `drop: [ALL], add: [X]` gives X (as containerd's CRI)
-        drops = {_caps.normalise(c) for c in req.cap_drop}
-        capset = [] if "CAP_ALL" in drops else [c for c in _caps.DEFAULT if c not in drops]
-        for c in req.cap_add:
-            n = _caps.normalise(c)
-            if n == "CAP_ALL":
-                capset = _caps.host_bounding()
-            elif n not in _caps.NUMBER:
-                raise SpecError("process.capabilities", f"unknown capability {c!r}")
-            elif n not in capset:
-                capset.append(n)
-    no_new_privs = req.allow_privilege_escalation is False
-    # deny all, then (containerd's WithDefaultUnixDevices) the console; the executor adds runc's
-    # default allowlist right after the deny, as runc does
-    resources: dict = {"devices": [{"allow": False, "access": "rwm"},
-                                   {"allow": True, "type": "c", "major": 5, "minor": 1, "access": "rwm"}]
-                       if not req.privileged else [{"allow": True, "access": "rwm"}]}
-    cpu: dict = {"shares": milli_to_shares(req.cpu_request_milli or req.cpu_limit_milli)}
-    if req.cpu_limit_milli:
-        cpu["quota"] = max(1000, req.cpu_limit_milli * 100)
-        cpu["period"] = 100000
-    resources["cpu"] = cpu
-    if req.memory_limit:
-        resources["memory"] = {"limit": req.memory_limit, "swap": req.memory_limit}
-    if req.pids_limit:
-        resources["pids"] = {"limit": req.pids_limit}
-    namespaces = [{"type": t, **({"path": p} if p else {})} for t, p in req.namespaces.items()]
-    if cgroup_version == "v2" and not req.privileged and "cgroup" not in req.namespaces:
-        namespaces.append({"type": "cgroup"})  # containerd CRI: the container sees only its own subtree
-    process: dict = {
-        "terminal": False,
-        "user": {"uid": uid, "gid": gid, **({"additionalGids": sorted(set(groups))} if groups else {})},
-        "args": args,
-        "env": merge_env(image_config.env, req.env),
-        "cwd": req.working_dir or image_config.working_dir or "/",
-        "capabilities": {"bounding": capset, "effective": capset, "permitted": capset},
-        "noNewPrivileges": no_new_privs,
-    }
-    if req.oom_score_adj is not None:
-        process["oomScoreAdj"] = req.oom_score_adj
-    if nofile_hard is not None:
-        hard = min(NOFILE[1], nofile_hard)
-        process["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": min(NOFILE[0], hard), "hard": hard}]
-    linux: dict = {"resources": resources, "cgroupsPath": cgroups_path, "namespaces": namespaces}
-    if req.privileged and host_devices:
-        linux["devices"] = list(host_devices)  # containerd: a privileged container gets the host's devices
-    seccomp = seccomp_for(req, capset)
-    if seccomp is not None:
-        linux["seccomp"] = seccomp
-    if not req.privileged:
-        linux["maskedPaths"] = list(MASKED)
-        linux["readonlyPaths"] = list(READONLY)
-    mounts = default_mounts(cgroup_version)
-    if shm:  # the pod's one /dev/shm, shared by its containers
-        mounts = [m if m["destination"] != "/dev/shm" else
-                  {"destination": "/dev/shm", "type": "bind", "source": shm, "options": ["rbind", "nosuid", "nodev", "noexec"]}
-                  for m in mounts]
-    if req.privileged:
-        for m in mounts:
-            if m["destination"] in ("/sys", "/sys/fs/cgroup"):
-                m["options"] = [o for o in m["options"] if o != "ro"] + ["rw"]
-    return {
-        "ociVersion": OCI_VERSION,
-        "process": process,
-        "root": {"path": rootfs, "readonly": req.read_only_rootfs},
-        "hostname": req.hostname or req.name,
-        "mounts": mounts + list(req.extra_mounts),
-        "annotations": {f"{ANNOTATION_PREFIX}container-name": req.name, **req.annotations},
-        "linux": linux,
-    }
-
-
 # ---- parsing what the executor accepts --------------------------------------------------------
 
-@dataclass
-class Mount:
-    destination: str
-    type: str
-    source: str
-    options: list[str]
+class Mount(namedtuple("Mount", "destination type source options")):
+    """One entry of `mounts` (options: the list as given)."""
+    __slots__ = ()
 
 
-@dataclass
-class Spec:
-    args: list[str]
-    env: list[str]
-    cwd: str
-    uid: int
-    gid: int
-    additional_gids: list[int]
-    umask: int | None
-    caps: dict[str, int]  # bounding/effective/permitted/inheritable/ambient -> mask
-    rlimits: list[tuple[str, int, int]]
-    no_new_privs: bool
-    oom_score_adj: int | None
-    root_path: str
-    root_readonly: bool
-    hostname: str | None
-    mounts: list[Mount]
-    namespaces: list[tuple[str, str | None]]
-    cgroups_path: str | None
-    resources: dict
-    devices: list[dict]
-    masked: list[str]
-    readonly: list[str]
-    sysctl: dict[str, str]
-    propagation: str | None
-    annotations: dict
-    seccomp: dict | None = None  # validated linux.seccomp (seccomp_profile.validate), None: unconfined
+class Spec(namedtuple("Spec", "args env cwd uid gid additional_gids umask caps rlimits no_new_privs oom_score_adj root_path root_readonly hostname mounts namespaces cgroups_path resources devices masked readonly sysctl propagation annotations seccomp", defaults=(None,))):
+    """What the executor carries out, parsed from config.json by parse(). caps: bounding,
+    effective, permitted, inheritable, ambient -> mask; rlimits: (name, soft, hard); namespaces:
+    (type, path or None); seccomp: the validated linux.seccomp (seccomp_profile.validate), None:
+    unconfined. Immutable but for its lists and dicts."""
+    __slots__ = ()
 
 
 _TOP = {"ociVersion", "process", "root", "hostname", "domainname", "mounts", "annotations", "linux", "hooks"}

@@ -31,7 +31,7 @@ from runtime.cgroups import detect  # noqa: E402
 from runtime.image.manifest import ImageConfig  # noqa: E402
 from runtime.image.testimages import busybox_image  # noqa: E402
 from runtime.oci.run import load_bundle, run  # noqa: E402
-from runtime.oci.spec import ContainerRequest, generate  # noqa: E402
+from runtime.oci.generate import ContainerRequest, generate  # noqa: E402
 
 
 def main() -> None:

@@ -60,7 +60,7 @@ def _interpreter_mounts() -> list[dict]:
 def test_exec_of_proc_self_exe_cannot_reach_the_host_interpreter(env):
     from runtime.container import Paths, bundle_for, remove_container
     from runtime.image.store import ImageStore
-    from runtime.oci.spec import ContainerRequest
+    from runtime.oci.generate import ContainerRequest
     from runtime.sandbox import create_sandbox, remove_sandbox
     from runtime.shim import start_supervisor
     if os.uname().machine != "x86_64":

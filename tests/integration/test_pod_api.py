@@ -31,7 +31,7 @@ def env(tmp_path):
 
 
 def _req(name, script, **kw):
-    from runtime.oci.spec import ContainerRequest
+    from runtime.oci.generate import ContainerRequest
     return ContainerRequest(name=name, command=["sh", "-c", script], **kw)
 
 

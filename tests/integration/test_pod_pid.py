@@ -39,7 +39,7 @@ class Pod:
 
     def start(self, cid, script):
         from runtime.container import bundle_for
-        from runtime.oci.spec import ContainerRequest
+        from runtime.oci.generate import ContainerRequest
         b = bundle_for(self.store, DEFAULT_IMAGE, ContainerRequest(name=cid, command=["sh", "-c", script]),
                        self.paths, cid, None, self.sb)
         self.ids.append(cid)

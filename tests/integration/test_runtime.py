@@ -184,7 +184,7 @@ def test_device_cgroup_denies_devices_outside_the_allowlist(env):
 
 def test_two_containers_of_a_pod_share_net_ipc_uts_shm_not_pid(env):
     from runtime.container import Paths, bundle_for, remove_container
-    from runtime.oci.spec import ContainerRequest
+    from runtime.oci.generate import ContainerRequest
     from runtime.sandbox import create_sandbox, remove_sandbox
     from runtime.shim import start_supervisor
     paths = Paths(env["root"], env["run"], env["cg"])
@@ -282,7 +282,7 @@ def test_namespaced_sysctls_are_set_and_others_refused(tmp_path):
     import json
     from runtime.cgroups import detect
     from runtime.image.manifest import ImageConfig
-    from runtime.oci.spec import ContainerRequest, generate
+    from runtime.oci.generate import ContainerRequest, generate
     from tests.integration.runtime_helpers import busybox_rootfs
     rootfs = busybox_rootfs(tmp_path, "cat /proc/sys/kernel/shmmax /proc/sys/net/ipv4/ip_unprivileged_port_start\n")
     cfg = ImageConfig("amd64", "linux", (), cmd=("sh", "/probe.sh"))
@@ -312,7 +312,7 @@ def test_relative_bind_sources_and_a_fake_dev_null(tmp_path):
     import json
     from runtime.cgroups import detect
     from runtime.image.manifest import ImageConfig
-    from runtime.oci.spec import ContainerRequest, generate
+    from runtime.oci.generate import ContainerRequest, generate
     from tests.integration.runtime_helpers import busybox_rootfs
     rootfs = busybox_rootfs(tmp_path, "cat /data/note; wc -c < /proc/timer_list\n")
     cfg = ImageConfig("amd64", "linux", (), cmd=("sh", "/probe.sh"))

@@ -18,7 +18,7 @@ from runtime.image.testimages import DEFAULT_IMAGE
 from runtime.linux.caps import DEFAULT
 from runtime.linux.seccomp import compile_filter, status_of
 from runtime.oci.seccomp_profile import default_profile, validate
-from runtime.oci.spec import ContainerRequest, generate
+from runtime.oci.generate import ContainerRequest, generate
 from tests.conftest import host_is_cgroup2, need_tool
 from tests.integration.runtime_helpers import busybox_rootfs, run_container, runtime_env
 

@@ -28,7 +28,7 @@ DAEMON = textwrap.dedent("""
     import sys
     from runtime.container import Paths, bundle_for
     from runtime.image.store import ImageStore
-    from runtime.oci.spec import ContainerRequest
+    from runtime.oci.generate import ContainerRequest
     from runtime.sandbox import create_sandbox
     from runtime.shim import start_supervisor
     root, run, cg, script, log = sys.argv[1:6]
@@ -128,7 +128,7 @@ def test_logs_rotate_by_size_and_keep_the_newest_files(env):
     """A chatty container under a 16 KiB limit and 3 files: the current log and two rotated ones
     remain, each whole CRI records, and together they end with the container's last lines."""
     from runtime.container import Paths, bundle_for, remove_container
-    from runtime.oci.spec import ContainerRequest
+    from runtime.oci.generate import ContainerRequest
     from runtime.sandbox import create_sandbox, remove_sandbox
     from runtime.shim import start_supervisor
     paths = Paths(env["root"], env["run"], env["cg"])
@@ -163,7 +163,7 @@ def test_logs_rotate_by_size_and_keep_the_newest_files(env):
 
 def test_an_oom_kill_is_reported_by_the_supervisor(env):
     from runtime.container import Paths, bundle_for, remove_container
-    from runtime.oci.spec import ContainerRequest
+    from runtime.oci.generate import ContainerRequest
     from runtime.sandbox import create_sandbox, remove_sandbox
     from runtime.shim import start_supervisor
     paths = Paths(env["root"], env["run"], env["cg"])

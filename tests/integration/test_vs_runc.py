@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from runtime.oci.spec import ContainerRequest, generate
+from runtime.oci.generate import ContainerRequest, generate
 from tests.conftest import need_tool
 from tests.integration.leaks import cgroups_under, mounts_under, remove_cgroup_tree
 from tests.integration.runtime_helpers import busybox_rootfs

@@ -9,7 +9,8 @@ from kubelet_py.quantity import QuantityError, to_bytes, to_milli
 from runtime.cgroups import device_rule_line, effective_device_rules, resources_from_spec, shares_to_weight
 from runtime.image.manifest import ImageConfig
 from runtime.linux.devfilter import compile_rules
-from runtime.oci.spec import ContainerRequest, SpecError, generate, merge_env, milli_to_shares, parse, resolve_args
+from runtime.oci.spec import SpecError, parse
+from runtime.oci.generate import ContainerRequest, generate, merge_env, milli_to_shares, resolve_args
 from runtime.oci.users import parse_group, parse_passwd
 
 IMG = ImageConfig("amd64", "linux", (), entrypoint=("/ep",), cmd=("c1", "c2"), env=("PATH=/bin", "A=img"),
@@ -175,7 +176,7 @@ def test_overlay_options_name_layers_by_short_links():
 
 
 def test_oom_score_adj_by_qos_as_the_kubelet():
-    from runtime.oci.spec import qos_oom_score_adj
+    from runtime.oci.generate import qos_oom_score_adj
     gib = 1 << 30
     assert qos_oom_score_adj("guaranteed", gib, 16 * gib) == -997
     assert qos_oom_score_adj("besteffort", None, 16 * gib) == 1000
@@ -186,7 +187,7 @@ def test_oom_score_adj_by_qos_as_the_kubelet():
 
 def test_generated_nofile_is_set_and_capped_by_the_host():
     from runtime.image.manifest import ImageConfig
-    from runtime.oci.spec import ContainerRequest, generate
+    from runtime.oci.generate import ContainerRequest, generate
     cfg = ImageConfig("amd64", "linux", (), cmd=("true",))
     doc = generate(ContainerRequest(name="c"), cfg, "/r", "x/c", "v1", nofile_hard=20000)
     assert doc["process"]["rlimits"] == [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 20000}]

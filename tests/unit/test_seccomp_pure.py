@@ -14,7 +14,8 @@ from runtime.image.manifest import ImageConfig
 from runtime.linux.caps import DEFAULT, NAMES
 from runtime.oci import seccomp_profile as sp
 from runtime.oci.seccomp_profile import ProfileError, default_profile, load_localhost, parse_request, validate
-from runtime.oci.spec import ContainerRequest, SpecError, generate, parse
+from runtime.oci.spec import SpecError, parse
+from runtime.oci.generate import ContainerRequest, generate
 
 IMG = ImageConfig("amd64", "linux", (), cmd=("sh",))
 
