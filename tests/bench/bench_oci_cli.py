@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
-import json
 import os
-import resource
 import shutil
 import signal
 import statistics
@@ -35,68 +33,14 @@ TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, TOP)
 
 from runtime.image.build import write_oci_layout  # noqa: E402
+from tests.integration.leaks import remove_cgroup_tree  # noqa: E402
+from tests.peer_daemons import podman_env, start_containerd  # noqa: E402
 from runtime.image.testimages import DEFAULT_IMAGE, busybox_image  # noqa: E402
 
 OCI = os.path.join(os.path.dirname(sys.executable), "kubelet-py-oci")
 IMAGE = "localhost/kpybench/busybox:1.35"
 CRUN_WRAP = ["unshare", "-m", "--propagation", "private", "sh", "-c",
              'umount /sys/fs/cgroup/unified 2>/dev/null; exec "$@"', "-"]
-
-
-def _hard(res) -> int:
-    h = resource.getrlimit(res)[1]
-    return 1 << 20 if h == resource.RLIM_INFINITY else h
-
-
-def podman_env(d: str) -> dict:
-    for sub in ("storage", "run", "tmp", "networks"):
-        os.makedirs(f"{d}/{sub}", exist_ok=True)
-    nofile, nproc = _hard(resource.RLIMIT_NOFILE), min(_hard(resource.RLIMIT_NPROC), 32768)
-    with open(f"{d}/containers.conf", "w") as f:
-        f.write(f"""[containers]
-log_driver = "k8s-file"
-default_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]
-[network]
-network_backend = "netavark"
-network_config_dir = "{d}/networks"
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-events_logfile_path = "{d}/events.log"
-tmp_dir = "{d}/tmp"
-""")
-    with open(f"{d}/storage.conf", "w") as f:
-        f.write(f'[storage]\ndriver = "overlay"\ngraphroot = "{d}/storage"\nrunroot = "{d}/run"\n')
-    with open(f"{d}/registries.conf", "w") as f:
-        f.write("unqualified-search-registries = []\n")
-    return dict(os.environ, CONTAINERS_CONF=f"{d}/containers.conf", CONTAINERS_STORAGE_CONF=f"{d}/storage.conf",
-                CONTAINERS_REGISTRIES_CONF=f"{d}/registries.conf")
-
-
-def start_containerd(d: str) -> subprocess.Popen:
-    with open(f"{d}/config.toml", "w") as f:
-        f.write(f"""version = 2
-root = "{d}/root"
-state = "{d}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.opt"]
-[grpc]
-  address = "{d}/c.sock"
-[ttrpc]
-  address = "{d}/c.sock.ttrpc"
-[debug]
-  address = ""
-[metrics]
-  address = ""
-""")
-    log = open(f"{d}/containerd.log", "w")
-    p = subprocess.Popen(["containerd", "--config", f"{d}/config.toml"], stdout=log, stderr=log)
-    for _ in range(200):
-        if subprocess.run(["ctr", "-a", f"{d}/c.sock", "version"], capture_output=True).returncode == 0:
-            return p
-        time.sleep(0.05)
-    raise SystemExit("containerd did not start")
 
 
 def timed(fn, runs: int, label: str, times: dict) -> None:
@@ -172,11 +116,8 @@ def main() -> None:
             with open("/proc/self/mounts") as f:
                 for m in sorted((ln.split()[1] for ln in f if ln.split()[1].startswith(work)), reverse=True):
                     subprocess.run(["umount", "-l", m], check=False)
-            for c in ("cpu", "cpuacct", "memory", "pids", "devices"):
-                d = f"/sys/fs/cgroup/{c}/kpybench"
-                if os.path.isdir(d):
-                    for dirpath, _dirs, _files in os.walk(d, topdown=False):
-                        os.rmdir(dirpath)
+            remove_cgroup_tree("kpybench")
+            remove_cgroup_tree("libpod_parent", if_empty=True)  # podman's cgroupfs parent
 
 
 def startup(runs: int, work: str) -> None:

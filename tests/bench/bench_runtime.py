@@ -28,6 +28,7 @@ TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, TOP)
 
 from runtime.cgroups import detect  # noqa: E402
+from tests.integration.leaks import remove_cgroup_tree  # noqa: E402
 from runtime.image.manifest import ImageConfig  # noqa: E402
 from runtime.image.testimages import busybox_image  # noqa: E402
 from runtime.oci.run import load_bundle, run  # noqa: E402
@@ -116,11 +117,7 @@ def main() -> None:
         client.close()
         remove_sandbox(os.path.join(work, "run"), "bench-start", "kpybench")
         bench_exec(work, a.runs)
-        for c in ("cpu", "cpuacct", "memory", "pids", "devices", "cpuset", "blkio", "freezer", "systemd", "unified", ""):
-            d = f"/sys/fs/cgroup/{c}/kpybench".replace("//", "/")
-            if os.path.isdir(d):
-                for dirpath, _dirs, _files in os.walk(d, topdown=False):
-                    os.rmdir(dirpath)
+        remove_cgroup_tree("kpybench")
 
 
 def bench_exec(work: str, runs: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 
 
@@ -29,10 +30,18 @@ def cgroups_under(cgroup_root: str) -> list[str]:
     return out
 
 
-def remove_cgroup_tree(cgroup_root: str) -> None:
-    for base in cgroup_bases(cgroup_root):
-        for dirpath, dirs, _files in os.walk(base, topdown=False):
-            os.rmdir(dirpath)
+def remove_cgroup_tree(cgroup_root: str, if_empty: bool = False) -> None:
+    """Remove `cgroup_root` and all below it in every hierarchy (runc and podman make theirs in
+    all v1 hierarchies, not only the ones we manage). `if_empty`: keep whatever is still in use
+    (a peer's shared parent) instead of failing."""
+    bases = glob.glob(f"/sys/fs/cgroup/*/{cgroup_root}") + glob.glob(f"/sys/fs/cgroup/{cgroup_root}")
+    for base in sorted(set(bases)):
+        for dirpath, _dirs, _files in os.walk(base, topdown=False):
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                if not if_empty:
+                    raise
 
 
 def processes_naming(path: str) -> list[int]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -26,6 +25,7 @@ from runtime.image.build import write_oci_layout
 from runtime.image.testimages import DEFAULT_IMAGE, busybox_image
 from runtime.linux import sys as ksys
 from tests.conftest import need_tool
+from tests.peer_daemons import podman_env, start_containerd
 from tests.integration.leaks import cgroups_under, mounts_under, remove_cgroup_tree
 from tests.integration.runtime_helpers import busybox_rootfs
 
@@ -414,8 +414,7 @@ class Podman:
         self.d = d
         self.state = f"{d}/oci-state"  # kubelet-py-oci's --root (see the runtime wrapper below)
         self.runtime = f"{d}/kubelet-py-oci"
-        self.env = dict(os.environ, CONTAINERS_CONF=f"{d}/containers.conf",
-                        CONTAINERS_STORAGE_CONF=f"{d}/storage.conf", CONTAINERS_REGISTRIES_CONF=f"{d}/registries.conf")
+        self.env = podman_env(d, runtime=self.runtime)
 
     def __call__(self, *args, rc: int | None = 0, timeout: int = 60, **kw):
         p = subprocess.run(["podman", "--runtime", self.runtime, *args], capture_output=True, text=True,
@@ -425,37 +424,11 @@ class Podman:
         return p
 
 
-def _hard(res) -> int:
-    import resource
-    h = resource.getrlimit(res)[1]
-    return 1 << 20 if h == resource.RLIM_INFINITY else h
-
-
 @pytest.fixture(scope="module")
 def podman(tmp_path_factory):
-    import resource
     need_tool("podman")
     need_tool("conmon")
     d = tmp_path_factory.mktemp("podman")
-    for sub in ("storage", "run", "tmp", "networks"):
-        (d / sub).mkdir()
-    nproc = min(_hard(resource.RLIMIT_NPROC), 32768)  # podman lowers its own hard NPROC to 32768
-    nofile = _hard(resource.RLIMIT_NOFILE)
-    (d / "containers.conf").write_text(f"""[containers]
-log_driver = "k8s-file"
-default_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]
-[network]
-network_backend = "netavark"
-network_config_dir = "{d}/networks"
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-events_logfile_path = "{d}/events.log"
-runtime = "{d}/kubelet-py-oci"
-tmp_dir = "{d}/tmp"
-""")
-    (d / "storage.conf").write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{d}/storage"\nrunroot = "{d}/run"\n')
-    (d / "registries.conf").write_text("unqualified-search-registries = []\n")
     # podman passes no --root to a runtime it does not know (and gives its start, kill and
     # delete calls a fixed environment), so the runtime it calls adds the test's own --root
     (d / "kubelet-py-oci").write_text(f'#!/bin/sh\nexec {_oci_path()} --root {d}/oci-state "$@"\n')
@@ -468,15 +441,7 @@ tmp_dir = "{d}/tmp"
     pm("pod", "rm", "-a", "-f", "-t", "0", rc=None)
     pm("rm", "-a", "-f", "-t", "0", rc=None)
     pm("system", "reset", "-f", rc=None, timeout=120)
-    # podman's cgroupfs parent (conmon's cgroup below it) stays after the reset: removed when
-    # empty, never when another podman user still has something there
-    import glob
-    for d in sorted(glob.glob("/sys/fs/cgroup/*/libpod_parent/conmon") + glob.glob("/sys/fs/cgroup/*/libpod_parent"),
-                    key=len, reverse=True):
-        try:
-            os.rmdir(d)
-        except OSError:
-            pass
+    remove_cgroup_tree("libpod_parent", if_empty=True)  # podman's cgroupfs parent outlives the reset
     for m in sorted(mounts_under(str(d)), reverse=True):
         subprocess.run(["umount", "-l", m], check=False)
     assert mounts_under(str(d)) == [], "podman left mounts in its store"
@@ -591,29 +556,9 @@ def ctr(tmp_path_factory):
     need_tool("ctr")
     need_tool("containerd-shim-runc-v2")
     d = tmp_path_factory.mktemp("ctd")
-    (d / "config.toml").write_text(f"""version = 2
-root = "{d}/root"
-state = "{d}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.opt"]
-[grpc]
-  address = "{d}/c.sock"
-[ttrpc]
-  address = "{d}/c.sock.ttrpc"
-[debug]
-  address = ""
-[metrics]
-  address = ""
-""")
-    log = open(d / "containerd.log", "w")
-    daemon = subprocess.Popen(["containerd", "--config", str(d / "config.toml")], stdout=log, stderr=log)
+    daemon = start_containerd(str(d))
     c = Ctr(str(d))
     try:
-        deadline = time.monotonic() + 20
-        while c("version", rc=None).returncode != 0:
-            assert time.monotonic() < deadline, open(d / "containerd.log").read()
-            time.sleep(0.1)
         write_oci_layout(str(d / "layout"), {DEFAULT_IMAGE: busybox_image()})
         subprocess.run(["tar", "-C", str(d / "layout"), "-cf", str(d / "image.tar"), "."], check=True)
         c("images", "import", str(d / "image.tar"))
@@ -627,7 +572,6 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         c("images", "rm", "--sync", DEFAULT_IMAGE, rc=None)
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(20)
-        log.close()
         for m in sorted(mounts_under(str(d)), reverse=True):
             subprocess.run(["umount", "-l", m], check=False)
         assert mounts_under(str(d)) == [], "containerd left mounts"
