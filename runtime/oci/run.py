@@ -349,16 +349,13 @@ def _init(spec: Spec, rootfs: str, cgroup: Cgroup | None, report_fd: int,
     prop = ksys.PROPAGATION.get(spec.propagation or "rslave", ksys.MS_SLAVE | ksys.MS_REC)
     ksys.mount(None, "/", None, prop)
     ksys.mount(rootfs, rootfs, None, ksys.MS_BIND | ksys.MS_REC)  # pivot_root needs a mount point
-    if any(t == "cgroup" for t, _ in spec.namespaces):
-        pass  # entered by the intermediate after joining the cgroup
+    own_cgroupns = any(t == "cgroup" for t, _ in spec.namespaces)  # entered by the intermediate
     rootfs_fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     for m in spec.mounts:
         try:
-            _mount_one(rootfs_fd, m, cgroup, any(t == "cgroup" for t, _ in spec.namespaces))
+            _mount_one(rootfs_fd, m, cgroup, own_cgroupns)
         except OSError as e:
             raise RunError(f"mounting {m.type} on {m.destination}: {e.strerror or e}") from None
-        if m.destination == "/dev":
-            pass
     _make_devices(rootfs_fd, spec)
     os.close(rootfs_fd)
     if create.before_pivot is not None:
