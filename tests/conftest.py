@@ -2,7 +2,9 @@
 
 `@pytest.mark.root` tests need root and the real kernel. Without root they skip with the reason;
 with KPY_STRICT=1 (set by scripts/test when run as root, hence in CI) any skip is a failure, as
-is a missing tool (`need_tool`), so CI can never pass by skipping."""
+is a missing tool (`need_tool`), so CI can never pass by skipping. A root test under KPY_STRICT=1
+without root fails in its setup, before any fixture runs, and is reported FAILED with the reason
+(tests/unit/test_policy.py runs pytest as uid 65534 to hold this)."""
 
 from __future__ import annotations
 
@@ -44,14 +46,35 @@ def pytest_collection_modifyitems(config, items):
             config.hook.pytest_deselected(items=v2_only)
             items[:] = [i for i in items if not i.get_closest_marker("cgroup2")]
             config._kpy_vm_note = f"{len(v2_only)} cgroup2 tests deselected here: they run in the VM (python -m tests.vm)"
-    if os.geteuid() == 0:
-        return
+    if os.geteuid() == 0 or STRICT:
+        return  # STRICT without root: pytest_runtest_setup fails each root test
     for item in items:
         if item.get_closest_marker("root"):
-            if STRICT:
-                item.add_marker(pytest.mark.xfail(reason="KPY_STRICT: needs root", strict=True, run=False))
-            else:
-                item.add_marker(pytest.mark.skip(reason="needs root (run as root, or scripts/test)"))
+            item.add_marker(pytest.mark.skip(reason="needs root (run as root, or scripts/test)"))
+
+
+NEEDS_ROOT = "KPY_STRICT=1: needs root"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """First of the setup hooks, so no fixture of a root test runs without root."""
+    if STRICT and item.get_closest_marker("root") and os.geteuid() != 0:
+        pytest.fail(f"{NEEDS_ROOT}, and this runs as uid {os.geteuid()} (a root test may not pass "
+                    "without running)", pytrace=False)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "setup" and rep.failed and str(rep.longrepr).startswith(NEEDS_ROOT):
+        rep.kpy_needs_root = True
+
+
+def pytest_report_teststatus(report, config):
+    if getattr(report, "kpy_needs_root", False):
+        return "failed", "F", "FAILED"  # not an ERROR: the test itself cannot pass here
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
