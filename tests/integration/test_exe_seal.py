@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import sysconfig
 import time
 
 import pytest
@@ -20,12 +22,14 @@ from tests.integration.runtime_helpers import runtime_env
 
 pytestmark = [pytest.mark.root]
 
-# the container's PID 1: wait for a process that is not busybox, hold its exe, wait for it to
-# exit, then look at what is held and try to append to it (only when it is not a host file:
-# a regression must not damage the host's interpreter, the test reports it instead)
+# the container's PID 1: wait for a process that is neither busybox nor itself, hold its exe, wait
+# for it to exit, then look at what is held and try to append to it (only when it is not a host
+# file: a regression must not damage the host's interpreter, the test reports it instead)
 ATTACKER = r"""
+echo "attacker $$: $(readlink /proc/self/exe)"
 while :; do
   for p in /proc/[0-9]*; do
+    [ "$p" = /proc/$$ ] && continue
     t=$(readlink $p/exe 2>/dev/null) || continue
     case "$t" in */busybox|"") continue;; esac
     exec 3< $p/exe || continue
@@ -48,14 +52,43 @@ def env(tmp_path):
     yield from runtime_env(tmp_path)
 
 
-def _interpreter_mounts() -> list[dict]:
+# where the host interpreter's own files go in the container: a private dir, not on PATH, so
+# nothing of the host (a distribution Python's prefix is /usr, with its /usr/bin/sh) shadows
+# the image's programs
+HOST_PY = "/.kpy-host-python"
+
+
+def _interpreter_mounts() -> tuple[list[dict], list[str]]:
     """Enough of the host for its interpreter to run inside a busybox container (the attack needs
-    the exec'd interpreter to live a moment): the loader, libc and the Python prefix, read-only."""
+    the exec'd interpreter to live a moment), read-only: (mounts, env). The ELF loader and libc go
+    where the interpreter's headers name them (/lib, /lib64: on no PATH); the Python prefix and a
+    shared libpython's dir go under HOST_PY, found through PYTHONHOME and LD_LIBRARY_PATH, since
+    the exec'd interpreter (a memfd) cannot find its prefix from where it lives."""
     # /lib and /lib64 as the host resolves them (merged /usr or not): the ELF loader and libc of
     # any architecture are found where the interpreter's headers name them
-    binds = [(os.path.realpath(d), d) for d in ("/lib", "/lib64")] + [(sys.base_prefix, sys.base_prefix)]
-    return [{"destination": dst, "type": "bind", "source": src, "options": ["rbind", "ro", "nosuid", "nodev"]}
-            for src, dst in binds if os.path.isdir(src)]
+    binds = [(os.path.realpath(d), d) for d in ("/lib", "/lib64")]
+    binds.append((sys.base_prefix, f"{HOST_PY}/prefix"))
+    home = f"{HOST_PY}/prefix"
+    if sys.base_exec_prefix != sys.base_prefix:
+        binds.append((sys.base_exec_prefix, f"{HOST_PY}/exec-prefix"))
+        home += f":{HOST_PY}/exec-prefix"
+    env = [f"PYTHONHOME={home}"]
+    if sysconfig.get_config_var("Py_ENABLE_SHARED"):  # libpython: its RPATH names a host path
+        binds.append((sysconfig.get_config_var("LIBDIR"), f"{HOST_PY}/libdir"))
+        env.append(f"LD_LIBRARY_PATH={HOST_PY}/libdir")
+    for _src, dst in binds:
+        assert dst.startswith((HOST_PY, "/lib")), dst  # never over the image's programs
+    mounts = [{"destination": dst, "type": "bind", "source": src, "options": ["rbind", "ro", "nosuid", "nodev"]}
+              for src, dst in binds if os.path.isdir(src)]
+    return mounts, env
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError as e:
+        return f"({e})"
 
 
 def test_exec_of_proc_self_exe_cannot_reach_the_host_interpreter(env):
@@ -76,21 +109,29 @@ def test_exec_of_proc_self_exe_cannot_reach_the_host_interpreter(env):
                             paths, "victim", None, sb)
         cfg_path = os.path.join(bundle, "config.json")
         cfg = json.load(open(cfg_path))
-        cfg["mounts"] += _interpreter_mounts()
-        json.dump(cfg, open(cfg_path, "w"))
+        mounts, py_env = _interpreter_mounts()
+        cfg["mounts"] += mounts
+        cfg["process"]["env"] += py_env
+        with open(cfg_path, "w") as f:
+            json.dump(cfg, f)
         evil = os.path.join(bundle, "rootfs", "evil")  # the image's "binary": lands in the upper dir
         with open(evil, "w") as f:
             f.write("#!/proc/self/exe -cimport time; time.sleep(1.5)\n")
         os.chmod(evil, 0o755)
         log = os.path.join(str(env["tmp"]), "logs", "victim.log")
         client.call("start", id="victim", bundle=bundle, log_path=log)
-        code, out, err = client.exec("victim", ["/evil"])
-        assert code == 0, (out, err)  # the interpreter ran inside the container, as the attack wants
-        final = client.wait("victim", 10)
-        text = open(log).read()
-        assert "VULNERABLE" not in text and "WROTE" not in text, text
-        assert f"grabbed /memfd:{sealed.MEMFD_NAME}" in text and "WRITE-REFUSED" in text, text
-        assert final["exit_code"] == 0
+        try:
+            code, out, err = client.exec("victim", ["/evil"])
+            assert code == 0, (out, err)  # the interpreter ran inside the container, as the attack wants
+            final = client.wait("victim", 10)
+            text = _read(log)
+            assert re.search(r" attacker \d+: /\S*/busybox$", text, re.M), text  # the image's sh, not the host's
+            assert "VULNERABLE" not in text and "WROTE" not in text, text
+            assert f"grabbed /memfd:{sealed.MEMFD_NAME}" in text and "WRITE-REFUSED" in text, text
+            assert final["exit_code"] == 0
+        except BaseException:
+            print(f"---- the container's log ({log}) ----\n{_read(log)}---- end of log ----")
+            raise
         client.call("forget", id="victim")
         client.call("shutdown")
     finally:
