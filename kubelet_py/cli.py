@@ -15,6 +15,7 @@ import click
 
 from runtime.errors import RuntimeFailure
 from runtime.image.errors import ImageError
+from runtime.image.limits import UnpackLimits
 
 
 @dataclass(frozen=True)
@@ -25,15 +26,63 @@ class Paths:
     socket: str
     registries: str
     cgroup_root: str = "kubelet-py"
+    image_limits: UnpackLimits = UnpackLimits()  # --max-layer-size, --max-image-size, --max-layer-entries
 
 
 class KpyError(Exception):
     """An error of the agent itself (not of a package below): one line for the user."""
 
 
-def _store(ctx: click.Context):
+def open_image_store(paths: Paths):
+    """The image store under --root with the limits of the global options: every command, and the
+    daemon for its pulls, opens the store here."""
     from runtime.image.store import ImageStore
-    return ImageStore(ctx.obj.root)
+    return ImageStore(paths.root, paths.image_limits)
+
+
+def _store(ctx: click.Context):
+    return open_image_store(ctx.obj)
+
+
+def parse_count(value: str, what: str, unit: str = "bytes") -> int:
+    """A whole quantity of at least 1: `1048576`, `1Gi`, `500Mi`, `1G`, `5M` (Kubernetes suffixes)."""
+    from kubelet_py.quantity import QuantityError, parse_quantity
+    try:
+        q = parse_quantity(value, what)
+    except QuantityError:
+        q = None
+    if q is None or q < 1 or q != q.to_integral_value():
+        raise ValueError(f"{what}: {_count_why(value, unit)}")
+    return int(q)
+
+
+def _count_why(value: str, unit: str) -> str:
+    examples = "1048576, 500Mi, 1Gi, 1G" if unit == "bytes" else "100000, 1M"
+    return f"{value!r} is not a whole number of {unit} of at least 1 (e.g. {examples})"
+
+
+class _Count(click.ParamType):
+    """An image limit: bytes or entries, with quantity suffixes (--max-layer-size 1Gi)."""
+
+    def __init__(self, unit: str):
+        self.unit = self.name = unit
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_count(str(value), param.opts[0] if param else "limit", self.unit)
+        except ValueError:
+            src = ctx.get_parameter_source(param.name) if ctx and param else None
+            env = f" (from ${param.envvar})" if src == click.core.ParameterSource.ENVIRONMENT else ""
+            self.fail(_count_why(str(value), self.unit) + env, param, ctx)
+
+
+def _iec(n: int) -> str:
+    for suffix, shift in (("Ti", 40), ("Gi", 30), ("Mi", 20), ("Ki", 10)):
+        if n % (1 << shift) == 0:
+            return f"{n >> shift}{suffix}"
+    return str(n)
 
 
 def _registries(ctx: click.Context):
@@ -54,11 +103,21 @@ def _registries(ctx: click.Context):
               show_default=True, help="Registry mirrors and credentials (k3s format); absent file = none.")
 @click.option("--cgroup-root", envvar="KUBELET_PY_CGROUP_ROOT", default="kubelet-py", show_default=True,
               help="Parent of every cgroup the agent makes, below each hierarchy's root.")
+@click.option("--max-layer-size", envvar="KUBELET_PY_MAX_LAYER_SIZE", type=_Count("bytes"),
+              default=_iec(UnpackLimits.max_bytes), show_default=True,
+              help="Largest layer an import or pull may store: its blob and its unpacked tar (1Gi, 500Mi, 1G).")
+@click.option("--max-image-size", envvar="KUBELET_PY_MAX_IMAGE_SIZE", type=_Count("bytes"),
+              default=_iec(UnpackLimits.max_image_bytes), show_default=True,
+              help="Largest image: the sum over its layers, of blobs and of unpacked tars.")
+@click.option("--max-layer-entries", envvar="KUBELET_PY_MAX_LAYER_ENTRIES", type=_Count("entries"),
+              default=UnpackLimits.max_entries, show_default=True, help="Most tar entries in one layer.")
 @click.pass_context
-def cli(ctx, root, run_root, log_root, socket, registries, cgroup_root):
+def cli(ctx, root, run_root, log_root, socket, registries, cgroup_root, max_layer_size, max_image_size,
+        max_layer_entries):
     """kubelet-py: a Kubernetes node agent for one Linux host."""
+    limits = UnpackLimits(max_bytes=max_layer_size, max_image_bytes=max_image_size, max_entries=max_layer_entries)
     ctx.obj = Paths(os.path.abspath(root), os.path.abspath(run_root), os.path.abspath(log_root),
-                    os.path.abspath(socket), registries, cgroup_root.strip("/"))
+                    os.path.abspath(socket), registries, cgroup_root.strip("/"), limits)
 
 
 @cli.group()

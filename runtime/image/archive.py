@@ -15,10 +15,11 @@ import tarfile
 import threading
 from typing import Iterator
 
+from ..errors import INVALID_ARGUMENT
 from .build import LAYER_MEDIA, Layer, build_image
 from .decompress import CHUNK, DecompressedStream, sniff_compression
 from .digest import digest_bytes, validate_digest
-from .errors import ImageError, ManifestError, NotFound
+from .errors import ImageError, LimitExceeded, ManifestError, NotFound
 from .ingest import ingest, read_document
 from .manifest import (MAX_DOCUMENT, OCI_CONFIG, OCI_MANIFEST, Descriptor, load_json, parse_config,
                        parse_descriptor)
@@ -111,7 +112,7 @@ class _TarFiles(_Files):
                     self._members["/".join(p for p in m.name.split("/") if p not in ("", "."))] = m
             self._tf.members = []
         except (tarfile.TarError, EOFError, OSError) as e:
-            raise ImageError(f"{path}: not a readable tar archive ({e})") from None
+            raise ImageError(f"{path}: not a readable tar archive ({e})", kind=INVALID_ARGUMENT, obj=path) from None
 
     def exists(self, rel):
         return rel in self._members
@@ -141,7 +142,8 @@ class _MemberReader:
             self._f.seek(self._pos)
             data = self._f.read(n)
         if len(data) < n:
-            raise ImageError(f"archive truncated: member ends early at offset {self._pos + len(data)}")
+            raise ImageError(f"archive truncated: member ends early at offset {self._pos + len(data)}",
+                             kind=INVALID_ARGUMENT)
         self._pos += n
         return data
 
@@ -217,13 +219,15 @@ def import_layout(store: ImageStore, files: _Files, where: str, name: str | None
         if not descs:
             raise NotFound(f"{where}", f"no image named {ref!r} in index.json")
     if name is not None and len(descs) > 1:
-        raise ImageError(f"{where}: holds {len(descs)} images; pick one with --ref to use --name")
+        raise ImageError(f"{where}: holds {len(descs)} images; pick one with --ref to use --name",
+                         kind=INVALID_ARGUMENT, obj=where, field="name")
     source = LayoutSource(files, where)
     out = []
     for d in descs:
         n = name or _name_from(d)
         if not n:
-            raise ImageError(f"{where}: image {d.digest} has no ref.name annotation; give --name")
+            raise ImageError(f"{where}: image {d.digest} has no ref.name annotation; give --name",
+                             kind=INVALID_ARGUMENT, obj=where, field="name")
         n = _normalise(n)
         top = read_document(source, d, f"{where} {d.digest}")
         out.append(ingest(store, n, source, top, d.media_type, **kw))
@@ -236,7 +240,8 @@ def import_docker_archive(store: ImageStore, files: _Files, where: str, name: st
     if not isinstance(entries, list) or not entries:
         raise ManifestError(f"{where} manifest.json", "(document)", "must be a non-empty list")
     if name is not None and len(entries) > 1:
-        raise ImageError(f"{where}: holds {len(entries)} images; --name needs exactly one")
+        raise ImageError(f"{where}: holds {len(entries)} images; --name needs exactly one",
+                         kind=INVALID_ARGUMENT, obj=where, field="name")
     out = []
     for i, e in enumerate(entries):
         what = f"{where} manifest.json[{i}]"
@@ -259,7 +264,7 @@ def import_docker_archive(store: ImageStore, files: _Files, where: str, name: st
         tags = e.get("RepoTags") or []
         n = name or (tags[0] if tags and isinstance(tags[0], str) else None)
         if not n:
-            raise ImageError(f"{what}: no RepoTags; give --name")
+            raise ImageError(f"{what}: no RepoTags; give --name", kind=INVALID_ARGUMENT, obj=what, field="name")
         n = _normalise(n)
         # synthesize an OCI manifest for the docker config (what containerd's importer does)
         manifest = _manifest_for(cbytes, layers)
@@ -309,12 +314,13 @@ def import_path(store: ImageStore, path: str, name: str | None = None, ref: str 
     files, kind = open_files(path)
     if files.exists("manifest.json") and not (kind == "dir" and files.exists("oci-layout")):
         if ref is not None:
-            raise ImageError(f"{path}: --ref applies to OCI layouts only")
+            raise ImageError(f"{path}: --ref applies to OCI layouts only", kind=INVALID_ARGUMENT, obj=path,
+                             field="ref")
         return import_docker_archive(store, files, path, name, **kw)
     if files.exists("oci-layout"):
         return import_layout(store, files, path, name, ref, **kw)
     raise ImageError(f"{path}: neither an OCI layout (no oci-layout file) nor a docker archive "
-                     "(no manifest.json)")
+                     "(no manifest.json)", kind=INVALID_ARGUMENT, obj=path)
 
 
 def import_rootfs(store: ImageStore, tarball: str, name: str, *, entrypoint=None, cmd=None,
@@ -325,11 +331,18 @@ def import_rootfs(store: ImageStore, tarball: str, name: str, *, entrypoint=None
         raise NotFound(tarball, "no such file")
     h_digest, size, comp = _hash_file(_DirFiles(os.path.dirname(os.path.abspath(tarball))),
                                       os.path.basename(tarball))
+    limits = store.limits
+    for name, limit in (("max-layer-size", limits.max_bytes), ("max-image-size", limits.max_image_bytes)):
+        if size > limit:  # before the pass below reads it all
+            raise LimitExceeded(h_digest, f"size of {tarball}", name, limit, size)
     with open(tarball, "rb", buffering=0) as f:  # diffID: a first pass over the decompressed tar
-        stream = DecompressedStream(f, tarball, store.limits.max_bytes)
-        while stream.read(CHUNK):
-            pass
-        diff_id, _ = stream.finish()
+        stream = DecompressedStream(f, h_digest, limits.max_bytes, image_limit=limits.max_image_bytes)
+        try:
+            while stream.read(CHUNK):
+                pass
+            diff_id, _ = stream.finish()
+        finally:
+            stream.close()
     layer = Layer(None, h_digest, size, diff_id, LAYER_MEDIA[comp], path=tarball)
     im = build_image([layer], entrypoint=entrypoint, cmd=cmd, env=env, working_dir=working_dir, user=user)
     source = MemorySource(im.blobs(), {h_digest: (None, tarball)})

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 
-from .errors import LayerError
+from .errors import LayerError, LimitExceeded
 
 CHUNK = 1 << 20
 ZSTD_MAX_WINDOW = 1 << 27  # 128 MiB: zstd's own default cap for streaming decoders
@@ -28,12 +28,18 @@ def sniff_compression(head: bytes) -> str | None:
 
 class DecompressedStream:
     """A read()-able view of the decompressed layer; `finish()` drains to EOF and returns
-    (diffID, uncompressed size)."""
+    (diffID, uncompressed size).
 
-    def __init__(self, src, layer: str, limit: int):
+    `limit` caps this layer's uncompressed bytes (max-layer-size); `image_limit`, if given, caps
+    them together with the `image_before` bytes of the image's layers below (max-image-size).
+    Either stops the stream with LimitExceeded as soon as a chunk crosses it."""
+
+    def __init__(self, src, layer: str, limit: int, *, image_limit: int | None = None, image_before: int = 0):
         self._src = src
         self.layer = layer
         self.limit = limit
+        self.image_limit = image_limit
+        self.image_before = image_before
         self.count = 0
         self._hash = hashlib.sha256()
         self._buf = bytearray()
@@ -99,7 +105,10 @@ class DecompressedStream:
     def _account(self, data: bytes) -> None:
         self.count += len(data)
         if self.count > self.limit:
-            raise LayerError(self.layer, f"uncompressed size exceeds the limit of {self.limit} bytes")
+            raise LimitExceeded(self.layer, "uncompressed size", "max-layer-size", self.limit, self.count)
+        if self.image_limit is not None and self.image_before + self.count > self.image_limit:
+            raise LimitExceeded(self.layer, "uncompressed size of the image's layers", "max-image-size",
+                                self.image_limit, self.image_before + self.count)
         self._hash.update(data)
 
     def _next(self) -> bytes:

@@ -10,14 +10,15 @@ from .errors import DigestError, DigestMismatch, SizeMismatch
 _DIGEST = {"sha256": re.compile(r"^sha256:[a-f0-9]{64}$"), "sha512": re.compile(r"^sha512:[a-f0-9]{128}$")}
 
 
-def validate_digest(value: object, where: str) -> str:
-    """Return `value` if it is `sha256:<64 hex>` or `sha512:<128 hex>` (lowercase), else raise."""
+def validate_digest(value: object, where: str, field: str | None = None) -> str:
+    """Return `value` if it is `sha256:<64 hex>` or `sha512:<128 hex>` (lowercase), else raise a
+    DigestError naming `where` (the object) and `field` (the digest's path in it, if any)."""
     if isinstance(value, str):
         algo = value.split(":", 1)[0]
         pat = _DIGEST.get(algo)
         if pat is not None and pat.match(value):
             return value
-    raise DigestError(value, where)
+    raise DigestError(value, f"{where} {field}" if field else where, obj=where, field=field)
 
 
 def digest_bytes(data: bytes, algo: str = "sha256") -> str:

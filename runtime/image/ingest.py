@@ -11,10 +11,11 @@ import threading
 from typing import Callable, Iterator, Protocol
 
 from .digest import Verifier, digest_bytes
-from .errors import ImageError, ManifestError
+from .errors import Cancelled, LimitExceeded, ManifestError
 from .manifest import (MAX_DOCUMENT, Descriptor, Index, Manifest, Platform, check_layers_match,
                        host_platform, parse_config, parse_document, select_platform)
 from .store import ImageRecord, ImageStore
+from .limits import UnpackLimits
 
 Progress = Callable[[str, str, int, int], None]  # (layer digest, phase, done, total)
 
@@ -22,10 +23,6 @@ Progress = Callable[[str, str, int, int], None]  # (layer digest, phase, done, t
 class BlobSource(Protocol):
     def chunks(self, desc: Descriptor, what: str) -> Iterator[bytes]:
         """The blob's bytes, unverified (the caller verifies digest and size)."""
-
-
-class Cancelled(ImageError):
-    pass
 
 
 def read_document(source: BlobSource, desc: Descriptor, what: str) -> bytes:
@@ -55,6 +52,21 @@ def resolve_top(source: BlobSource, top: bytes, media_type: str | None, what: st
     return top, digest_bytes(top), doc, None
 
 
+def check_declared_sizes(manifest: Manifest, limits: UnpackLimits) -> None:
+    """Refuse an image whose manifest declares a layer blob over max-layer-size, or blobs whose sum
+    is over max-image-size, before any of it is fetched (the store's verifier stops a download at
+    the declared size, so these bound what is downloaded)."""
+    total = 0
+    for desc in manifest.layers:
+        if desc.size > limits.max_bytes:
+            raise LimitExceeded(desc.digest, "blob size declared by the manifest", "max-layer-size",
+                                limits.max_bytes, desc.size)
+        total += desc.size
+        if total > limits.max_image_bytes:
+            raise LimitExceeded(desc.digest, "blob sizes of the image's layers declared by the manifest",
+                                "max-image-size", limits.max_image_bytes, total)
+
+
 def ingest(store: ImageStore, name: str, source: BlobSource, top: bytes, media_type: str | None,
            *, platform: Platform | None = None, progress: Progress | None = None,
            parallel: int = 4) -> ImageRecord:
@@ -64,6 +76,8 @@ def ingest(store: ImageStore, name: str, source: BlobSource, top: bytes, media_t
         cbytes = read_document(source, manifest.config, f"{what} config {manifest.config.digest}")
         config = parse_config(cbytes, f"{what} config {manifest.config.digest}")
         check_layers_match(manifest, config, f"{what} manifest")
+        limits = store.limits
+        check_declared_sizes(manifest, limits)
         todo = [i for i, d in enumerate(config.diff_ids) if not store.has_layer(manifest.layers[i].digest, d)]
         cancel = threading.Event()
 
@@ -77,7 +91,7 @@ def ingest(store: ImageStore, name: str, source: BlobSource, top: bytes, media_t
                 nonlocal done
                 for chunk in source.chunks(desc, f"{what} layer {desc.digest}"):
                     if cancel.is_set():
-                        raise Cancelled(f"{what}: cancelled")
+                        raise Cancelled(f"{what}: cancelled", obj=what)
                     done += len(chunk)
                     if progress:
                         progress(desc.digest, "download", done, desc.size)
@@ -92,14 +106,24 @@ def ingest(store: ImageStore, name: str, source: BlobSource, top: bytes, media_t
             pool = ThreadPoolExecutor(max_workers=min(parallel, len(todo)), thread_name_prefix="kpy-fetch")
         try:
             futures = {i: pool.submit(fetch, i) for i in todo} if pool else {}
-            for i in todo:
-                futures[i].result() if pool else fetch(i)
+            wanted = set(todo)
+            total = 0  # uncompressed bytes of the layers below, against max-image-size
+            for i, diff_id in enumerate(config.diff_ids):
                 desc = manifest.layers[i]
-                if progress:
-                    progress(desc.digest, "unpack", 0, desc.size)
-                store.unpack(desc.digest, config.diff_ids[i], list(reversed(config.diff_ids[:i])))
-                if progress:
-                    progress(desc.digest, "done", desc.size, desc.size)
+                if i in wanted:
+                    futures[i].result() if pool else fetch(i)
+                    if progress:
+                        progress(desc.digest, "unpack", 0, desc.size)
+                    store.unpack(desc.digest, diff_id, list(reversed(config.diff_ids[:i])), image_before=total)
+                    if progress:
+                        progress(desc.digest, "done", desc.size, desc.size)
+                size = store.layer_size(diff_id)  # a stored layer counts too: the limits are the image's
+                if size > limits.max_bytes:
+                    raise LimitExceeded(desc.digest, "uncompressed size", "max-layer-size", limits.max_bytes, size)
+                total += size
+                if total > limits.max_image_bytes:
+                    raise LimitExceeded(desc.digest, "uncompressed size of the image's layers", "max-image-size",
+                                        limits.max_image_bytes, total)
         except BaseException:
             cancel.set()
             raise

@@ -99,7 +99,7 @@ def parse_descriptor(d: object, what: str, path: str) -> Descriptor:
         raise ManifestError(what, path, "descriptor must be an object")
     mt = _field(d, "mediaType", str, what, path=f"{path}.mediaType")
     digest = _field(d, "digest", str, what, path=f"{path}.digest")
-    validate_digest(digest, f"{what} {path}.digest")
+    validate_digest(digest, what, f"{path}.digest")
     size = _field(d, "size", int, what, path=f"{path}.size")
     if size < 0:
         raise ManifestError(what, f"{path}.size", f"negative ({size})")
@@ -199,7 +199,7 @@ def parse_config(data: bytes, what: str) -> ImageConfig:
         raise ManifestError(what, "rootfs.type", f"must be 'layers', got {rootfs.get('type')!r}")
     diff_ids = _field(rootfs, "diff_ids", list, what, path="rootfs.diff_ids")
     for i, d in enumerate(diff_ids):
-        validate_digest(d, f"{what} rootfs.diff_ids[{i}]")
+        validate_digest(d, what, f"rootfs.diff_ids[{i}]")
     c = _field(doc, "config", dict, what, required=False) or {}
     ports = _field(c, "ExposedPorts", dict, what, required=False, path="config.ExposedPorts") or {}
     labels = _field(c, "Labels", dict, what, required=False, path="config.Labels") or {}

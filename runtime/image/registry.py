@@ -22,6 +22,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 from .decompress import CHUNK
 from .http import Connection, HTTPError, Response
 from .digest import digest_bytes
+from ..errors import FAILED_PRECONDITION, RESOURCE_EXHAUSTED
 from .errors import DigestMismatch, ImageError, NotFound, RegistryError
 from .ingest import Progress, ingest
 from .manifest import ACCEPT, INDEX_TYPES, MANIFEST_TYPES, MAX_DOCUMENT, Descriptor, Platform
@@ -121,14 +122,16 @@ class RegistryClient:
             return ctx
         for key, path in (("ca_file", tls.ca_file), ("cert_file", tls.cert_file), ("key_file", tls.key_file)):
             if path and not os.path.isfile(path):
-                raise RegistryError(self.ref, f"tls.{key} {path!r} for {self.ep.host}: no such file")
+                raise RegistryError(self.ref, f"tls.{key} {path!r} for {self.ep.host}: no such file",
+                                    kind=FAILED_PRECONDITION)
         try:
             if tls.ca_file:
                 ctx.load_verify_locations(cafile=tls.ca_file)
             if tls.cert_file:
                 ctx.load_cert_chain(tls.cert_file, tls.key_file)
         except (ssl.SSLError, OSError) as e:
-            raise RegistryError(self.ref, f"TLS files for {self.ep.host} cannot be used: {e}") from None
+            raise RegistryError(self.ref, f"TLS files for {self.ep.host} cannot be used: {e}",
+                                kind=FAILED_PRECONDITION) from None
         if tls.insecure_skip_verify:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
@@ -182,7 +185,8 @@ class RegistryClient:
                 r = self._with_auth(method, url, dict(headers or {}))
             except _NET_ERRORS + (OSError,) as e:
                 if _is_tls_error(e):
-                    raise RegistryError(self.ref, f"TLS error talking to {self.netloc}: {getattr(e, 'reason', None) or e}") from None
+                    raise RegistryError(self.ref, f"TLS error talking to {self.netloc}: {getattr(e, 'reason', None) or e}",
+                                        kind=FAILED_PRECONDITION) from None
                 if attempt == RETRIES:
                     raise RegistryError(self.ref, f"cannot reach {self.netloc}: {e}") from None
                 time.sleep(delay)
@@ -212,7 +216,8 @@ class RegistryClient:
             obj = path.rsplit("/", 1)[-1]
             what = f"blob {obj}: " if "/blobs/" in path else (f"manifest {obj}: " if obj.startswith("sha256:") else "")
             raise NotFound(self.ref, f"{what}not found on {self.netloc}{' (' + detail + ')' if detail else ''}")
-        raise RegistryError(self.ref, f"{self.netloc} answered {status} for {path}{': ' + detail if detail else ''}", status)
+        raise RegistryError(self.ref, f"{self.netloc} answered {status} for {path}{': ' + detail if detail else ''}", status,
+                            obj=f"blob {path.rsplit('/', 1)[-1]}" if "/blobs/" in path else None)
 
     def _with_auth(self, method: str, url: str, headers: dict) -> _Response:
         for _ in range(2):
@@ -276,7 +281,7 @@ class RegistryClient:
         body = r.read(MAX_DOCUMENT)
         self.release(r)
         if len(body) > MAX_DOCUMENT:
-            raise RegistryError(self.ref, f"manifest larger than {MAX_DOCUMENT} bytes")
+            raise RegistryError(self.ref, f"manifest larger than {MAX_DOCUMENT} bytes", kind=RESOURCE_EXHAUSTED)
         ctype = r.headers.get("content-type", "").split(";")[0].strip()
         return body, ctype, r.headers.get("docker-content-digest")
 
@@ -293,7 +298,8 @@ class RegistryClient:
             r = self.request("GET", path, headers, ok=(200, 206))
             if done and r.status != 206:
                 r.conn.close()
-                raise RegistryError(self.ref, f"blob {desc.digest}: connection lost and the server cannot resume")
+                raise RegistryError(self.ref, f"blob {desc.digest}: connection lost and the server cannot resume",
+                                    obj=f"blob {desc.digest}")
             released = False
             try:
                 while True:
@@ -310,7 +316,8 @@ class RegistryClient:
             except _NET_ERRORS + (OSError,) as e:  # TLS errors mid-body included
                 attempts += 1
                 if attempts > RETRIES:
-                    raise RegistryError(self.ref, f"blob {desc.digest}: download failed after {done} bytes: {e!r}") from None
+                    raise RegistryError(self.ref, f"blob {desc.digest}: download failed after {done} bytes: {e!r}",
+                                        obj=f"blob {desc.digest}") from None
                 time.sleep(BACKOFF * 2 ** (attempts - 1))
             finally:
                 if not released:  # broken, or abandoned by the consumer (a mismatch): never reuse
@@ -357,4 +364,4 @@ def pull(store: ImageStore, ref: str, registries: RegistriesConfig, *, platform:
                           progress=progress, parallel=parallel)
         finally:
             client.close()
-    raise first_answer or last or RegistryError(name, "no endpoint to pull from")
+    raise first_answer or last or RegistryError(name, "no endpoint to pull from", kind=FAILED_PRECONDITION)

@@ -24,12 +24,14 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+from ..errors import INTERNAL, INVALID_ARGUMENT, RESOURCE_EXHAUSTED
 from .decompress import DecompressedStream
 from .digest import Verifier, digest_bytes, validate_digest
 from .errors import DigestMismatch, ImageError, LayerError, NotFound
 from .manifest import ImageConfig, Manifest, check_layers_match, parse_config, parse_document
 from .reference import parse_reference
-from .unpack import UnpackLimits, unpack_stream
+from .limits import UnpackLimits
+from .unpack import unpack_stream
 
 PREFETCH_ABOVE = 4 << 20  # decompress in a second thread only for blobs bigger than this
 _LEASE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$")
@@ -164,7 +166,8 @@ class ImageStore:
         except FileNotFoundError:
             raise NotFound(f"blob {digest}") from None
         if limit is not None and len(data) > limit:
-            raise ImageError(f"blob {digest}: larger than {limit} bytes")
+            raise ImageError(f"blob {digest}: larger than {limit} bytes", kind=RESOURCE_EXHAUSTED,
+                             obj=f"blob {digest}")
         return data
 
     def write_blob(self, what: str, digest: str, size: int | None, chunks) -> str:
@@ -222,9 +225,18 @@ class ImageStore:
         except FileNotFoundError:
             return False
 
-    def unpack(self, layer_digest: str, diff_id: str, lower_diff_ids: list[str]) -> bool:
+    def layer_size(self, diff_id: str) -> int:
+        """Uncompressed bytes of a stored snapshot's tar stream."""
+        return int(self.snapshot_meta(diff_id).get("size", 0))
+
+    def _stream(self, blob, layer_digest: str, image_before: int) -> DecompressedStream:
+        return DecompressedStream(blob, layer_digest, self.limits.max_bytes,
+                                  image_limit=self.limits.max_image_bytes, image_before=image_before)
+
+    def unpack(self, layer_digest: str, diff_id: str, lower_diff_ids: list[str], image_before: int = 0) -> bool:
         """Unpack blob `layer_digest` into the snapshot for `diff_id` unless it exists.
-        `lower_diff_ids` (top first) lend metadata to implicitly created parent dirs.
+        `lower_diff_ids` (top first) lend metadata to implicitly created parent dirs; `image_before`
+        is the uncompressed size of the image's layers below, counted against max_image_bytes.
         A blob that claims an existing snapshot's diffID is hashed first: a false claim is a
         mismatch error and the snapshot is untouched (CVE-2014-8178). Returns True if it unpacked."""
         final = self.snapshot_dir(diff_id)
@@ -232,7 +244,7 @@ class ImageStore:
         if self.has_snapshot(diff_id):
             if not self.has_layer(layer_digest, diff_id):
                 with open(self.blob_path(layer_digest), "rb", buffering=0) as blob:
-                    stream = DecompressedStream(blob, layer_digest, self.limits.max_bytes)
+                    stream = self._stream(blob, layer_digest, image_before)
                     actual, _ = stream.finish()
                 if actual != diff_id:
                     raise DigestMismatch(f"layer {what}: diff_id", diff_id, actual)
@@ -251,7 +263,7 @@ class ImageStore:
                                           os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW))
             try:
                 with open(self.blob_path(layer_digest), "rb", buffering=0) as blob:
-                    stream = DecompressedStream(blob, layer_digest, self.limits.max_bytes)
+                    stream = self._stream(blob, layer_digest, image_before)
                     big = os.fstat(blob.fileno()).st_size > PREFETCH_ABOVE
                     result = unpack_stream(stream, root_fd, lowers, self.limits, prefetch=big)
             finally:
@@ -307,7 +319,8 @@ class ImageStore:
             if re.fullmatch(r"[a-f0-9]{6,64}", hexish):
                 hits = [(n, r) for n, r in images.items() if r["digest"].removeprefix("sha256:").startswith(hexish)]
                 if len(hits) > 1 and len({r["digest"] for _, r in hits}) > 1:
-                    raise ImageError(f"image {ref}: ambiguous digest prefix")
+                    raise ImageError(f"image {ref}: ambiguous digest prefix", kind=INVALID_ARGUMENT,
+                                     obj=f"image {ref}", field="image")
                 rec = hits[0] if hits else None
             if rec is None:
                 r = parse_reference(ref)
@@ -361,7 +374,7 @@ class ImageStore:
         check_layers_match(m, cfg, f"{what} manifest")
         for d in cfg.diff_ids:
             if not self.has_snapshot(d):
-                raise LayerError(d, "snapshot missing after unpack")
+                raise LayerError(d, "snapshot missing after unpack", kind=INTERNAL)
         self.write_blob(f"{what} config", m.config.digest, m.config.size, [config_bytes])
         self.write_blob(f"{what} manifest", manifest_digest, len(manifest_bytes), [manifest_bytes])
         if index is not None:
@@ -374,7 +387,8 @@ class ImageStore:
         """Register `holder` (e.g. a container id) as a user of these manifests: prune keeps them
         and their layers even after `image rm`."""
         if not _LEASE_NAME.match(holder):
-            raise ImageError(f"lease {holder!r}: invalid holder name")
+            raise ImageError(f"lease {holder!r}: invalid holder name", kind=INVALID_ARGUMENT, obj=f"lease {holder}",
+                             field="holder")
         for d in image_digests:
             validate_digest(d, f"lease {holder}")
         with self.locked():
@@ -382,7 +396,8 @@ class ImageStore:
 
     def remove_lease(self, holder: str) -> None:
         if not _LEASE_NAME.match(holder):
-            raise ImageError(f"lease {holder!r}: invalid holder name")
+            raise ImageError(f"lease {holder!r}: invalid holder name", kind=INVALID_ARGUMENT, obj=f"lease {holder}",
+                             field="holder")
         with self.locked(), contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(self.leases, f"{holder}.json"))
 

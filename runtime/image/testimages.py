@@ -9,6 +9,7 @@ import functools
 import os
 import subprocess
 
+from ..errors import FAILED_PRECONDITION
 from .build import BuiltImage, Layer, TarEntry, build_image, layer_from_tar, make_tar
 from .errors import ImageError
 
@@ -27,7 +28,8 @@ def _busybox() -> tuple[bytes, list[str]]:
             data = f.read()
         out = subprocess.run([BUSYBOX, "--list-full"], capture_output=True, check=True, text=True).stdout
     except (OSError, subprocess.CalledProcessError) as e:
-        raise ImageError(f"built-in image: cannot use {BUSYBOX} ({e}); install Debian's busybox-static") from None
+        raise ImageError(f"built-in image: cannot use {BUSYBOX} ({e}); install Debian's busybox-static",
+                         kind=FAILED_PRECONDITION, obj=BUSYBOX) from None
     return data, sorted(set(out.split()) - {"bin/busybox"})
 
 

@@ -20,7 +20,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from .decompress import DecompressedStream
-from .errors import LayerError
+from ..errors import INTERNAL, RESOURCE_EXHAUSTED
+from .errors import LayerError, LimitExceeded
+from .limits import UnpackLimits
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -32,15 +34,6 @@ _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXE
 _MAX_LINKS = 40  # symlinks followed while resolving one path, as the kernel's MAXSYMLINKS
 _FD_CACHE = 256
 _COPY = 1 << 20
-
-
-@dataclass(frozen=True)
-class UnpackLimits:
-    max_bytes: int = 64 << 30  # decompressed bytes of one layer
-    max_entries: int = 5_000_000
-    max_path: int = 4096
-    max_depth: int = 256
-    max_header: int = 1 << 20  # PAX / GNU long-name payloads (Go's archive/tar cap)
 
 
 @dataclass(frozen=True)
@@ -390,6 +383,16 @@ class _Extractor:
             os.utime(fd, ns=(mtime, mtime))
 
 
+def _errno_kind(err: int | None) -> str | None:
+    """A full disk is RESOURCE_EXHAUSTED, a refusal of the node's kernel or disk INTERNAL; any
+    other failure of an entry (ENAMETOOLONG, EMLINK, ...) is the layer's: LayerError's own kind."""
+    if err in (errno.ENOSPC, errno.EDQUOT):
+        return RESOURCE_EXHAUSTED
+    if err in (errno.EPERM, errno.EACCES, errno.EROFS, errno.EIO):
+        return INTERNAL
+    return None
+
+
 def unpack_stream(stream: DecompressedStream, root_fd: int, lowers: list[int],
                   limits: UnpackLimits, prefetch: bool = True) -> UnpackResult:
     """Apply the tar in `stream` below `root_fd` (a fresh private dir). Caller removes it on error."""
@@ -417,13 +420,14 @@ def unpack_stream(stream: DecompressedStream, root_fd: int, lowers: list[int],
             tf.members.clear()  # stream mode would otherwise keep every header in memory
             entries += 1
             if entries > limits.max_entries:
-                raise LayerError(layer, f"more than {limits.max_entries} entries")
+                raise LimitExceeded(layer, "number of tar entries", "max-layer-entries", limits.max_entries,
+                                    entries, "entries")
             if m.sparse is not None:
                 raise LayerError(layer, "sparse files are not supported", m.name)
             try:
                 ex.entry(m, src)
             except OSError as e:
-                raise LayerError(layer, f"{e.strerror or e}", m.name) from None
+                raise LayerError(layer, f"{e.strerror or e}", m.name, kind=_errno_kind(e.errno)) from None
         ex.finish()
         diff_id, size = stream.finish()
     finally:

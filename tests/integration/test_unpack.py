@@ -14,7 +14,7 @@ import time
 import pytest
 
 from runtime.image.build import TarEntry, compress, make_tar
-from runtime.image.errors import DigestMismatch, LayerError
+from runtime.image.errors import DigestMismatch, LayerError, LimitExceeded
 from runtime.image.store import ImageStore
 from runtime.image.unpack import UnpackLimits
 
@@ -259,7 +259,7 @@ def test_realpath_bypass_chain_stays_inside(store, canary):  # CPython CVE-2025-
 def test_gzip_bomb_stops_at_limit(tmp_root):
     store = ImageStore(tmp_root, UnpackLimits(max_bytes=8 << 20))
     tar = make_tar([TarEntry("zeros", data=bytes(32 << 20))])
-    with pytest.raises(LayerError, match="exceeds the limit"):
+    with pytest.raises(LimitExceeded, match="uncompressed size exceeds the max-layer-size limit"):
         unpack(store, tar)
     assert_nothing_left(store)
 
@@ -267,7 +267,7 @@ def test_gzip_bomb_stops_at_limit(tmp_root):
 def test_zero_padding_bomb_stops_at_limit(tmp_root):
     store = ImageStore(tmp_root, UnpackLimits(max_bytes=4 << 20))
     tar = make_tar([TarEntry("f", data=b"x")]) + bytes(16 << 20)
-    with pytest.raises(LayerError, match="exceeds the limit"):
+    with pytest.raises(LimitExceeded, match="uncompressed size exceeds the max-layer-size limit"):
         unpack(store, tar)
     assert_nothing_left(store)
 

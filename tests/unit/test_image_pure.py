@@ -163,5 +163,5 @@ def test_decompressed_stream_hashes_whole_stream():
 
 def test_decompressed_stream_limit():
     s = DecompressedStream(io.BytesIO(gzip.compress(bytes(1 << 20))), "l", 1000)
-    with pytest.raises(LayerError, match="exceeds the limit of 1000"):
+    with pytest.raises(LayerError, match="uncompressed size exceeds the max-layer-size limit of 1000 bytes"):
         s.finish()
