@@ -2,24 +2,24 @@
 `<dir>/lock` (host-local's disk backend). Used for IP allocations (<root>/ipam) and hostPort
 claims (<root>/hostports).
 
-A file is created by writing a temporary file (content + fsync) and hard-linking it to its final
-name: the link is atomic and fails if the name exists, so an entry is never half-written and never
-silently replaced, even across a kill -9. The flock serialises processes and threads alike (each
-`locked()` opens its own file description)."""
+A file is created with atomicfile.write_atomic(replace=False): a temporary file (content + fsync)
+hard-linked to its final name; the link is atomic and fails if the name exists, so an entry is
+never half-written and never silently replaced, even across a kill -9. The flock serialises
+processes and threads alike (each `locked()` opens its own file description); `snapshot()` reads
+under a shared lock and creates nothing, for read-only callers."""
 
 from __future__ import annotations
 
 import errno
 import fcntl
 import os
-import threading
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
+from .atomicfile import is_temp_name, sync_dir, write_atomic
 from .errors import StateError
 
 LOCK = "lock"
-TMP_PREFIX = ".tmp-"
 
 
 class OwnedDir:
@@ -37,6 +37,20 @@ class OwnedDir:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
+        finally:
+            os.close(fd)
+
+    def snapshot(self) -> dict[str, str]:
+        """entries() under a shared lock, without creating the directory or its lock file."""
+        try:
+            fd = os.open(os.path.join(self.path, LOCK), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return self.entries()        # no writer ever locked here: nothing to wait for
+        except OSError as e:
+            raise StateError(self.path, f"cannot open the lock: {e.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            return self.entries()
         finally:
             os.close(fd)
 
@@ -71,32 +85,17 @@ class OwnedDir:
     def create(self, name: str, owner: str) -> bool:
         """Create `name` owned by `owner`; False if it already exists (with any owner)."""
         final = os.path.join(self.path, name)
-        tmp = os.path.join(self.path, f"{TMP_PREFIX}{name}.{os.getpid()}.{threading.get_ident()}")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-            try:
-                os.write(fd, f"{owner}\n".encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            try:
-                os.link(tmp, final)
-            except FileExistsError:
-                return False
-            finally:
-                os.unlink(tmp)
+            return write_atomic(final, f"{owner}\n".encode(), 0o600, replace=False)
         except OSError as e:
             raise StateError(final, f"cannot write: {e.strerror}") from None
-        return True
 
     def write_hint(self, name: str, value: str) -> None:
-        """A small non-entry file (last_reserved_ip), replaced atomically; losing it is harmless."""
+        """A small non-entry file (last_reserved_ip), replaced atomically; losing it is harmless,
+        so it is not fsynced."""
         final = os.path.join(self.path, name)
-        tmp = f"{final}.{os.getpid()}.{threading.get_ident()}"
         try:
-            with open(tmp, "w") as f:
-                f.write(value + "\n")
-            os.rename(tmp, final)
+            write_atomic(final, f"{value}\n".encode(), 0o600, durable=False)
         except OSError as e:
             raise StateError(final, f"cannot write: {e.strerror}") from None
 
@@ -122,7 +121,7 @@ class OwnedDir:
             self.remove(n)
         try:
             for n in os.listdir(self.path):
-                if n.startswith(TMP_PREFIX):
+                if is_temp_name(n):
                     self.remove(n)
         except FileNotFoundError:
             pass
@@ -132,10 +131,6 @@ class OwnedDir:
 
     def sync(self) -> None:
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            sync_dir(self.path)
+        except OSError as e:
+            raise StateError(self.path, f"cannot sync: {e.strerror}") from None

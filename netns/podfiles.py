@@ -1,30 +1,32 @@
 """Edge: write a pod's /etc/hosts, /etc/hostname and /etc/resolv.conf (contents from
 netns/dnsfiles.py) into a directory of the kubelet's, for the runtime to bind-mount. Each file is
-replaced atomically (temp file + rename), mode 0644, so a reader never sees half a file."""
+replaced atomically (atomicfile.write_atomic), mode 0644, so a reader never sees half a file; a
+file that already holds the same text is not rewritten, so a repeated setup keeps the inode a
+container has bind-mounted."""
 
 from __future__ import annotations
 
 import os
 
+from .atomicfile import same_content, write_atomic
 from .errors import StateError
 from .plan import PodFiles
 
+MODE = 0o644
+NAMES = ("hosts", "hostname", "resolv.conf")
+
+
+def paths(files_dir: str) -> PodFiles:
+    return PodFiles(*(os.path.join(files_dir, n) for n in NAMES))
+
 
 def _write(path: str, text: str) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
+    data = text.encode()
+    if same_content(path, data, MODE):
+        return
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        try:
-            os.write(fd, text.encode())
-            os.fchmod(fd, 0o644)
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
+        write_atomic(path, data, MODE)
     except OSError as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         raise StateError(path, f"cannot write: {e.strerror}") from None
 
 
@@ -33,20 +35,27 @@ def write(files_dir: str, hosts: str, hostname: str, resolv_conf: str) -> PodFil
         os.makedirs(files_dir, mode=0o755, exist_ok=True)
     except OSError as e:
         raise StateError(files_dir, f"cannot create: {e.strerror}") from None
-    out = PodFiles(os.path.join(files_dir, "hosts"), os.path.join(files_dir, "hostname"),
-                   os.path.join(files_dir, "resolv.conf"))
+    out = paths(files_dir)
     _write(out.hosts, hosts)
     _write(out.hostname, hostname)
     _write(out.resolv_conf, resolv_conf)
     return out
 
 
+def present(files_dir: str) -> bool:
+    """True if any of the pod's files is already there (written by an earlier setup)."""
+    return any(os.path.lexists(os.path.join(files_dir, n)) for n in NAMES)
+
+
 def remove(files_dir: str) -> None:
-    for name in ("hosts", "hostname", "resolv.conf"):
+    for name in NAMES:
+        path = os.path.join(files_dir, name)
         try:
-            os.unlink(os.path.join(files_dir, name))
+            os.unlink(path)
         except FileNotFoundError:
             pass
+        except OSError as e:
+            raise StateError(path, f"cannot remove: {e.strerror}") from None
 
 
 def read_text(path: str, limit: int = 1 << 20) -> str:
