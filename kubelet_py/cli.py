@@ -352,7 +352,7 @@ def _runtime_paths(ctx):
 @click.pass_context
 def runtime_spec(ctx, image_ref, user, cmd, **kw):
     """Print the config.json that `runtime run --image` would execute."""
-    from runtime.container import bundle_for, new_id, remove_container
+    from runtime.container import bundle_for, new_id, remove_bundle
     if not image_ref:
         raise click.UsageError("--image is required")
     store, paths, cid = _store(ctx), _runtime_paths(ctx), new_id()
@@ -361,7 +361,7 @@ def runtime_spec(ctx, image_ref, user, cmd, **kw):
         with open(os.path.join(bundle, "config.json")) as f:
             click.echo(f.read())
     finally:
-        remove_container(store, paths, cid)
+        remove_bundle(store, paths, cid)
 
 
 @runtime.command("run")
@@ -408,10 +408,7 @@ def runtime_exec(ctx, interactive, tty, container_id, cmd):
     `runc exec` does: without a tty our stdio are its own; with one, a pty of the container's
     (never this terminal) relayed both ways. Exits with CMD's exit code."""
     from runtime.pod import supervisor_of
-    try:
-        client = supervisor_of(_runtime_paths(ctx), container_id)
-    except (ValueError, OSError) as e:
-        raise KpyError(str(e)) from None
+    client = supervisor_of(_runtime_paths(ctx), container_id)
     if tty:
         from kubelet_py.ttyrelay import relay
         size = os.get_terminal_size(0) if os.isatty(0) else None

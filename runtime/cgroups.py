@@ -234,11 +234,14 @@ class Cgroup:
         return sorted(out)
 
     def kill_all(self, timeout: float = 5.0) -> None:
-        """SIGKILL every process in the cgroup until it is empty."""
+        """SIGKILL every process in the cgroup until it is empty; a process that outlives
+        `timeout` (stuck in the kernel, D state) is an error naming it."""
         if self.version == "v2" and os.path.exists(f"{self.dir('cpu')}/cgroup.kill"):
             _write(f"{self.dir('cpu')}/cgroup.kill", "1")
         deadline = time.monotonic() + timeout
-        while (pids := self.pids()) and time.monotonic() < deadline:
+        while pids := self.pids():
+            if time.monotonic() >= deadline:
+                raise CgroupError(self.path, f"processes {pids[:10]} survived SIGKILL for {timeout:g}s")
             for p in pids:
                 try:
                     os.kill(p, signal.SIGKILL)
@@ -278,16 +281,36 @@ class Cgroup:
         except (OSError, ValueError):
             return False
 
-    def destroy(self) -> None:
-        """Remove the cgroup dirs (deepest component only); idempotent."""
+    def destroy(self, timeout: float = 2.0) -> None:
+        """Remove the cgroup dirs (deepest component only); idempotent. A cgroup that stays
+        busy (processes, or child cgroups) past `timeout` is an error naming what holds it."""
         for d in self.dirs():
-            for _ in range(100):
-                try:
-                    os.rmdir(d)
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError as e:
-                    if e.errno != errno.EBUSY:
-                        raise CgroupError(self.path, f"rmdir: {e.strerror}") from None
-                    time.sleep(0.01)
+            _rmdir(d, self.path, timeout)
+
+    def remove_tree(self) -> None:
+        """Kill every process in this cgroup and every cgroup below it, then remove them all,
+        deepest first, in every hierarchy; idempotent."""
+        for base in self.dirs():
+            for dirpath, _dirs, _files in os.walk(base, topdown=False):
+                rel = os.path.relpath(dirpath, base)
+                Cgroup(self.path if rel == "." else f"{self.path}/{rel}", self.version).kill_all()
+                _rmdir(dirpath, self.path)
+
+
+def _rmdir(d: str, path: str, timeout: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.rmdir(d)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            if e.errno != errno.EBUSY:
+                raise CgroupError(path, f"rmdir {d}: {e.strerror}") from None
+            if time.monotonic() >= deadline:
+                procs = _read(f"{d}/cgroup.procs").split() if os.path.exists(f"{d}/cgroup.procs") else []
+                subs = [n for n in os.listdir(d) if os.path.isdir(os.path.join(d, n))]
+                raise CgroupError(path, f"{d} still busy after {timeout:g}s (processes {procs[:10]}, "
+                                  f"child cgroups {subs[:10]})") from None
+            time.sleep(0.01)

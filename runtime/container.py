@@ -4,13 +4,16 @@ The pod-level API (runtime.pod: pinned sandboxes, the supervisor) builds on thes
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import re
 import resource
 import secrets
 import stat
 from dataclasses import dataclass
+
+from .atomicfile import write_json_atomic
+from .errors import FAILED_PRECONDITION, INVALID_ARGUMENT, RuntimeFailure
 
 from .cgroups import detect
 from .image.store import ImageStore
@@ -27,9 +30,21 @@ SANDBOX_ANNOTATION = "io.kubernetes.cri.sandbox-id"  # containerd's name; gc fin
 
 @dataclass(frozen=True)
 class Paths:
-    root: str  # --root
-    run_root: str  # --run-root
-    cgroup_root: str = "kubelet-py"
+    """Where one instance of the runtime keeps its state (every root is a flag)."""
+    root: str  # --root: images, container upper dirs
+    run_root: str  # --run-root: pods (sandboxes, supervisors), bundles
+    cgroup_root: str = "kubelet-py"  # below each cgroup hierarchy's root
+
+
+class ContainerError(RuntimeFailure):
+    def __init__(self, cid: str, why: str, kind: str | None = None, field: str | None = None):
+        super().__init__(f"container {cid}: {why}", kind=kind, obj=f"container {cid}", field=field)
+        self.container_id = cid
+
+
+def check_id(cid: str) -> None:
+    if not isinstance(cid, str) or not VALID_ID.match(cid):
+        raise ContainerError(str(cid), "an id is lowercase letters, digits, . _ - (at most 64)", INVALID_ARGUMENT, "id")
 
 
 def new_id() -> str:
@@ -38,9 +53,15 @@ def new_id() -> str:
 
 def bundle_for(store: ImageStore, image_ref: str, req: ContainerRequest, paths: Paths, cid: str,
                user: str | None = None, sandbox: Sandbox | None = None) -> str:
-    """Mount the rootfs and write the bundle's config.json; returns the bundle dir."""
-    if not VALID_ID.match(cid):
-        raise ValueError(f"container id {cid!r}: lowercase letters, digits, . _ - (at most 64)")
+    """Mount the rootfs and write the bundle's config.json; returns the bundle dir. `req` is
+    not changed: what the sandbox adds goes into a copy. In a sandbox with pod /etc files
+    (`files_dir`), the network layer must have written them first (checked)."""
+    check_id(cid)
+    if sandbox is not None and sandbox.files_dir:
+        missing = sandbox.missing_etc_files()
+        if missing:
+            raise ContainerError(cid, f"pod {sandbox.uid}: its {', '.join(missing)} are not written yet (set up the "
+                                 "pod's network first, or make the sandbox with etc_files=False)", FAILED_PRECONDITION)
     image = store.image(image_ref)
     bundle = os.path.join(paths.run_root, "containers", cid)
     state = os.path.join(paths.root, "containers", cid)
@@ -69,27 +90,28 @@ def bundle_for(store: ImageStore, image_ref: str, req: ContainerRequest, paths: 
         finally:
             os.close(rfd)
         if sandbox is not None:
-            req.namespaces = {**({"pid": None} if sandbox.pid_mode == "container" else {}), "mount": None,
-                              **sandbox.namespaces}  # "pod": the pinned one in sandbox.namespaces
-            req.hostname = sandbox.hostname
-            # containerd's mounts of the sandbox's files: read-only with a read-only root
-            req.extra_mounts = [{"destination": dst, "type": "bind", "source": src,
-                                 "options": ["rbind", "rprivate", "ro" if req.read_only_rootfs else "rw"]}
-                                for dst, src in sandbox.etc_files().items()] + list(req.extra_mounts)
+            req = dataclasses.replace(
+                req,
+                namespaces={**({"pid": None} if sandbox.pid_mode == "container" else {}), "mount": None,
+                            **sandbox.namespaces},  # "pod": the pinned one in sandbox.namespaces
+                hostname=sandbox.hostname,
+                # containerd's mounts of the sandbox's files: read-only with a read-only root
+                extra_mounts=[{"destination": dst, "type": "bind", "source": src,
+                               "options": ["rbind", "rprivate", "ro" if req.read_only_rootfs else "rw"]}
+                              for dst, src in sandbox.etc_files().items()] + list(req.extra_mounts),
+                oom_score_adj=req.oom_score_adj if req.oom_score_adj is not None else max(
+                    qos_oom_score_adj(sandbox.qos, req.memory_request or req.memory_limit, _node_memory()),
+                    _oom_score_adj_floor()))
         cgpath = sandbox.container_cgroup(cid) if sandbox else f"{paths.cgroup_root}/{cid}"
-        if req.oom_score_adj is None and sandbox is not None:
-            req.oom_score_adj = max(qos_oom_score_adj(sandbox.qos, req.memory_request or req.memory_limit,
-                                                      _node_memory()), _oom_score_adj_floor())
         doc = generate(req, image.config, rootfs, cgpath, detect(), u.uid, u.gid, list(u.groups),
                        shm=_pod_shm(sandbox), nofile_hard=resource.getrlimit(resource.RLIMIT_NOFILE)[1],
                        host_devices=host_devices() if req.privileged else None)
         doc["annotations"]["io.kubernetes.cri.image-name"] = image.record.name
         if sandbox is not None:
             doc["annotations"][SANDBOX_ANNOTATION] = sandbox.uid
-        with open(os.path.join(bundle, "config.json"), "w") as f:
-            json.dump(doc, f, indent=1)
+        write_json_atomic(os.path.join(bundle, "config.json"), doc, indent=1)
     except BaseException:
-        remove_container(store, paths, cid)
+        remove_bundle(store, paths, cid)
         raise
     return bundle
 
@@ -144,7 +166,9 @@ def _pod_shm(sandbox: Sandbox | None) -> str | None:
     return sandbox.shm or ("/dev/shm" if "ipc" not in sandbox.namespaces else None)
 
 
-def remove_container(store: ImageStore, paths: Paths, cid: str) -> None:
+def remove_bundle(store: ImageStore, paths: Paths, cid: str) -> None:
+    """Unmount and delete a container's rootfs, upper dir and bundle, and drop its image
+    lease; idempotent. (Its supervisor's record is the supervisor's: runtime.pod removes both.)"""
     bundle = os.path.join(paths.run_root, "containers", cid)
     remove_rootfs(os.path.join(paths.root, "containers", cid), os.path.join(bundle, "rootfs"))
     for name in ("config.json",):
@@ -166,14 +190,14 @@ def run_image(store: ImageStore, image_ref: str, req: ContainerRequest, paths: P
         c = {"cpu_request": req.cpu_request_milli, "cpu_limit": req.cpu_limit_milli,
              "memory_limit": req.memory_limit, "memory_request": req.memory_limit}
         sandbox = create_sandbox(paths.run_root, cid, req.hostname or req.name, cgroup_root=paths.cgroup_root,
-                                 qos=qos_class([c]), resources=pod_resources([c]))
+                                 qos=qos_class([c]), resources=pod_resources([c]), etc_files=False)
     try:
         bundle = bundle_for(store, image_ref, req, paths, cid, user, sandbox)
         try:
             spec, rootfs = load_bundle(bundle)
             return run(spec, rootfs, cid, paths.cgroup_root)
         finally:
-            remove_container(store, paths, cid)
+            remove_bundle(store, paths, cid)
     finally:
         if own:
             remove_sandbox(paths.run_root, cid, paths.cgroup_root)

@@ -1,10 +1,17 @@
-"""The runtime's API for the kubelet layer, what CRI's RuntimeService is to the kubelet: pod
-sandboxes under their supervisor, containers in them, exec, status, stats, and the clean-up
-after a crash. Plain functions; the kernel work is in sandbox, container, shim and cgroups.
+"""The runtime's API for the kubelet layer, shaped after CRI's RuntimeService: pod sandboxes
+under their supervisor, containers in them, exec, whole-pod status, events, stats, and the
+clean-up after a crash. Plain functions on values; the kernel work is in sandbox, container,
+supervisor and cgroups. Safe to call from any thread of a daemon: nothing here forks the
+caller or changes its cwd, and every call that waits for an exit has a connection of its own.
 
     run_pod_sandbox -> create_container -> start_container -> (exec_sync, container_status,
-    container_stats) -> stop_container -> remove_container -> remove_pod_sandbox
-    gc(keep)   at daemon start: removes every pod, container, mount and cgroup not in `keep`
+    pod_status, events, container_stats) -> stop_container -> remove_container -> remove_pod_sandbox
+    recover_supervisor(uid)  a new supervisor for a pod whose supervisor died
+    gc(keep)                 at daemon start: removes every pod, container, mount and cgroup not in `keep`
+
+Every error is a RuntimeFailure whose `kind` is CRI's code for it (runtime.errors): NOT_FOUND,
+ALREADY_EXISTS, FAILED_PRECONDITION, INVALID_ARGUMENT (with `field`), UNAVAILABLE (the pod's
+supervisor is gone), RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED.
 
 A pod is named by its uid everywhere (run dir, pinned namespaces, cgroup `pod<uid>`, the
 `io.kubernetes.cri.sandbox-id` annotation of its containers' config.json), so all of it can be
@@ -13,24 +20,30 @@ found again after the daemon, or the supervisor, died."""
 from __future__ import annotations
 
 import json
+import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .cgroups import Cgroup, Resources, Stats
-from .container import VALID_ID, SANDBOX_ANNOTATION, Paths, bundle_for, new_id
-from .container import remove_container as _remove_bundle
-from .errors import RuntimeFailure
+from .container import SANDBOX_ANNOTATION, ContainerError, Paths, bundle_for, check_id, new_id, remove_bundle
+from .errors import ALREADY_EXISTS, DEADLINE_EXCEEDED, FAILED_PRECONDITION, NOT_FOUND, UNAVAILABLE, RuntimeFailure
 from .image.store import ImageStore
 from .oci.generate import ContainerRequest
-from .sandbox import (Sandbox, SandboxError, create_sandbox, load_sandbox, pod_resources, qos_class,
-                      remove_sandbox)
-from .shim import ShimClient, ShimError, start_supervisor
+from .sandbox import Sandbox, SandboxError, check_uid, create_sandbox, load_sandbox, pod_resources, qos_class, remove_sandbox
+from .supervisor import records
+from .supervisor.client import EventStream, SupervisorClient
+from .supervisor.crilog import now_rfc3339
+from .supervisor.launch import start_supervisor, supervisor_pid
+from .supervisor.wire import SupervisorError
+
+log = logging.getLogger("kubelet_py.runtime")
 
 
 class PodError(RuntimeFailure):
-    def __init__(self, pod_uid: str, container_id: str | None, why: str):
+    def __init__(self, pod_uid: str, container_id: str | None, why: str, kind: str | None = None,
+                 field: str | None = None):
         where = f"pod {pod_uid}" + (f" container {container_id}" if container_id else "")
-        super().__init__(f"{where}: {why}")
+        super().__init__(f"{where}: {why}", kind=kind, obj=where, field=field)
         self.pod_uid, self.container_id = pod_uid, container_id
 
 
@@ -46,19 +59,56 @@ class PodConfig:
     host_ipc: bool = False
     host_pid: bool = False
     share_pid: bool = False  # shareProcessNamespace
+    # the pod's /etc/{hosts,hostname,resolv.conf} come from the network layer (netns
+    # setup_pod_network(files_dir=sandbox.files_dir)), which must run before create_container;
+    # False: containers keep their image's files (the CLI's one-container pods)
+    etc_files: bool = True
 
 
 @dataclass(frozen=True)
 class ContainerStatus:
+    """CRI's ContainerStatus. state: created | running | exited | unknown (a container that
+    was running when its supervisor died). Times are RFC 3339 with nanoseconds."""
     id: str
-    state: str  # created | running | exited (CRI's CONTAINER_CREATED / _RUNNING / _EXITED)
+    state: str
+    name: str | None = None
+    image: str | None = None  # the reference it was created from
+    image_id: str | None = None  # the image's manifest digest
+    attempt: int = 0
     pid: int | None = None
-    started_at: str | None = None  # RFC 3339, nanoseconds
+    created_at: str | None = None
+    started_at: str | None = None
     finished_at: str | None = None
     exit_code: int | None = None
-    reason: str | None = None  # Completed | Error | OOMKilled
-    log_path: str | None = None
     signal: int | None = None  # the signal that ended it (exit_code is then 128 + it)
+    reason: str | None = None  # Completed | Error | OOMKilled | Unknown
+    message: str | None = None
+    log_path: str | None = None
+    labels: dict = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class SandboxStatus:
+    uid: str
+    state: str  # ready (its supervisor serves) | notready
+    hostname: str
+    namespaces: dict  # OCI namespace type -> pinned path
+    cgroup: str
+    qos: str
+    pid_mode: str
+    created_at: str | None
+    supervisor_pid: int | None
+
+
+@dataclass(frozen=True)
+class PodStatus:
+    sandbox: SandboxStatus
+    containers: tuple[ContainerStatus, ...]
+    epoch: str | None = None  # the supervisor's event sequence (None: no supervisor)
+    seq: int = 0
+
+    def container(self, cid: str) -> ContainerStatus | None:
+        return next((c for c in self.containers if c.id == cid), None)
 
 
 def pod_log_path(log_root: str, pod: PodConfig, container: str, restart_count: int = 0) -> str:
@@ -66,23 +116,22 @@ def pod_log_path(log_root: str, pod: PodConfig, container: str, restart_count: i
     return os.path.join(log_root, f"{pod.namespace}_{pod.name}_{pod.uid}", container, f"{restart_count}.log")
 
 
-def _pod_dir(paths: Paths, uid: str) -> str:
+def pod_dir(paths: Paths, uid: str) -> str:
     return os.path.join(paths.run_root, "pods", uid)
 
 
-def _client(paths: Paths, uid: str, cid: str | None = None) -> ShimClient:
-    try:
-        return ShimClient(_pod_dir(paths, uid))
-    except (FileNotFoundError, ConnectionRefusedError):
-        raise PodError(uid, cid, "no supervisor answers (the pod was removed, or its supervisor died)") from None
+def _client(paths: Paths, uid: str) -> SupervisorClient:
+    check_uid(uid)
+    if not os.path.isdir(pod_dir(paths, uid)):
+        raise PodError(uid, None, "no such pod sandbox", NOT_FOUND)
+    return SupervisorClient(pod_dir(paths, uid))
 
 
-def _client_if_any(paths: Paths, uid: str) -> ShimClient | None:
-    """The pod's supervisor, or None when there is none to ask (removal goes on without it)."""
-    try:
-        return ShimClient(_pod_dir(paths, uid))
-    except OSError:
-        return None
+def _status_of(rec: dict) -> ContainerStatus:
+    return ContainerStatus(**{k: rec.get(k) for k in ("id", "state", "name", "image", "image_id", "pid", "created_at",
+                                                      "started_at", "finished_at", "exit_code", "signal", "reason",
+                                                      "message", "log_path")},
+                           attempt=int(rec.get("attempt") or 0), labels=dict(rec.get("labels") or {}))
 
 
 # ---- pods ---------------------------------------------------------------------------------
@@ -91,7 +140,8 @@ def run_pod_sandbox(paths: Paths, pod: PodConfig) -> Sandbox:
     """Pinned namespaces, /dev/shm, the pod cgroup and the pod's supervisor; all or nothing."""
     sb = create_sandbox(paths.run_root, pod.uid, pod.hostname or pod.name, cgroup_root=paths.cgroup_root,
                         qos=pod.qos, resources=pod.resources, host_network=pod.host_network,
-                        host_ipc=pod.host_ipc, host_pid=pod.host_pid, share_pid=pod.share_pid)
+                        host_ipc=pod.host_ipc, host_pid=pod.host_pid, share_pid=pod.share_pid,
+                        etc_files=pod.etc_files)
     try:
         start_supervisor(sb.dir, paths.cgroup_root).close()
     except BaseException:
@@ -100,136 +150,155 @@ def run_pod_sandbox(paths: Paths, pod: PodConfig) -> Sandbox:
     return sb
 
 
+def recover_supervisor(paths: Paths, uid: str) -> None:
+    """Start a new supervisor for a pod whose supervisor died. It reads the records the dead
+    one wrote: exited containers stay exited, created ones can still be started, and running
+    ones become `unknown` (stop_container kills what is left of them)."""
+    sb = load_sandbox(paths.run_root, uid)
+    if supervisor_pid(sb.dir) is not None:
+        raise PodError(uid, None, "its supervisor is alive", FAILED_PRECONDITION)
+    start_supervisor(sb.dir, paths.cgroup_root).close()
+
+
 def list_pod_sandboxes(paths: Paths) -> list[str]:
     d = os.path.join(paths.run_root, "pods")
     return sorted(os.listdir(d)) if os.path.isdir(d) else []
 
 
 def pod_containers(paths: Paths, uid: str) -> list[str]:
-    """Ids of the containers (created or started) whose bundle names this pod."""
+    """Ids of the containers whose bundle names this pod."""
     d = os.path.join(paths.run_root, "containers")
-    out = []
-    for cid in sorted(os.listdir(d)) if os.path.isdir(d) else []:
-        try:
-            with open(os.path.join(d, cid, "config.json")) as f:
-                if json.load(f).get("annotations", {}).get(SANDBOX_ANNOTATION) == uid:
-                    out.append(cid)
-        except (OSError, ValueError):
-            continue
-    return out
+    return [cid for cid in (sorted(os.listdir(d)) if os.path.isdir(d) else []) if _owner(d, cid) == uid]
+
+
+def pod_status(paths: Paths, uid: str) -> PodStatus:
+    """The sandbox and every container of the pod in one call. Without a live supervisor it
+    comes from the records on disk (a container that was running is then `unknown`)."""
+    sb = load_sandbox(paths.run_root, uid)
+    sup = None
+    try:
+        with SupervisorClient(sb.dir) as client:
+            sup = client.status()
+    except SupervisorError as e:
+        if e.kind != UNAVAILABLE:
+            raise
+    recs = sup["containers"] if sup else records.load_all(sb.dir, False)
+    sandbox = SandboxStatus(sb.uid, "ready" if sup else "notready", sb.hostname, dict(sb.namespaces), sb.cgroup_path,
+                            sb.qos, sb.pid_mode, sb.created_at, sup["pid"] if sup else None)
+    return PodStatus(sandbox, tuple(_status_of(r) for _, r in sorted(recs.items())),
+                     sup["epoch"] if sup else None, sup["seq"] if sup else 0)
+
+
+def events(paths: Paths, uid: str, since: int = 0, epoch: str | None = None) -> EventStream:
+    """The pod's container events as they happen (what a PLEG is fed by); pass the last
+    stream's `seq` and `epoch` to get what was missed, or a `resync` event."""
+    check_uid(uid)
+    return EventStream(pod_dir(paths, uid), since, epoch)
 
 
 def remove_pod_sandbox(store: ImageStore, paths: Paths, uid: str, grace: float = 0) -> None:
-    """Stop (with `grace`) and remove every container of the pod, then the pod. Idempotent."""
+    """Stop every container at once (each with `grace`), remove them, then the pod.
+    Idempotent; a supervisor that is gone does not stop it (its cgroups are killed)."""
+    check_uid(uid)
     cids = pod_containers(paths, uid)
-    client = _client_if_any(paths, uid)
-    if client is not None:
+    d = pod_dir(paths, uid)
+    if os.path.isdir(d):
         try:
-            for cid in cids:
-                try:
-                    if grace > 0:
-                        client.stop(cid, grace)
-                    client.call("forget", id=cid)
-                except ShimError:
-                    pass  # never started, or already forgotten
-            client.call("shutdown")
-        except ShimError:
-            pass  # remove_sandbox below kills whatever still runs
-        finally:
-            client.close()
+            with SupervisorClient(d) as client:
+                live = [cid for cid, r in client.status()["containers"].items() if r["state"] in ("running", "unknown")]
+                for cid, res in client.stop_many(live, grace).items():
+                    if isinstance(res, SupervisorError):
+                        log.warning("pod %s container %s: stop: %s (its cgroup is killed with the pod's)", uid, cid, res)
+                client.call("shutdown")
+        except SupervisorError as e:
+            log.info("pod %s: removing without its supervisor (%s)", uid, e)
     remove_sandbox(paths.run_root, uid, paths.cgroup_root)  # kills the rest, supervisor included
     for cid in cids:
-        _remove_bundle(store, paths, cid)
+        remove_bundle(store, paths, cid)
 
 
 # ---- containers ---------------------------------------------------------------------------
 
-def create_container(store: ImageStore, paths: Paths, uid: str, image_ref: str, req: ContainerRequest,
-                     cid: str | None = None, user: str | None = None) -> str:
-    """The container's rootfs and config.json in the pod; returns its id (not started yet)."""
+def create_container(store: ImageStore, paths: Paths, uid: str, image_ref: str, req: ContainerRequest, *,
+                     log_path: str, cid: str | None = None, user: str | None = None, attempt: int = 0,
+                     labels: dict | None = None, stop_signal: str | None = None, log_max_size: int | None = None,
+                     log_max_files: int | None = None) -> str:
+    """The container's rootfs and config.json in the pod, known to its supervisor as
+    `created`; returns its id. `stop_signal`: lifecycle.stopSignal (else the image's
+    StopSignal, else SIGTERM). `req` is not changed."""
     sb = load_sandbox(paths.run_root, uid)
     cid = cid or new_id()
+    check_id(cid)
     if os.path.exists(os.path.join(paths.run_root, "containers", cid)):
-        raise PodError(uid, cid, "a container with this id exists")
-    bundle_for(store, image_ref, req, paths, cid, user, sb)
+        raise PodError(uid, cid, "a container with this id exists", ALREADY_EXISTS)
+    with _client(paths, uid) as client:
+        bundle = bundle_for(store, image_ref, req, paths, cid, user, sb)
+        try:
+            image = store.image(image_ref)
+            client.call("create", id=cid, bundle=bundle, name=req.name, image=image_ref, image_id=image.record.digest,
+                        attempt=attempt, labels=labels or {}, log_path=log_path, log_max_size=log_max_size,
+                        log_max_files=log_max_files,
+                        stop_signal=stop_signal or getattr(image.config, "stop_signal", None) or "SIGTERM")
+        except BaseException:
+            remove_bundle(store, paths, cid)
+            raise
     return cid
 
 
-def start_container(paths: Paths, uid: str, cid: str, log_path: str, log_max_size: int | None = None,
-                    log_max_files: int | None = None) -> int:
-    """Start a created container under the pod's supervisor; returns its pid."""
-    bundle = os.path.join(paths.run_root, "containers", cid)
-    if not os.path.exists(os.path.join(bundle, "config.json")):
-        raise PodError(uid, cid, "no such container (create it first)")
-    opts = {k: v for k, v in (("log_max_size", log_max_size), ("log_max_files", log_max_files)) if v is not None}
-    client = _client(paths, uid, cid)
-    try:
-        return client.call("start", id=cid, bundle=bundle, log_path=log_path, **opts)["pid"]
-    finally:
-        client.close()
-
-
-def _status_of(cid: str, st: dict) -> ContainerStatus:
-    return ContainerStatus(cid, st["status"], st.get("pid"), st.get("started_at"), st.get("finished_at"),
-                           st.get("exit_code"), st.get("reason"), st.get("log_path"), st.get("signal"))
+def start_container(paths: Paths, uid: str, cid: str) -> int:
+    """Start a created container under the pod's supervisor; returns its pid. A container
+    starts once (FAILED_PRECONDITION after that)."""
+    with _client(paths, uid) as client:
+        return client.call("start", id=cid)["pid"]
 
 
 def container_status(paths: Paths, uid: str, cid: str) -> ContainerStatus:
-    client = _client(paths, uid, cid)
-    try:
-        st = client.call("status")["containers"].get(cid)
-    finally:
-        client.close()
-    if st is not None:
-        return _status_of(cid, st)
-    if os.path.exists(os.path.join(paths.run_root, "containers", cid, "config.json")):
-        return ContainerStatus(cid, "created")
-    raise PodError(uid, cid, "no such container")
+    st = pod_status(paths, uid).container(cid)
+    if st is None:
+        raise PodError(uid, cid, "no such container", NOT_FOUND)
+    return st
 
 
 def wait_container(paths: Paths, uid: str, cid: str, timeout: float = 30.0) -> ContainerStatus:
-    client = _client(paths, uid, cid)
-    try:
-        return _status_of(cid, client.wait(cid, timeout))
-    finally:
-        client.close()
+    """Its status once it has exited (DEADLINE_EXCEEDED after `timeout`)."""
+    with _client(paths, uid) as client:
+        return _status_of(client.wait(cid, timeout))
 
 
-def stop_container(paths: Paths, uid: str, cid: str, grace: float = 30.0) -> ContainerStatus:
-    """SIGTERM, `grace` seconds, then SIGKILL of every process in the container's cgroup."""
-    client = _client(paths, uid, cid)
-    try:
-        st = client.state(cid)
-        if st["status"] == "running":
-            st = client.stop(cid, grace)
-        return _status_of(cid, st)
-    except (ShimError, KeyError):
-        raise PodError(uid, cid, "not started") from None
-    finally:
-        client.close()
+def stop_container(paths: Paths, uid: str, cid: str, grace: float = 30.0, signal: str | int | None = None) -> ContainerStatus:
+    """The stop signal (`signal`, else the one it was created with), `grace` seconds, then
+    SIGKILL of every process in its cgroup; its final status. A container that is not running
+    is returned as it is."""
+    with _client(paths, uid) as client:
+        return _status_of(client.stop(cid, grace, signal))
 
 
 def remove_container(store: ImageStore, paths: Paths, uid: str, cid: str) -> None:
-    """Remove a stopped (or never started) container: supervisor state, rootfs, bundle, lease."""
-    client = _client_if_any(paths, uid)
-    if client is not None:
-        try:
-            if cid in client.call("status")["containers"]:
-                client.call("forget", id=cid)  # refused while it runs
-        except ShimError as e:
-            raise PodError(uid, cid, str(e)) from None
-        finally:
-            client.close()
-    _remove_bundle(store, paths, cid)
-
-
-def exec_sync(paths: Paths, uid: str, cid: str, args: list[str], timeout: float = 60.0) -> tuple[int, bytes, bytes]:
-    """Run `args` in the running container (a fork of its supervisor); (exit code, stdout, stderr)."""
-    client = _client(paths, uid, cid)
+    """Remove a stopped (or never started) container: its record, rootfs, bundle and lease.
+    FAILED_PRECONDITION while it runs; without a supervisor, only what is on disk goes."""
+    check_id(cid)
     try:
-        return client.exec(cid, args, timeout=timeout)
-    finally:
-        client.close()
+        with _client(paths, uid) as client:
+            client.call("remove", id=cid)
+    except SupervisorError as e:
+        if e.kind == UNAVAILABLE:
+            records.drop(pod_dir(paths, uid), cid)
+        elif e.kind != NOT_FOUND:
+            raise
+    remove_bundle(store, paths, cid)
+
+
+def exec_sync(paths: Paths, uid: str, cid: str, args: list[str], timeout: float | None = 60.0) -> tuple[int, bytes, bytes]:
+    """Run `args` in the running container (a fork of its supervisor): (exit code, stdout,
+    stderr), each stream bounded at 16 MiB. At `timeout` the process and its descendants are
+    killed and DEADLINE_EXCEEDED is raised (its output so far in `.stdout`/`.stderr`)."""
+    with _client(paths, uid) as client:
+        code, out, err, timed_out = client.exec_sync(cid, args, timeout)
+    if timed_out:
+        e = PodError(uid, cid, f"exec {args[0]!r}: timed out after {timeout:g}s (killed)", DEADLINE_EXCEEDED)
+        e.stdout, e.stderr = out, err
+        raise e
+    return code, out, err
 
 
 def container_stats(paths: Paths, uid: str, cid: str) -> Stats:
@@ -237,7 +306,7 @@ def container_stats(paths: Paths, uid: str, cid: str) -> Stats:
     sb = load_sandbox(paths.run_root, uid)
     cg = Cgroup(sb.container_cgroup(cid))
     if not all(os.path.isdir(d) for d in cg.dirs()):
-        raise PodError(uid, cid, "no cgroup (not running)")
+        raise PodError(uid, cid, "no cgroup (not running)", FAILED_PRECONDITION)
     return cg.stats()
 
 
@@ -250,26 +319,26 @@ def run_detached(store: ImageStore, image_ref: str, req: ContainerRequest, paths
     cid = new_id()
     c = {"cpu_request": req.cpu_request_milli, "cpu_limit": req.cpu_limit_milli,
          "memory_limit": req.memory_limit, "memory_request": req.memory_limit}
-    pod = PodConfig(cid, req.hostname or req.name, qos=qos_class([c]), resources=pod_resources([c]))
+    pod = PodConfig(cid, req.hostname or req.name, qos=qos_class([c]), resources=pod_resources([c]), etc_files=False)
     run_pod_sandbox(paths, pod)
     try:
-        create_container(store, paths, cid, image_ref, req, cid, user)
-        start_container(paths, cid, cid, pod_log_path(log_root, pod, req.name))
+        create_container(store, paths, cid, image_ref, req, cid=cid, user=user,
+                         log_path=pod_log_path(log_root, pod, req.name))
+        start_container(paths, cid, cid)
     except BaseException:
         remove_pod_sandbox(store, paths, cid)
         raise
     return cid
 
 
-def supervisor_of(paths: Paths, cid: str) -> ShimClient:
+def supervisor_of(paths: Paths, cid: str) -> SupervisorClient:
     """The supervisor of a container started by run_detached."""
-    if not VALID_ID.match(cid):
-        raise ValueError(f"container {cid!r}: lowercase letters, digits, . _ - (at most 64)")
+    check_id(cid)
     try:
         load_sandbox(paths.run_root, cid)
     except SandboxError:
-        raise ValueError(f"container {cid!r}: no such detached container") from None
-    return _client(paths, cid, cid)
+        raise ContainerError(cid, "no such detached container", NOT_FOUND) from None
+    return _client(paths, cid)
 
 
 def remove_detached(store: ImageStore, paths: Paths, cid: str, grace: float = 10.0) -> ContainerStatus | None:
@@ -277,8 +346,9 @@ def remove_detached(store: ImageStore, paths: Paths, cid: str, grace: float = 10
     final = None
     try:
         final = stop_container(paths, cid, cid, grace)
-    except (PodError, SandboxError):
-        pass
+    except RuntimeFailure as e:
+        if e.kind not in (NOT_FOUND, UNAVAILABLE):
+            raise
     remove_pod_sandbox(store, paths, cid)
     return final
 
@@ -297,17 +367,11 @@ def gc(store: ImageStore, paths: Paths, keep: set[str] = frozenset()) -> list[st
     live = set(list_pod_sandboxes(paths))
     d = os.path.join(paths.run_root, "containers")
     for cid in sorted(os.listdir(d)) if os.path.isdir(d) else []:
-        try:
-            with open(os.path.join(d, cid, "config.json")) as f:
-                owner = json.load(f).get("annotations", {}).get(SANDBOX_ANNOTATION)
-        except (OSError, ValueError):
-            owner = None
-        if owner not in live:
+        if _owner(d, cid) not in live:
             cg = _container_cgroup_of(d, cid)
             if cg:
-                Cgroup(cg).kill_all()
-                Cgroup(cg).destroy()
-            _remove_bundle(store, paths, cid)
+                Cgroup(cg).remove_tree()
+            remove_bundle(store, paths, cid)
             removed.append(f"container {cid}")
     for uid in _pod_cgroup_uids(paths.cgroup_root):
         if uid not in live:
@@ -316,12 +380,21 @@ def gc(store: ImageStore, paths: Paths, keep: set[str] = frozenset()) -> list[st
     return removed
 
 
-def _container_cgroup_of(containers_dir: str, cid: str) -> str | None:
+def _config_of(containers_dir: str, cid: str) -> dict:
     try:
         with open(os.path.join(containers_dir, cid, "config.json")) as f:
-            return json.load(f).get("linux", {}).get("cgroupsPath")
+            doc = json.load(f)
+        return doc if isinstance(doc, dict) else {}
     except (OSError, ValueError):
-        return None
+        return {}
+
+
+def _owner(containers_dir: str, cid: str) -> str | None:
+    return _config_of(containers_dir, cid).get("annotations", {}).get(SANDBOX_ANNOTATION)
+
+
+def _container_cgroup_of(containers_dir: str, cid: str) -> str | None:
+    return _config_of(containers_dir, cid).get("linux", {}).get("cgroupsPath")
 
 
 def _pod_cgroup_uids(cgroup_root: str) -> list[str]:
@@ -332,3 +405,10 @@ def _pod_cgroup_uids(cgroup_root: str) -> list[str]:
             if os.path.isdir(level):
                 out.update(n[3:] for n in os.listdir(level) if n.startswith("pod"))
     return sorted(out)
+
+
+__all__ = ["PodConfig", "ContainerStatus", "SandboxStatus", "PodStatus", "PodError", "pod_log_path", "run_pod_sandbox",
+           "recover_supervisor", "list_pod_sandboxes", "pod_containers", "pod_status", "events", "remove_pod_sandbox",
+           "create_container", "start_container", "container_status", "wait_container", "stop_container",
+           "remove_container", "exec_sync", "container_stats", "run_detached", "supervisor_of", "remove_detached",
+           "gc", "now_rfc3339"]

@@ -14,13 +14,12 @@ from .errors import RuntimeFailure
 
 import os
 import shutil
-import threading
 
 from .linux import sys as ksys
+from .threadns import CLONE_FS, in_own_thread
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 OVL_MAX_STACK = 500  # fs/overlayfs: the most lower layers one mount takes
-_cwd_lock = threading.Lock()  # the mount is made with the state dir as cwd
 
 
 class RootfsError(RuntimeFailure):
@@ -54,14 +53,12 @@ def mount_rootfs(layer_dirs: list[str], state_dir: str, mountpoint: str) -> None
             os.unlink(link)
         os.symlink(os.path.abspath(d), link)
     os.makedirs(mountpoint, mode=0o700, exist_ok=True)
-    with _cwd_lock:
-        old = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.chdir(state_dir)
-            ksys.mount("overlay", mountpoint, "overlay", 0, opts)
-        finally:
-            os.fchdir(old)
-            os.close(old)
+    mountpoint = os.path.abspath(mountpoint)
+
+    def mount_from_state_dir():  # in a thread with a cwd of its own: the caller's never moves
+        os.chdir(state_dir)
+        ksys.mount("overlay", mountpoint, "overlay", 0, opts)
+    in_own_thread(mount_from_state_dir, CLONE_FS)
 
 
 def remove_rootfs(state_dir: str, mountpoint: str) -> None:

@@ -3,23 +3,31 @@
     <run-root>/pods/<uid>/ns/{net,ipc,uts}   bind mounts of the pod's namespaces (as CRI-O's
                                             pinns: no pause process, they outlive every process)
     <run-root>/pods/<uid>/ns/pid             shareProcessNamespace only: pinned by the supervisor
+    <run-root>/pods/<uid>/sandbox.json       this record (atomic)
     <run-root>/pods/<uid>/shm                one tmpfs shared by the pod's containers
     <run-root>/pods/<uid>/etc/{hosts,hostname,resolv.conf}   written by the network layer
                                             (netns.setup_pod_network files_dir), bind-mounted
     <cgroup-root>/kubepods[/<qos>]/pod<uid>  the pod cgroup (Guaranteed directly under kubepods)
 
-Everything is named by the pod uid, so `remove_sandbox` (and a gc after a crash) finds it."""
+Everything is named by the pod uid, so `remove_sandbox` (and a gc after a crash) finds it.
+The namespaces are made by a short-lived thread of the caller (no fork: safe in a daemon)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
+import threading
 from dataclasses import asdict, dataclass
 
+from .atomicfile import is_temp_name, write_json_atomic
 from .cgroups import Cgroup, Resources
-from .errors import RuntimeFailure
+from .errors import ALREADY_EXISTS, INVALID_ARGUMENT, NOT_FOUND, RuntimeFailure
 from .linux import sys as ksys
+from .threadns import in_own_thread
+
+log = logging.getLogger("kubelet_py.runtime")
 
 _UID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 PINNED = {"network": ("net", ksys.CLONE_NEWNET), "ipc": ("ipc", ksys.CLONE_NEWIPC), "uts": ("uts", ksys.CLONE_NEWUTS)}
@@ -31,8 +39,8 @@ ETC_FILES = ("hosts", "hostname", "resolv.conf")  # bind-mounted into every cont
 
 
 class SandboxError(RuntimeFailure):
-    def __init__(self, pod_uid: str, why: str):
-        super().__init__(f"pod {pod_uid}: {why}")
+    def __init__(self, pod_uid: str, why: str, kind: str | None = None, field: str | None = None):
+        super().__init__(f"pod {pod_uid}: {why}", kind=kind, obj=f"pod {pod_uid}", field=field)
         self.pod_uid = pod_uid
 
 
@@ -47,6 +55,7 @@ class Sandbox:
     qos: str
     pid_mode: str = "container"  # one pid namespace per container | "pod" (shareProcessNamespace) | "host"
     files_dir: str | None = None  # the pod's /etc/{hosts,hostname,resolv.conf}, written by the network layer
+    created_at: str | None = None  # RFC 3339
 
     def etc_files(self) -> dict[str, str]:
         """Container path -> the pod's file, for the files the network layer has written."""
@@ -54,6 +63,12 @@ class Sandbox:
             return {}
         return {f"/etc/{n}": os.path.join(self.files_dir, n) for n in ETC_FILES
                 if os.path.isfile(os.path.join(self.files_dir, n))}
+
+    def missing_etc_files(self) -> list[str]:
+        """The pod files the network layer has not written yet (none without a files dir)."""
+        if not self.files_dir:
+            return []
+        return [f"/etc/{n}" for n in ETC_FILES if not os.path.isfile(os.path.join(self.files_dir, n))]
 
     def container_cgroup(self, container_id: str) -> str:
         return f"{self.cgroup_path}/{container_id}"
@@ -92,50 +107,34 @@ def pod_cgroup_path(cgroup_root: str, qos: str, pod_uid: str) -> str:
 
 
 def _pin(pod_uid: str, ns_dir: str, kinds: list[str], hostname: str) -> None:
-    """Create the namespaces in a short-lived child and bind-mount them in place."""
+    """Create the namespaces in a short-lived thread and bind-mount them in place: they live on
+    in the mounts after the thread ends (no process holds them)."""
     flags = 0
     for k in kinds:
         flags |= PINNED[k][1]
-    r, w = os.pipe2(os.O_CLOEXEC)
-    r2, w2 = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(r)
-            os.close(w2)
-            ksys.unshare(flags)
-            if "uts" in kinds:
-                ksys.sethostname(hostname)
-            if "network" in kinds:
-                ksys_lo_up()
-                for key, value in POD_NET_SYSCTLS.items():  # of the new netns: /proc/sys/net is per netns
-                    with open(f"/proc/sys/{key.replace('.', '/')}", "w") as f:
-                        f.write(value)
-            os.write(w, b"k")
-            os.read(r2, 1)  # hold the namespaces until the parent has pinned them
-            os._exit(0)
-        except BaseException as e:  # noqa: BLE001
-            os.write(w, f"E{e}".encode(errors="replace"))
-            os._exit(1)
-    os.close(w)
-    os.close(r2)
-    try:
-        msg = os.read(r, 4096)
-        if msg != b"k":
-            raise SandboxError(pod_uid, f"creating namespaces: {msg[1:].decode(errors='replace') or 'child died'}")
+
+    def make_and_pin():
+        if "uts" in kinds:
+            ksys.sethostname(hostname)
+        if "network" in kinds:
+            lo_up()
+            for key, value in POD_NET_SYSCTLS.items():  # of the new netns: /proc/sys/net is per netns
+                with open(f"/proc/sys/{key.replace('.', '/')}", "w") as f:
+                    f.write(value)
+        tid = threading.get_native_id()
         for k in kinds:
             name = PINNED[k][0]
             target = os.path.join(ns_dir, name)
             os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o444))
-            ksys.mount(f"/proc/{pid}/ns/{name}", target, None, ksys.MS_BIND)
-    finally:
-        os.close(w2)
-        os.close(r)
-        os.waitpid(pid, 0)
+            ksys.mount(f"/proc/self/task/{tid}/ns/{name}", target, None, ksys.MS_BIND)
+    try:
+        in_own_thread(make_and_pin, flags)
+    except OSError as e:
+        raise SandboxError(pod_uid, f"creating namespaces: {e}") from None
 
 
-def ksys_lo_up() -> None:
-    """Bring `lo` up in the new network namespace (ioctl SIOCSIFFLAGS; no netlink needed)."""
+def lo_up() -> None:
+    """Bring `lo` up in the current network namespace (ioctl SIOCSIFFLAGS; no netlink needed)."""
     import fcntl
     import socket
     import struct
@@ -148,25 +147,38 @@ def ksys_lo_up() -> None:
         s.close()
 
 
+def _now() -> str:
+    from .supervisor.crilog import now_rfc3339
+    return now_rfc3339()
+
+
+def check_uid(pod_uid: str) -> None:
+    if not isinstance(pod_uid, str) or not _UID.match(pod_uid):
+        raise SandboxError(str(pod_uid), "pod uid must be lowercase letters, digits and '-' (at most 63)",
+                           INVALID_ARGUMENT, "uid")
+
+
 def create_sandbox(run_root: str, pod_uid: str, hostname: str, *, cgroup_root: str = "kubelet-py",
                    qos: str = "besteffort", resources: Resources | None = None, host_network: bool = False,
-                   host_ipc: bool = False, host_pid: bool = False, share_pid: bool = False) -> Sandbox:
+                   host_ipc: bool = False, host_pid: bool = False, share_pid: bool = False,
+                   etc_files: bool = True) -> Sandbox:
     """The pod's pinned namespaces, /dev/shm and cgroup. With `share_pid` the containers share
     one pid namespace, whose PID 1 the pod's supervisor creates (runtime.podinit) and pins at
     ns/pid; with `host_pid` they use the host's."""
-    if not _UID.match(pod_uid):
-        raise SandboxError(pod_uid, "pod uid must be lowercase letters, digits and '-' (at most 63)")
+    check_uid(pod_uid)
     if qos not in ("guaranteed", "burstable", "besteffort"):
-        raise SandboxError(pod_uid, f"unknown QoS class {qos!r}")
+        raise SandboxError(pod_uid, f"unknown QoS class {qos!r}", INVALID_ARGUMENT, "qos")
     if host_pid and share_pid:
-        raise SandboxError(pod_uid, "shareProcessNamespace and hostPID exclude each other")
+        raise SandboxError(pod_uid, "shareProcessNamespace and hostPID exclude each other", INVALID_ARGUMENT,
+                           "shareProcessNamespace")
     d = os.path.join(run_root, "pods", pod_uid)
     if os.path.exists(d):
-        raise SandboxError(pod_uid, f"a sandbox already exists at {d}")
+        raise SandboxError(pod_uid, f"a sandbox already exists at {d}", ALREADY_EXISTS)
     ns_dir = os.path.join(d, "ns")
     os.makedirs(d, mode=0o700)  # the supervisor's socket and state live here: root only
     os.mkdir(ns_dir, 0o700)
-    os.mkdir(os.path.join(d, "etc"), 0o755)
+    if etc_files:
+        os.mkdir(os.path.join(d, "etc"), 0o755)
     kinds = [k for k in ("network", "ipc", "uts") if not (k == "network" and host_network)
              and not (k == "ipc" and host_ipc) and not (k == "uts" and host_network)]
     pinned = {k: os.path.join(ns_dir, PINNED[k][0]) for k in kinds}
@@ -174,7 +186,7 @@ def create_sandbox(run_root: str, pod_uid: str, hostname: str, *, cgroup_root: s
         pinned["pid"] = os.path.join(ns_dir, "pid")
     sb = Sandbox(pod_uid, hostname, d, pinned, None if host_ipc else os.path.join(d, "shm"),
                  pod_cgroup_path(cgroup_root, qos, pod_uid), qos, "pod" if share_pid else "host" if host_pid else "container",
-                 os.path.join(d, "etc"))
+                 os.path.join(d, "etc") if etc_files else None, _now())
     try:
         if kinds:
             _pin(pod_uid, ns_dir, kinds, hostname)
@@ -185,8 +197,7 @@ def create_sandbox(run_root: str, pod_uid: str, hostname: str, *, cgroup_root: s
         cg = Cgroup(sb.cgroup_path)
         cg.create()
         cg.apply(resources or Resources(cpu_shares=2))
-        with open(os.path.join(d, "sandbox.json"), "w") as f:
-            json.dump(asdict(sb), f)
+        write_json_atomic(os.path.join(d, "sandbox.json"), asdict(sb))
     except BaseException:
         remove_sandbox(run_root, pod_uid, cgroup_root)
         raise
@@ -194,21 +205,14 @@ def create_sandbox(run_root: str, pod_uid: str, hostname: str, *, cgroup_root: s
 
 
 def remove_sandbox(run_root: str, pod_uid: str, cgroup_root: str = "kubelet-py") -> None:
-    """Kill what is left in the pod cgroup, unpin, unmount, delete. Idempotent, and safe after a
-    half-done create or a crash."""
+    """Kill the supervisor and whatever is left in the pod cgroup tree, unpin, unmount,
+    delete. Idempotent, and safe after a half-done create or a crash."""
+    from .supervisor.launch import kill_supervisor
+    from .supervisor.wire import LOG_FILE, PID_FILE, SOCKET, STATES_DIR
     d = os.path.join(run_root, "pods", pod_uid)
-    _stop_supervisor(d)
+    kill_supervisor(d)
     for qos in ("guaranteed", "burstable", "besteffort"):
-        cg = Cgroup(pod_cgroup_path(cgroup_root, qos, pod_uid))
-        if any(os.path.isdir(x) for x in cg.dirs()):
-            cg.kill_all()
-            for x in cg.dirs():  # container cgroups a crash left below the pod's
-                if os.path.isdir(x):
-                    for sub in os.listdir(x):
-                        if os.path.isdir(os.path.join(x, sub)):
-                            Cgroup(f"{cg.path}/{sub}", cg.version).kill_all()
-                            os.rmdir(os.path.join(x, sub))
-            cg.destroy()
+        Cgroup(pod_cgroup_path(cgroup_root, qos, pod_uid)).remove_tree()  # containers a crash left below it too
     for p in [os.path.join(d, "ns", n) for n in ("net", "ipc", "uts", "pid")] + [os.path.join(d, "shm")]:
         while os.path.ismount(p):
             ksys.umount2(p, ksys.MNT_DETACH)
@@ -216,8 +220,8 @@ def remove_sandbox(run_root: str, pod_uid: str, cgroup_root: str = "kubelet-py")
             os.rmdir(p)
         elif os.path.exists(p):
             os.unlink(p)
-    for name in ("sandbox.json", "shim.sock", "shim.pid", "shim.pid.tmp", "shim.log"):
-        if os.path.lexists(os.path.join(d, name)):
+    for name in os.listdir(d) if os.path.isdir(d) else []:
+        if name in ("sandbox.json", SOCKET, PID_FILE, LOG_FILE) or is_temp_name(name):
             os.unlink(os.path.join(d, name))
     etc = os.path.join(d, "etc")
     if os.path.isdir(etc):  # the network layer's files and its temp files: nothing else lives here
@@ -225,33 +229,14 @@ def remove_sandbox(run_root: str, pod_uid: str, cgroup_root: str = "kubelet-py")
             if name in ETC_FILES or name.split(".tmp.")[0] in ETC_FILES:
                 os.unlink(os.path.join(etc, name))
         os.rmdir(etc)
-    states = os.path.join(d, "containers")
+    states = os.path.join(d, STATES_DIR)
     if os.path.isdir(states):
         for name in os.listdir(states):
-            if name.endswith((".json", ".json.tmp")):
+            if name.endswith(".json") or is_temp_name(name):
                 os.unlink(os.path.join(states, name))
     for p in (states, os.path.join(d, "ns"), d):
         if os.path.isdir(p):
             os.rmdir(p)
-
-
-def _stop_supervisor(pod_dir: str) -> None:
-    """SIGKILL the pod's supervisor if it is still there (checked by its cmdline, never a
-    recycled pid of something else)."""
-    try:
-        pid = int(open(os.path.join(pod_dir, "shim.pid")).read())
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmd = f.read().split(b"\0")
-    except (OSError, ValueError):
-        return
-    if any(b"runtime.shim" in part for part in cmd) and pod_dir.encode() in cmd:
-        import signal
-        import time
-        os.kill(pid, signal.SIGKILL)
-        for _ in range(200):
-            if not os.path.exists(f"/proc/{pid}"):
-                break
-            time.sleep(0.01)
 
 
 def load_sandbox(run_root: str, pod_uid: str) -> Sandbox:
@@ -259,5 +244,5 @@ def load_sandbox(run_root: str, pod_uid: str) -> Sandbox:
         with open(os.path.join(run_root, "pods", pod_uid, "sandbox.json")) as f:
             return Sandbox(**json.load(f))
     except FileNotFoundError:
-        raise SandboxError(pod_uid, "no such sandbox") from None
+        raise SandboxError(pod_uid, "no such sandbox", NOT_FOUND) from None
 
