@@ -20,10 +20,59 @@ def cgroup_bases(cgroup_root: str) -> list[str]:
         f"/sys/fs/cgroup/{c}" for c in ("cpu", "cpuacct", "memory", "pids", "devices")))] if os.path.isdir(d)]
 
 
-def cgroups_under(cgroup_root: str) -> list[str]:
-    """Pod and container cgroups left below `cgroup_root` (QoS levels do not count)."""
+def cgroup_dirs_of(pid: int | str = "self") -> list[tuple[str, str]]:
+    """(mount point, the dir of `pid`'s cgroup in it) for every cgroup hierarchy mounted under
+    /sys/fs/cgroup, v1 and v2 (a hybrid host has both), from /proc/self/mountinfo and
+    /proc/<pid>/cgroup."""
+    cg: dict[frozenset, str] = {}
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            _id, ctrls, path = line.rstrip("\n").split(":", 2)
+            cg[frozenset(ctrls.split(",")) if ctrls else frozenset()] = path
     out = []
-    for base in cgroup_bases(cgroup_root):
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, right = line.split(" - ", 1)
+            fields, (fstype, _source, sopts) = left.split(), right.split()[:3]
+            mnt_root, point = fields[3], fields[4]
+            if fstype not in ("cgroup", "cgroup2") or not (point + "/").startswith("/sys/fs/cgroup/"):
+                continue
+            if fstype == "cgroup2":
+                path = cg.get(frozenset())
+            else:  # the v1 hierarchy whose controllers (or name=) are all among the mount's options
+                opts = set(sopts.split(","))
+                path = next((p for k, p in cg.items() if k and k <= opts), None)
+            if path is None:
+                continue
+            inside = (path + "/").startswith(mnt_root.rstrip("/") + "/")
+            out.append((point, os.path.normpath(f"{point}/{os.path.relpath(path, mnt_root) if inside else '.'}")))
+    return out
+
+
+def cgroup_hierarchies() -> list[tuple[str, str]]:
+    """(mount point, this process's cgroup dir in it) of every hierarchy (cgroup_dirs_of)."""
+    return cgroup_dirs_of("self")
+
+
+def cgroup_places(name: str) -> list[str]:
+    """Every existing dir where a cgroupsPath starting with `name` could have put its cgroups: at
+    each hierarchy's root (an absolute cgroupsPath; kubelet-py's relative one too), below this
+    process's own cgroup (runc's relative one on v1) and below that cgroup's parent (runc's
+    relative one on v2: its own cgroup most probably has processes already)."""
+    out = set()
+    for point, mine in cgroup_hierarchies():
+        for base in (point, mine, os.path.dirname(mine) if mine != point else point):
+            d = os.path.join(base, name.strip("/"))
+            if os.path.isdir(d):
+                out.add(d)
+    return sorted(out)
+
+
+def cgroups_under(cgroup_root: str) -> list[str]:
+    """Pod and container cgroups left below `cgroup_root` (QoS levels do not count), in every
+    hierarchy and wherever a runtime could have put them (cgroup_places)."""
+    out = []
+    for base in sorted(set(cgroup_bases(cgroup_root)) | set(cgroup_places(cgroup_root))):
         for dirpath, dirs, _files in os.walk(base):
             out += [os.path.join(dirpath, n) for n in dirs if n not in QOS_LEVELS]
             dirs[:] = [n for n in dirs if n in QOS_LEVELS]
@@ -35,6 +84,7 @@ def remove_cgroup_tree(cgroup_root: str, if_empty: bool = False) -> None:
     all v1 hierarchies, not only the ones we manage). `if_empty`: keep whatever is still in use
     (a peer's shared parent) instead of failing."""
     bases = glob.glob(f"/sys/fs/cgroup/*/{cgroup_root}") + glob.glob(f"/sys/fs/cgroup/{cgroup_root}")
+    bases += cgroup_places(cgroup_root)  # also below this process's cgroup and its parent
     for base in sorted(set(bases)):
         for dirpath, _dirs, _files in os.walk(base, topdown=False):
             try:

@@ -16,7 +16,7 @@ import pytest
 
 from runtime.oci.generate import ContainerRequest, generate
 from tests.conftest import need_tool
-from tests.integration.leaks import cgroups_under, mounts_under, remove_cgroup_tree
+from tests.integration.leaks import cgroup_dirs_of, cgroup_places, cgroups_under, mounts_under, remove_cgroup_tree
 from tests.integration.runtime_helpers import busybox_rootfs
 
 pytestmark = [pytest.mark.root, pytest.mark.cgroups]
@@ -82,21 +82,56 @@ def _run_both(tmp_path, doc: dict) -> tuple[list[str], list[str]]:
     runc = need_tool("runc")
     cid = f"kpyvs-{uuid.uuid4().hex[:8]}"
     ours_doc, runc_doc = copy.deepcopy(doc), copy.deepcopy(doc)
-    ours_doc["linux"]["cgroupsPath"] = f"kpyvs/{cid}-ours"
-    runc_doc["linux"]["cgroupsPath"] = f"kpyvs/{cid}-runc"
-    ours = subprocess.run([sys.executable, "-m", "kubelet_py.cli", "runtime", "run", "--bundle",
-                           _bundle(tmp_path, "ours", ours_doc), cid + "o"], capture_output=True, text=True, timeout=60)
-    theirs = subprocess.run([runc, "--root", str(tmp_path / "runc-state"), "run", "--bundle",
-                             _bundle(tmp_path, "runc", runc_doc), cid + "r"],
-                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    # absolute: both runtimes put these below the hierarchy root (a relative path is ours below
+    # the root too, but runc's below its own cgroup on v1 and below that one's parent on v2)
+    ours_doc["linux"]["cgroupsPath"] = f"/{cid}/ours"
+    runc_doc["linux"]["cgroupsPath"] = f"/{cid}/runc"
+    try:
+        ours = subprocess.run([sys.executable, "-m", "kubelet_py.cli", "runtime", "run", "--bundle",
+                               _bundle(tmp_path, "ours", ours_doc), cid + "o"], capture_output=True, text=True, timeout=60)
+        theirs = subprocess.run([runc, "--root", str(tmp_path / "runc-state"), "run", "--bundle",
+                                 _bundle(tmp_path, "runc", runc_doc), cid + "r"],
+                                capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    finally:
+        # both removed their container cgroups (looked for wherever either runtime could have
+        # put them), and nothing stays mounted
+        left = cgroups_under(cid)
+        remove_cgroup_tree(cid)
     assert theirs.returncode == 0, theirs.stderr
     assert ours.returncode == 0, ours.stderr
-    # both removed their container cgroups, and nothing stays mounted
-    left = cgroups_under("kpyvs")
-    remove_cgroup_tree("kpyvs")
     assert left == [], left
+    assert cgroup_places(cid) == []
     assert mounts_under(str(tmp_path), doc["root"]["path"]) == []
     return _normalise(ours.stdout), _normalise(theirs.stdout)
+
+
+def test_leak_check_finds_runc_cgroups_where_runc_puts_them(tmp_path, rootfs):
+    """runc puts a relative cgroupsPath below its own cgroup (v1) or that cgroup's parent (v2),
+    not below the hierarchy root: the leak check must find it wherever the kernel says the
+    container's process is, in every hierarchy. (It differs from the root where this process's
+    cgroup is not the root: here the memory hierarchy's, on a v2 host a systemd scope's.)"""
+    runc = need_tool("runc")
+    name = f"kpyvsrel-{uuid.uuid4().hex[:8]}"
+    doc = _generated(rootfs)
+    doc["linux"]["cgroupsPath"] = f"{name}/c"
+    state = str(tmp_path / "runc-state")
+    bundle = _bundle(tmp_path, "rel", doc)
+    try:
+        # the init keeps its stdio: no pipe here, or create would wait for its end
+        with open(tmp_path / "create.err", "w+") as err:
+            p = subprocess.run([runc, "--root", state, "create", "--bundle", bundle, name], timeout=60,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+            err.seek(0)
+            assert p.returncode == 0, err.read()
+        pid = json.loads(subprocess.run([runc, "--root", state, "state", name], check=True, capture_output=True,
+                                        text=True, timeout=30).stdout)["pid"]
+        found = cgroups_under(name)
+        expect = {d for _point, d in cgroup_dirs_of(pid) if d.endswith(f"/{name}/c")}  # where the kernel has it
+        assert expect and expect <= set(found), (sorted(expect), found)
+    finally:
+        subprocess.run([runc, "--root", state, "delete", "--force", name], timeout=30, capture_output=True)
+        remove_cgroup_tree(name)
+    assert cgroup_places(name) == []
 
 
 def _diff(ours: list[str], theirs: list[str]) -> str:
