@@ -38,17 +38,19 @@ def _req(name, script, **kw):
 def test_a_pod_through_the_api(env):
     from runtime import pod as api
     paths, store = env["paths"], env["store"]
-    cfg = api.PodConfig(uid="pod-api-1", name="web", namespace="team")
+    cfg = api.PodConfig(uid="pod-api-1", name="web", namespace="team", etc_files=False)
     sb = api.run_pod_sandbox(paths, cfg)
     assert api.list_pod_sandboxes(paths) == ["pod-api-1"] and sb.hostname == "web"
-    cid = api.create_container(store, paths, cfg.uid, DEFAULT_IMAGE,
-                               _req("app", "trap 'exit 3' TERM; head -c 24m /dev/zero > /dev/shm/fill; echo ready; sleep 60 & wait",
-                                    memory_limit=128 << 20))
-    assert api.container_status(paths, cfg.uid, cid).state == "created"
-    assert api.pod_containers(paths, cfg.uid) == [cid]
     log = api.pod_log_path(env["logs"], cfg, "app")
     assert log.endswith("/team_web_pod-api-1/app/0.log")
-    pid = api.start_container(paths, cfg.uid, cid, log)
+    cid = api.create_container(store, paths, cfg.uid, DEFAULT_IMAGE,
+                               _req("app", "trap 'exit 3' TERM; head -c 24m /dev/zero > /dev/shm/fill; echo ready; sleep 60 & wait",
+                                    memory_limit=128 << 20), log_path=log, attempt=2, labels={"k": "v"})
+    st = api.container_status(paths, cfg.uid, cid)
+    assert (st.state, st.name, st.image, st.attempt, st.labels, st.log_path) == ("created", "app", DEFAULT_IMAGE, 2, {"k": "v"}, log)
+    assert st.image_id.startswith("sha256:") and st.created_at.endswith("Z") and st.started_at is None
+    assert api.pod_containers(paths, cfg.uid) == [cid]
+    pid = api.start_container(paths, cfg.uid, cid)
     st = api.container_status(paths, cfg.uid, cid)
     assert (st.state, st.pid) == ("running", pid) and st.started_at.endswith("Z")
     for _ in range(200):
@@ -68,8 +70,9 @@ def test_a_pod_through_the_api(env):
     assert out.split() == [b"1000", b"1024", str(hard).encode()]  # BestEffort; NOFILE set, not inherited
     states = os.path.join(paths.run_root, "pods", cfg.uid, "containers")
     assert os.listdir(states) == [f"{cid}.json"]
-    with pytest.raises(api.PodError, match="pod-api-1 container .*still running"):
+    with pytest.raises(api.RuntimeFailure, match=f"container {cid} is still running") as e:
         api.remove_container(store, paths, cfg.uid, cid)
+    assert e.value.kind == "FAILED_PRECONDITION"
     final = api.stop_container(paths, cfg.uid, cid, grace=1)
     assert final.state == "exited" and final.exit_code == 3 and final.reason == "Error" and final.finished_at
     assert final.signal is None  # it exited by itself (its TERM trap)
@@ -89,15 +92,16 @@ def test_api_errors_name_the_pod_and_container(env):
     from runtime.sandbox import SandboxError
     paths, store = env["paths"], env["store"]
     with pytest.raises(SandboxError, match="pod nope: no such sandbox"):
-        api.create_container(store, paths, "nope", DEFAULT_IMAGE, _req("x", "true"))
-    api.run_pod_sandbox(paths, api.PodConfig(uid="pod-api-2", name="p"))
-    with pytest.raises(api.PodError, match="pod pod-api-2 container ghost: no such container"):
-        api.start_container(paths, "pod-api-2", "ghost", os.path.join(env["logs"], "g.log"))
-    cid = api.create_container(store, paths, "pod-api-2", DEFAULT_IMAGE, _req("x", "true"), cid="dup")
+        api.create_container(store, paths, "nope", DEFAULT_IMAGE, _req("x", "true"), log_path="/tmp/x")
+    api.run_pod_sandbox(paths, api.PodConfig(uid="pod-api-2", name="p", etc_files=False))
+    with pytest.raises(api.RuntimeFailure, match="no container 'ghost' in this pod") as e:
+        api.start_container(paths, "pod-api-2", "ghost")
+    assert e.value.obj == "container ghost"
+    log = os.path.join(env["logs"], "x.log")
+    cid = api.create_container(store, paths, "pod-api-2", DEFAULT_IMAGE, _req("x", "true"), cid="dup", log_path=log)
     with pytest.raises(api.PodError, match="dup: a container with this id exists"):
-        api.create_container(store, paths, "pod-api-2", DEFAULT_IMAGE, _req("x", "true"), cid="dup")
-    with pytest.raises(api.PodError, match="not started"):
-        api.stop_container(paths, "pod-api-2", cid, grace=0)
+        api.create_container(store, paths, "pod-api-2", DEFAULT_IMAGE, _req("x", "true"), cid="dup", log_path=log)
+    assert api.stop_container(paths, "pod-api-2", cid, grace=0).state == "created"  # nothing to stop
     api.remove_pod_sandbox(store, paths, "pod-api-2")  # takes the created container with it
     assert api.pod_containers(paths, "pod-api-2") == []
 
@@ -109,10 +113,11 @@ def test_gc_after_a_crash_removes_what_is_not_kept(env):
     paths, store = env["paths"], env["store"]
     pids = {}
     for uid in ("pod-keep", "pod-lost"):
-        api.run_pod_sandbox(paths, api.PodConfig(uid=uid, name=uid))
-        cid = api.create_container(store, paths, uid, DEFAULT_IMAGE, _req("c", "sleep 600"), cid=f"{uid}-c")
-        pids[uid] = api.start_container(paths, uid, cid, os.path.join(env["logs"], uid, "0.log"))
-    lost_shim = int(open(os.path.join(paths.run_root, "pods", "pod-lost", "shim.pid")).read())
+        api.run_pod_sandbox(paths, api.PodConfig(uid=uid, name=uid, etc_files=False))
+        cid = api.create_container(store, paths, uid, DEFAULT_IMAGE, _req("c", "sleep 600"), cid=f"{uid}-c",
+                                   log_path=os.path.join(env["logs"], uid, "0.log"))
+        pids[uid] = api.start_container(paths, uid, cid)
+    lost_shim = int(open(os.path.join(paths.run_root, "pods", "pod-lost", "supervisor.pid")).read())
     os.kill(lost_shim, signal.SIGKILL)
     time.sleep(0.1)
     os.kill(pids["pod-lost"], 0)  # still running without its supervisor
@@ -145,9 +150,10 @@ def test_the_network_layers_etc_files_are_mounted(env):
     script = "cat /etc/hosts /etc/hostname /etc/resolv.conf; echo x >> /etc/hosts && echo writable"
     out = {}
     for cid, ro in (("ro", True), ("rw", False)):  # rw last: its write reaches the pod's shared file
-        api.create_container(store, paths, sb.uid, DEFAULT_IMAGE, _req(cid, script, read_only_rootfs=ro), cid=f"etc-{cid}")
         log = os.path.join(env["logs"], cid, "0.log")
-        api.start_container(paths, sb.uid, f"etc-{cid}", log)
+        api.create_container(store, paths, sb.uid, DEFAULT_IMAGE, _req(cid, script, read_only_rootfs=ro), cid=f"etc-{cid}",
+                             log_path=log)
+        api.start_container(paths, sb.uid, f"etc-{cid}")
         assert api.wait_container(paths, sb.uid, f"etc-{cid}").state == "exited"
         out[cid] = [ln.split(" ", 3)[3] for ln in open(log).read().splitlines()]
     want = ["127.0.0.1 localhost", "10.88.0.7 etcpod", "etcpod", "nameserver 10.96.0.10"]
@@ -160,13 +166,13 @@ def test_the_network_layers_etc_files_are_mounted(env):
 def test_host_ipc_gets_the_hosts_dev_shm(env):
     from runtime import pod as api
     paths, store = env["paths"], env["store"]
-    sb = api.run_pod_sandbox(paths, api.PodConfig(uid="pod-api-ipc", name="ipc", host_ipc=True))
+    sb = api.run_pod_sandbox(paths, api.PodConfig(uid="pod-api-ipc", name="ipc", host_ipc=True, etc_files=False))
     marker = f"/dev/shm/kpytest-{sb.uid}"
     open(marker, "w").write("from the host\n")
     try:
-        api.create_container(store, paths, sb.uid, DEFAULT_IMAGE, _req("c", f"cat {marker}"), cid="ipc-c")
         log = os.path.join(env["logs"], "ipc", "0.log")
-        api.start_container(paths, sb.uid, "ipc-c", log)
+        api.create_container(store, paths, sb.uid, DEFAULT_IMAGE, _req("c", f"cat {marker}"), cid="ipc-c", log_path=log)
+        api.start_container(paths, sb.uid, "ipc-c")
         assert api.wait_container(paths, sb.uid, "ipc-c").exit_code == 0
         assert open(log).read().endswith(" stdout F from the host\n")
     finally:
@@ -186,15 +192,15 @@ def test_run_as_user_replaces_the_images_user_and_its_groups(env):
     layout = str(env["tmp"] / "appuser")
     write_oci_layout(layout, {"kubelet-py.local/appuser:1": busybox_image(user="app")})
     import_path(store, layout)
-    sb = api.run_pod_sandbox(paths, api.PodConfig(uid="pod-api-user", name="u"))
+    sb = api.run_pod_sandbox(paths, api.PodConfig(uid="pod-api-user", name="u", etc_files=False))
     seen = {}
     try:
         for cid, kw in (("image", {}), ("root", {"uid": 0}), ("nobody", {"uid": 65534}), ("nouser", {"uid": 4321}),
                         ("group", {"gid": 77}), ("both", {"uid": 1000, "gid": 88})):
-            api.create_container(store, paths, sb.uid, "kubelet-py.local/appuser:1", _req(cid, "id -u; id -g; id -G", **kw),
-                                 cid=f"user-{cid}")
             log = os.path.join(env["logs"], cid, "0.log")
-            api.start_container(paths, sb.uid, f"user-{cid}", log)
+            api.create_container(store, paths, sb.uid, "kubelet-py.local/appuser:1", _req(cid, "id -u; id -g; id -G", **kw),
+                                 cid=f"user-{cid}", log_path=log)
+            api.start_container(paths, sb.uid, f"user-{cid}")
             assert api.wait_container(paths, sb.uid, f"user-{cid}").exit_code == 0
             seen[cid] = [ln.split(" ", 3)[3] for ln in open(log).read().splitlines()]
     finally:
