@@ -126,20 +126,26 @@ def image():
 
 
 class _Progress:
-    """One bar per layer on a terminal; plain lines otherwise."""
+    """One bar per layer on a terminal; plain lines otherwise. Called from the download threads
+    and the unpacking one: a lock keeps lines whole."""
 
     def __init__(self, stream=sys.stderr):
+        import threading
         self.stream = stream
         self.tty = stream.isatty()
         self.rows: dict[str, str] = {}
         self.drawn = 0
+        self._lock = threading.Lock()
 
     def __call__(self, digest: str, phase: str, done: int, total: int) -> None:
+        with self._lock:
+            self._show(digest, phase, done, total)
+
+    def _show(self, digest: str, phase: str, done: int, total: int) -> None:
         short = digest.split(":")[1][:12]
         if not self.tty:
             if phase in ("downloaded", "done"):
-                print(f"{short}: {'downloaded' if phase == 'downloaded' else 'unpacked'} {total} bytes",
-                      file=self.stream)
+                self.stream.write(f"{short}: {'downloaded' if phase == 'downloaded' else 'unpacked'} {total} bytes\n")
             return
         width = 30
         frac = min(1.0, done / total) if total else 1.0
