@@ -621,21 +621,25 @@ class Supervisor:
                 self._finish(c)
 
     def _finish(self, c: _Container) -> None:
+        """The exit is recorded and published first; the cgroup's removal (slow on v1: a rmdir
+        per hierarchy) comes after, so it never delays the event; waiters are answered last, so
+        a `wait` or `stop` returns when nothing of the container is left."""
         if c.rec["state"] == EXITED:
             return
         c.rec.update(state=EXITED, finished_at=now_rfc3339())
         c.log.close()
+        records.save(self.pod_dir, c.rec)
+        self._publish("exited", c.rec["id"], exit_code=c.rec["exit_code"], signal=c.rec["signal"],
+                      reason=c.rec["reason"], oom_killed=c.rec["oom_killed"])
         try:
             c.started.cgroup.destroy()
         except Exception as e:  # noqa: BLE001 - recorded on the container, the loop goes on
             log.error("container %s: %s", c.rec["id"], e)
             c.rec["message"] = str(e)
-        records.save(self.pod_dir, c.rec)
+            records.save(self.pod_dir, c.rec)
         for conn in c.waiters:
             self.send(conn, {"ok": True, **c.rec})
         c.waiters.clear()
-        self._publish("exited", c.rec["id"], exit_code=c.rec["exit_code"], signal=c.rec["signal"],
-                      reason=c.rec["reason"], oom_killed=c.rec["oom_killed"])
 
 
 OPS = {

@@ -87,15 +87,16 @@ def main() -> None:
         # the real path of a container in an existing sandbox: a request to the pod's
         # supervisor, which forks it, then the wait for its exit and the removal
         from runtime.sandbox import create_sandbox, remove_sandbox
-        from runtime.shim import start_supervisor
+        from runtime.supervisor.launch import start_supervisor
         sv_b = bundle("supervised")
-        sb = create_sandbox(os.path.join(work, "run"), "bench-start", "bench", cgroup_root="kpybench")
+        sb = create_sandbox(os.path.join(work, "run"), "bench-start", "bench", cgroup_root="kpybench", etc_files=False)
         client = start_supervisor(sb.dir, "kpybench")
 
         def supervised():
-            client.call("start", id="c", bundle=sv_b, log_path=os.path.join(work, "logs", "c.log"))
+            client.call("create", id="c", bundle=sv_b, log_path=os.path.join(work, "logs", "c.log"))
+            client.call("start", id="c")
             assert client.wait("c")["exit_code"] == 0
-            client.call("forget", id="c")
+            client.call("remove", id="c")
         peers["kubelet-py supervisor (existing sandbox)"] = supervised
         cli = os.path.join(os.path.dirname(sys.executable), "kubelet-py")
         peers["kubelet-py runtime run --bundle (CLI)"] = lambda: subprocess.run(
@@ -123,31 +124,33 @@ def main() -> None:
 def bench_exec(work: str, runs: int) -> None:
     """`exec true` into a running container through its supervisor (a fork, no new interpreter),
     median of 50, and the supervisor's RSS. Targets: exec < 20 ms, supervisor < 12 MB."""
-    from runtime.container import Paths, bundle_for, remove_container
+    from runtime import pod as api
+    from runtime.container import Paths
     from runtime.image.archive import import_path
     from runtime.image.build import write_oci_layout
     from runtime.image.store import ImageStore
     from runtime.image.testimages import DEFAULT_IMAGE
-    from runtime.sandbox import create_sandbox, remove_sandbox
-    from runtime.shim import start_supervisor
+    from runtime.supervisor.client import SupervisorClient
     root, run_root, cg = os.path.join(work, "root"), os.path.join(work, "run"), "kpybench"
     layout = os.path.join(work, "layout")
     write_oci_layout(layout, {DEFAULT_IMAGE: busybox_image()})
     store = ImageStore(root)
     import_path(store, layout)
     paths = Paths(root, run_root, cg)
-    sb = create_sandbox(run_root, "bench-exec", "bench", cgroup_root=cg)
+    sb = api.run_pod_sandbox(paths, api.PodConfig(uid="bench-exec", name="bench", etc_files=False))
     try:
-        client = start_supervisor(sb.dir, cg)
-        b = bundle_for(store, DEFAULT_IMAGE, ContainerRequest(name="c", command=["sleep", "3600"]), paths, "c", None, sb)
-        client.call("start", id="c", bundle=b, log_path=os.path.join(work, "logs", "c", "0.log"))
+        api.create_container(store, paths, sb.uid, DEFAULT_IMAGE, ContainerRequest(name="c", command=["sleep", "3600"]),
+                             cid="c", log_path=os.path.join(work, "logs", "c", "0.log"))
+        api.start_container(paths, sb.uid, "c")
+        client = SupervisorClient(sb.dir)
         xs = []
         for _ in range(50):
             t0 = time.perf_counter()
-            code, _o, _e = client.exec("c", ["true"])
+            code, _o, _e, _t = client.exec_sync("c", ["true"])
             xs.append(time.perf_counter() - t0)
             assert code == 0
-        pid = int(open(os.path.join(sb.dir, "shim.pid")).read())
+        client.close()
+        pid = api.pod_status(paths, sb.uid).sandbox.supervisor_pid
         rss = next(int(ln.split()[1]) for ln in open(f"/proc/{pid}/status") if ln.startswith("VmRSS"))
         # PSS: the interpreter's and libraries' pages are shared by every supervisor on the node
         pss = next(int(ln.split()[1]) for ln in open(f"/proc/{pid}/smaps_rollup") if ln.startswith("Pss:"))
@@ -155,12 +158,8 @@ def bench_exec(work: str, runs: int) -> None:
               f"(min {min(xs) * 1000:.1f}; target < 20 ms; podman exec ~170 ms)")
         print(f"  {'supervisor RSS with one container':<42} {rss / 1024:8.1f} MiB (target < 12; containerd shim ~13)")
         print(f"  {'supervisor PSS with one container':<42} {pss / 1024:8.1f} MiB (its own share of that RSS)")
-        client.stop("c", grace=2)
-        client.call("forget", id="c")
-        remove_container(store, paths, "c")
-        client.call("shutdown")
     finally:
-        remove_sandbox(run_root, "bench-exec", cg)
+        api.remove_pod_sandbox(store, paths, "bench-exec", grace=2)
 
 
 if __name__ == "__main__":
