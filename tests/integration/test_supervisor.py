@@ -379,3 +379,41 @@ def test_an_oom_kill_is_reported_by_the_supervisor(env):
     final = api.wait_container(env["paths"], uid, c, 30)
     assert (final.exit_code, final.reason) == (137, "OOMKilled"), final
     api.remove_pod_sandbox(env["store"], env["paths"], uid)
+
+
+def test_pods_from_many_threads_at_once_never_move_the_callers_cwd(env):
+    """A daemon's threads run pods side by side: namespaces and overlay mounts are made in
+    private threads, so the process's cwd never moves and every pod gets its own namespaces."""
+    import threading
+    from runtime import pod as api
+    paths = env["paths"]
+    here = os.getcwd()
+    seen_cwds, stop, results, errors = set(), threading.Event(), {}, []
+
+    def watch():
+        while not stop.is_set():
+            seen_cwds.add(os.getcwd())
+
+    def one(i):
+        try:
+            uid = _pod(env, f"pod-thr-{i}")
+            c, _ = _container(env, uid, "c", "sleep 60")
+            results[i] = api.exec_sync(paths, uid, c, ["sh", "-c", "hostname; readlink /proc/self/ns/net"])[1].split()
+            api.remove_pod_sandbox(env["store"], paths, uid)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    w = threading.Thread(target=watch)
+    w.start()
+    workers = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    stop.set()
+    w.join()
+    assert not errors, errors
+    assert seen_cwds == {here} and os.getcwd() == here
+    assert sorted(r[0] for r in results.values()) == [f"pod-thr-{i}".encode() for i in range(4)]
+    assert len({r[1] for r in results.values()}) == 4  # four network namespaces
+    assert os.readlink("/proc/self/ns/net") not in {r[1].decode() for r in results.values()}
