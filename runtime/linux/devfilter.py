@@ -4,11 +4,11 @@ devices.allow/deny files). `compile_rules` is pure; `attach_device_filter` makes
 
 from __future__ import annotations
 
-import ctypes
 import os
 import struct
 
-from ..errors import RuntimeFailure
+from ..errors import INVALID_ARGUMENT, RuntimeFailure
+from . import sys as ksys
 
 # bpf_insn opcodes
 LDXW = 0x61  # dst = *(u32 *)(src + off)
@@ -22,13 +22,11 @@ DEV_TYPE = {"b": 1, "c": 2}  # BPF_DEVCG_DEV_BLOCK / _CHAR
 ACCESS = {"m": 1, "r": 2, "w": 4}  # BPF_DEVCG_ACC_MKNOD / _READ / _WRITE
 BPF_PROG_TYPE_CGROUP_DEVICE = 15
 BPF_CGROUP_DEVICE = 6
-BPF_PROG_LOAD, BPF_PROG_ATTACH = 5, 8
-_SYS_bpf = {"x86_64": 321, "aarch64": 280}[os.uname().machine]
-_libc = ctypes.CDLL("libc.so.6", use_errno=True)
 
 
 class DeviceFilterError(RuntimeFailure):
-    pass
+    """A device rule the filter cannot express (INVALID_ARGUMENT, field linux.resources.devices),
+    or the kernel refused the program (INTERNAL)."""
 
 
 def _insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
@@ -56,9 +54,11 @@ def compile_rules(rules: list[dict]) -> bytes:
     """The program: the *last* matching rule decides (as with v1 devices.allow/deny), else deny."""
     for r in rules:
         if (r.get("type") or "a") not in ("a", "b", "c"):
-            raise DeviceFilterError(f"device rule {r}: type must be a, b or c")
+            raise DeviceFilterError(f"device rule {r}: type must be a, b or c", kind=INVALID_ARGUMENT,
+                                    field="linux.resources.devices")
         if any(c not in ACCESS for c in (r.get("access") or "rwm")):
-            raise DeviceFilterError(f"device rule {r}: access must be made of r, w, m")
+            raise DeviceFilterError(f"device rule {r}: access must be made of r, w, m", kind=INVALID_ARGUMENT,
+                                    field="linux.resources.devices")
     prog = [
         (LDXW, 2, 1, 0, 0), (AND32_K, 2, 0, 0, 0xFFFF),  # r2 = type
         (LDXW, 3, 1, 0, 0), (RSH64_K, 3, 0, 0, 16),  # r3 = access
@@ -75,31 +75,19 @@ def compile_rules(rules: list[dict]) -> bytes:
     return b"".join(_insn(c, d, s, o, i) for c, d, s, o, i in prog)
 
 
-def _bpf(cmd: int, attr: ctypes.Array) -> int:
-    ret = _libc.syscall(_SYS_bpf, cmd, attr, len(attr))
-    if ret < 0:
-        e = ctypes.get_errno()
-        raise DeviceFilterError(f"bpf({cmd}): {os.strerror(e)}")
-    return ret
-
-
 def attach_device_filter(cgroup_dir: str, rules: list[dict]) -> None:
     code = compile_rules(rules)
-    insns = ctypes.create_string_buffer(code, len(code))
-    lic = ctypes.create_string_buffer(b"Apache")
-    log = ctypes.create_string_buffer(65536)
-    attr = ctypes.create_string_buffer(128)
-    struct.pack_into("<IIQQIIQ", attr, 0, BPF_PROG_TYPE_CGROUP_DEVICE, len(code) // 8,
-                     ctypes.addressof(insns), ctypes.addressof(lic), 1, len(log), ctypes.addressof(log))
     try:
-        prog = _bpf(BPF_PROG_LOAD, attr)
-    except DeviceFilterError as e:
-        raise DeviceFilterError(f"{e}; verifier: {log.value.decode(errors='replace')[-400:]}") from None
-    cg = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        prog = ksys.bpf_prog_load(BPF_PROG_TYPE_CGROUP_DEVICE, code)
+    except OSError as e:
+        raise DeviceFilterError(f"{cgroup_dir}: {e.strerror}") from None
     try:
-        attach = ctypes.create_string_buffer(128)
-        struct.pack_into("<IIII", attach, 0, cg, prog, BPF_CGROUP_DEVICE, 0)
-        _bpf(BPF_PROG_ATTACH, attach)
+        cg = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            ksys.bpf_prog_attach(cg, prog, BPF_CGROUP_DEVICE)
+        finally:
+            os.close(cg)
+    except OSError as e:
+        raise DeviceFilterError(f"{cgroup_dir}: attaching the device filter: {e.strerror}") from None
     finally:
-        os.close(cg)
         os.close(prog)

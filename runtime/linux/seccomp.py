@@ -29,23 +29,18 @@ refused by the spec parser."""
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 from collections import Counter
 
-from ..errors import RuntimeFailure
+from ..errors import FAILED_PRECONDITION, INVALID_ARGUMENT, RuntimeFailure, from_wire
+from . import sys as ksys
 
-SECCOMP_SET_MODE_FILTER = 1
 FLAG_BITS = {"SECCOMP_FILTER_FLAG_TSYNC": 0,  # ignored, see above
              "SECCOMP_FILTER_FLAG_LOG": 2, "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4}
 BPF_MAXINSNS = 4096
 EPERM = 1
 _NR_SCMP_ERROR = -1
-
-_SYS_seccomp = {"x86_64": 317, "aarch64": 277}[os.uname().machine]
-_libc = ctypes.CDLL("libc.so.6", use_errno=True)
-_libc.syscall.restype = ctypes.c_long
 
 _ARCH_ATTR = {"SCMP_ARCH_X86": "X86", "SCMP_ARCH_X86_64": "X86_64", "SCMP_ARCH_X32": "X32", "SCMP_ARCH_ARM": "ARM",
               "SCMP_ARCH_AARCH64": "AARCH64", "SCMP_ARCH_MIPS": "MIPS", "SCMP_ARCH_MIPS64": "MIPS64",
@@ -96,11 +91,8 @@ def enosys_stub(last_syscalls: dict[int, int]) -> bytes:
 
 
 class SeccompError(RuntimeFailure):
-    """The profile could not be compiled or loaded."""
-
-
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+    """The profile could not be compiled or loaded. INTERNAL, unless libseccomp refused a part
+    of the profile (INVALID_ARGUMENT, `field` names it) or is missing (FAILED_PRECONDITION)."""
 
 
 class Filter:
@@ -110,15 +102,12 @@ class Filter:
     def __init__(self, program: bytes, flags: int, skipped_syscalls: list[str], skipped_arches: list[str]):
         if not program or len(program) % 8 or len(program) // 8 > BPF_MAXINSNS:
             raise SeccompError(f"seccomp: the compiled program has {len(program) / 8:g} instructions "
-                               f"(the kernel takes 1..{BPF_MAXINSNS})")
+                               f"(the kernel takes 1..{BPF_MAXINSNS})", kind=INVALID_ARGUMENT, field="linux.seccomp")
         self.program = program
         self.flags = flags
         self.skipped_syscalls = skipped_syscalls
         self.skipped_arches = skipped_arches
-        self._buf = ctypes.create_string_buffer(program, len(program))
-        self._prog = _SockFprog(len(program) // 8, ctypes.addressof(self._buf))
-        self._args = (ctypes.c_long(_SYS_seccomp), ctypes.c_long(SECCOMP_SET_MODE_FILTER), ctypes.c_long(flags),
-                      ctypes.byref(self._prog))
+        self._program = ksys.SeccompProgram(program, flags)
 
     @property
     def instructions(self) -> int:
@@ -126,9 +115,7 @@ class Filter:
 
     def load(self) -> None:
         """Install the filter on the calling thread. Needs no_new_privs or CAP_SYS_ADMIN."""
-        if _libc.syscall(*self._args) != 0:
-            e = ctypes.get_errno()
-            raise OSError(e, f"loading the seccomp filter: {os.strerror(e)}")
+        self._program.load()
 
 
 def _pyseccomp():
@@ -137,7 +124,8 @@ def _pyseccomp():
     try:
         import pyseccomp
     except (ImportError, RuntimeError, OSError) as e:
-        raise SeccompError(f"seccomp: libseccomp is not usable here ({e}): install libseccomp2 and pyseccomp") from None
+        raise SeccompError(f"seccomp: libseccomp is not usable here ({e}): install libseccomp2 and pyseccomp",
+                           kind=FAILED_PRECONDITION) from None
     return pyseccomp
 
 
@@ -157,7 +145,7 @@ def _action(sc, name: str, errno_ret: int | None) -> int:
         return sc.ALLOW
     if name == "SCMP_ACT_LOG":
         return sc.LOG
-    raise SeccompError(f"seccomp: action {name} is not supported")
+    raise SeccompError(f"seccomp: action {name} is not supported", kind=INVALID_ARGUMENT)
 
 
 class _Fd:
@@ -194,7 +182,8 @@ def compile_filter(profile: dict, where: str = "linux.seccomp") -> Filter:
                 payload += b"\n" + program
             except BaseException as e:  # noqa: BLE001 - sent to the parent
                 msg = str(e) if isinstance(e, SeccompError) else f"seccomp: {type(e).__name__}: {e}"
-                payload = json.dumps({"ok": False, "error": msg}).encode() + b"\n"
+                wire = e.to_wire() if isinstance(e, SeccompError) else {}
+                payload = json.dumps({**wire, "ok": False, "error": msg}).encode() + b"\n"
             view = memoryview(payload)
             while view:
                 view = view[os.write(w, view):]
@@ -214,7 +203,7 @@ def compile_filter(profile: dict, where: str = "linux.seccomp") -> Filter:
     except ValueError:
         meta = {"ok": False, "error": "seccomp: the compiler process sent garbage"}
     if not meta["ok"]:
-        raise SeccompError(meta["error"])
+        raise from_wire(meta, SeccompError)
     flags = 0
     for fl in profile.get("flags") or []:
         flags |= FLAG_BITS[fl]
@@ -233,7 +222,8 @@ def _compile(profile: dict, where: str) -> tuple[bytes, list[str], list[str]]:
         f = sc.SyscallFilter(default)
         f.set_attr(sc.Attr.CTL_NNP, 0)
     except OSError as e:
-        raise SeccompError(f"{where}.defaultAction: libseccomp: {e.strerror}") from None
+        raise SeccompError(f"{where}.defaultAction: libseccomp: {e.strerror}", kind=INVALID_ARGUMENT,
+                           field=f"{where}.defaultAction") from None
     skipped_arches = []
     for a in profile.get("architectures") or []:
         arch = getattr(sc.Arch, _ARCH_ATTR.get(a, ""), None)
@@ -244,7 +234,8 @@ def _compile(profile: dict, where: str) -> tuple[bytes, list[str], list[str]]:
             if not f.exist_arch(arch):
                 f.add_arch(arch)
         except OSError as e:
-            raise SeccompError(f"{where}.architectures: {a}: libseccomp: {e.strerror}") from None
+            raise SeccompError(f"{where}.architectures: {a}: libseccomp: {e.strerror}", kind=INVALID_ARGUMENT,
+                               field=f"{where}.architectures") from None
     if sum(len(r["names"]) for r in profile.get("syscalls") or []) > 32:
         # libseccomp's binary-tree layout, as runc asks for long rule sets (the default profile:
         # a few comparisons per syscall instead of a linear scan); optional, not on old libseccomp
@@ -279,7 +270,7 @@ def _compile(profile: dict, where: str) -> tuple[bytes, list[str], list[str]]:
                     f.add_rule(act, nr, *g)
                 except OSError as e:
                     raise SeccompError(f"{where}.syscalls[{i}]: {name}: libseccomp refused the rule: "
-                                       f"{e.strerror}") from None
+                                       f"{e.strerror}", kind=INVALID_ARGUMENT, field=f"{where}.syscalls[{i}]") from None
     fd = os.memfd_create("kpy-seccomp", os.MFD_CLOEXEC)
     try:
         try:

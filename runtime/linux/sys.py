@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import ctypes
 import os
+import struct
 
-_libc = ctypes.CDLL("libc.so.6", use_errno=True)
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)  # the one handle on libc of the runtime
+_libc.syscall.restype = ctypes.c_long
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -55,6 +57,8 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 _SYS_pivot_root = {"x86_64": 155, "aarch64": 41}[os.uname().machine]
 _SYS_capset = {"x86_64": 126, "aarch64": 91}[os.uname().machine]
 _SYS_capget = {"x86_64": 125, "aarch64": 90}[os.uname().machine]
+_SYS_seccomp = {"x86_64": 317, "aarch64": 277}[os.uname().machine]
+_SYS_bpf = {"x86_64": 321, "aarch64": 280}[os.uname().machine]
 
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
@@ -149,3 +153,56 @@ PROPAGATION = {"private": MS_PRIVATE, "rprivate": MS_PRIVATE | MS_REC, "slave": 
                "unbindable": MS_UNBINDABLE, "runbindable": MS_UNBINDABLE | MS_REC}
 NAMESPACES = {"pid": CLONE_NEWPID, "network": CLONE_NEWNET, "mount": CLONE_NEWNS, "ipc": CLONE_NEWIPC,
               "uts": CLONE_NEWUTS, "user": CLONE_NEWUSER, "cgroup": CLONE_NEWCGROUP}
+
+
+# ---- seccomp(2) -----------------------------------------------------------------------------
+
+SECCOMP_SET_MODE_FILTER = 1
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+class SeccompProgram:
+    """A classic BPF program for seccomp(SECCOMP_SET_MODE_FILTER), with every argument of the
+    call made now: `load()` in a forked child is one syscall on memory prepared beforehand."""
+
+    __slots__ = ("_buf", "_prog", "_args")
+
+    def __init__(self, program: bytes, flags: int):
+        self._buf = ctypes.create_string_buffer(program, len(program))
+        self._prog = _SockFprog(len(program) // 8, ctypes.addressof(self._buf))
+        self._args = (ctypes.c_long(_SYS_seccomp), ctypes.c_long(SECCOMP_SET_MODE_FILTER), ctypes.c_long(flags),
+                      ctypes.byref(self._prog))
+
+    def load(self) -> None:
+        """Install the filter on the calling thread. Needs no_new_privs or CAP_SYS_ADMIN."""
+        _check(_libc.syscall(*self._args), "loading the seccomp filter")
+
+
+# ---- bpf(2): cgroup programs ------------------------------------------------------------------
+
+BPF_PROG_LOAD, BPF_PROG_ATTACH = 5, 8
+
+
+def bpf_prog_load(prog_type: int, insns: bytes, license: bytes = b"Apache") -> int:
+    """Load an eBPF program; returns its fd (close-on-exec). A refusal names the verifier's
+    last words."""
+    code = ctypes.create_string_buffer(insns, len(insns))
+    lic = ctypes.create_string_buffer(license)
+    log = ctypes.create_string_buffer(65536)
+    attr = ctypes.create_string_buffer(128)
+    struct.pack_into("<IIQQIIQ", attr, 0, prog_type, len(insns) // 8, ctypes.addressof(code), ctypes.addressof(lic),
+                     1, len(log), ctypes.addressof(log))
+    ret = _libc.syscall(_SYS_bpf, BPF_PROG_LOAD, attr, len(attr))
+    if ret < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"bpf(BPF_PROG_LOAD): {os.strerror(e)}; verifier: {log.value.decode(errors='replace')[-400:]}")
+    return ret
+
+
+def bpf_prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int = 0) -> None:
+    attr = ctypes.create_string_buffer(128)
+    struct.pack_into("<IIII", attr, 0, target_fd, prog_fd, attach_type, flags)
+    _check(_libc.syscall(_SYS_bpf, BPF_PROG_ATTACH, attr, len(attr)), "bpf(BPF_PROG_ATTACH)")
