@@ -21,6 +21,7 @@ import signal
 
 from .cgroups import Cgroup, Resources
 from .errors import RuntimeFailure
+from .linux import forkreport
 from .linux import sys as ksys
 
 INIT_CGROUP = "kpy-pod-init"
@@ -29,7 +30,7 @@ OOM_SCORE_ADJ = -998  # containerd's for the pause container
 
 
 class PodInitError(RuntimeFailure):
-    pass
+    """The pod's PID 1 could not be started (INTERNAL: the kernel refused a step)."""
 
 
 def spawn_pod_init(pod_dir: str, pod_cgroup: str) -> int:
@@ -38,42 +39,13 @@ def spawn_pod_init(pod_dir: str, pod_cgroup: str) -> int:
     cg = Cgroup(f"{pod_cgroup}/{INIT_CGROUP}")
     cg.create()
     cg.apply(Resources(cpu_shares=2))
-    r, w = os.pipe2(os.O_CLOEXEC)
-    go_r, go_w = os.pipe2(os.O_CLOEXEC)
-    mid = os.fork()
-    if mid == 0:
-        try:
-            os.close(r)
-            os.close(go_w)
-            os.read(go_r, 1)  # in the cgroup now: the init inherits it
-            _join_pod_namespaces(pod_dir)  # as pause: its /proc/1/net is the pod's, not the host's
-            ksys.unshare(ksys.CLONE_NEWPID)
-            init = os.fork()  # the first child of the new namespace is its PID 1
-            if init == 0:
-                _init_main(pod_dir, w)
-            os.write(w, f"P{init}\n".encode())
-            os._exit(0)
-        except BaseException as e:  # noqa: BLE001 - reported as one line
-            os.write(w, f"E{e}\n".encode(errors="replace"))
-            os._exit(1)
-    os.close(w)
-    os.close(go_r)
     pid = None
     try:
-        cg.add(mid)
-        os.write(go_w, b"g")
-        os.close(go_w)
-        go_w = -1
-        data = b""
-        while chunk := os.read(r, 4096):  # EOF: the init has closed every fd (it is ready)
-            data += chunk
-        for line in data.decode(errors="replace").splitlines():
-            if line.startswith("P"):
-                pid = int(line[1:])
-            elif line.startswith("E"):
-                raise PodInitError(f"{pod_dir}: the pod's init failed: {line[1:]}")
-        if pid is None:
-            raise PodInitError(f"{pod_dir}: the pod's init vanished")
+        # the intermediate joins the pod's namespaces (as pause: its /proc/1/net is the pod's,
+        # not the host's) and makes the pid namespace whose PID 1 its child is
+        with forkreport.spawn(lambda: _enter_pod(pod_dir), lambda _rep, _go: _init_main(pod_dir), cg.add,
+                              PodInitError, f"{pod_dir}: the pod's init failed") as proc:
+            pid = proc.wait()  # EOF: the init has closed every fd (it is ready)
         target = os.path.join(pod_dir, "ns", "pid")
         os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o444))
         ksys.mount(f"/proc/{pid}/ns/pid", target, None, ksys.MS_BIND)
@@ -83,11 +55,11 @@ def spawn_pod_init(pod_dir: str, pod_cgroup: str) -> int:
             os.kill(pid, signal.SIGKILL)
         cg.kill_all()
         raise
-    finally:
-        if go_w >= 0:
-            os.close(go_w)
-        os.close(r)
-        os.waitpid(mid, 0)
+
+
+def _enter_pod(pod_dir: str) -> None:
+    _join_pod_namespaces(pod_dir)
+    ksys.unshare(ksys.CLONE_NEWPID)
 
 
 def _join_pod_namespaces(pod_dir: str) -> None:
@@ -114,39 +86,36 @@ def _set_cmdline(name: bytes) -> None:
         os.close(fd)
 
 
-def _init_main(pod_dir: str, report_fd: int) -> None:
-    """PID 1 of the pod: shed everything, then reap forever. Never returns."""
+def _init_main(pod_dir: str) -> None:
+    """PID 1 of the pod: shed everything, then reap forever. Never returns; an error of the
+    setup goes back to the supervisor (forkreport)."""
+    _set_cmdline(b"kpy-pod-init")  # what the containers see as /proc/1/cmdline, not host paths
     try:
-        _set_cmdline(b"kpy-pod-init")  # what the containers see as /proc/1/cmdline, not host paths
-        try:
-            with open("/proc/self/oom_score_adj", "w") as f:
-                f.write(str(OOM_SCORE_ADJ))  # the OOM killer takes the pod's PID 1 last, as it does pause
-        except PermissionError:
-            pass  # lowering it needs CAP_SYS_RESOURCE, which some hosts' root lacks: keep the supervisor's
-        ksys.unshare(ksys.CLONE_NEWNS)
-        ksys.mount(None, "/", None, ksys.MS_PRIVATE | ksys.MS_REC)
-        ksys.mount("tmpfs", pod_dir, "tmpfs", ksys.MS_NOSUID | ksys.MS_NODEV | ksys.MS_NOEXEC, "size=4k,mode=555")
-        os.chdir(pod_dir)  # the empty tmpfs: only this mount namespace sees it there
-        ksys.pivot_root(".", ".")
-        ksys.umount2(".", ksys.MNT_DETACH)
-        os.chdir("/")
-        ksys.mount(None, "/", None, ksys.MS_BIND | ksys.MS_REMOUNT | ksys.MS_RDONLY | ksys.MS_NOSUID
-                   | ksys.MS_NODEV | ksys.MS_NOEXEC)
-        os.setgroups([])
-        os.setresgid(PAUSE_ID, PAUSE_ID, PAUSE_ID)
-        os.setresuid(PAUSE_ID, PAUSE_ID, PAUSE_ID)  # every capability goes with uid 0
-        ksys.prctl(ksys.PR_SET_DUMPABLE, 0)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)  # only the supervisor's SIGKILL ends the pod
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
-    except BaseException as e:  # noqa: BLE001
-        os.write(report_fd, f"E{e}\n".encode(errors="replace"))
-        os._exit(1)
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(OOM_SCORE_ADJ))  # the OOM killer takes the pod's PID 1 last, as it does pause
+    except PermissionError:
+        pass  # lowering it needs CAP_SYS_RESOURCE, which some hosts' root lacks: keep the supervisor's
+    ksys.unshare(ksys.CLONE_NEWNS)
+    ksys.mount(None, "/", None, ksys.MS_PRIVATE | ksys.MS_REC)
+    ksys.mount("tmpfs", pod_dir, "tmpfs", ksys.MS_NOSUID | ksys.MS_NODEV | ksys.MS_NOEXEC, "size=4k,mode=555")
+    os.chdir(pod_dir)  # the empty tmpfs: only this mount namespace sees it there
+    ksys.pivot_root(".", ".")
+    ksys.umount2(".", ksys.MNT_DETACH)
+    os.chdir("/")
+    ksys.mount(None, "/", None, ksys.MS_BIND | ksys.MS_REMOUNT | ksys.MS_RDONLY | ksys.MS_NOSUID
+               | ksys.MS_NODEV | ksys.MS_NOEXEC)
+    os.setgroups([])
+    os.setresgid(PAUSE_ID, PAUSE_ID, PAUSE_ID)
+    os.setresuid(PAUSE_ID, PAUSE_ID, PAUSE_ID)  # every capability goes with uid 0
+    ksys.prctl(ksys.PR_SET_DUMPABLE, 0)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)  # only the supervisor's SIGKILL ends the pod
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
     os.closerange(0, 1 << 16)  # the report pipe too: its EOF tells the supervisor we are ready
     while True:
         try:
             while os.waitpid(-1, os.WNOHANG)[0] > 0:
                 pass
         except ChildProcessError:
-            pass
+            pass  # no child left: wait for the next orphan
         signal.sigwait({signal.SIGCHLD})

@@ -539,11 +539,11 @@ def _delete(ctx: Ctx, rec, status: str, force: bool) -> None:
 
 def _forward_and_reap(pid: int) -> int:
     import signal
-    from .run import _reap
+    from ..linux.forkreport import reap
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
               signal.SIGWINCH):
         signal.signal(s, lambda n, _f: os.kill(pid, n))
-    code = _reap(pid)
+    code = reap(pid)
     while True:  # other orphans reparented to us (we are their subreaper)
         try:
             if os.waitpid(-1, os.WNOHANG)[0] == 0:

@@ -359,7 +359,7 @@ def test_enosys_stub_for_syscalls_newer_than_the_profile():
 def test_a_seccomp_cache_not_ours_alone_is_not_trusted(tmp_path):
     import os
     import pytest
-    from runtime.oci.run import _private
+    from runtime.oci.seccomp_cache import private as _private
     d = tmp_path / "cache"
     d.mkdir(mode=0o700)
     _private(os.lstat(d), str(d))  # ours, 0700: trusted

@@ -1,0 +1,210 @@
+"""Starting a container and entering one (the parent's side): what `runc run`, `runc create`
+and `runc exec` do around the fork.
+
+    parent (this process, child subreaper): the cgroup, the seccomp program, HOME
+      `- intermediate (linux/forkreport.py): joins/creates namespaces, forks, exits
+           `- init (PID 1 of a new pid namespace): init.py, which execs the command
+
+Errors of the init come back to the parent over a close-on-exec pipe as one line, so a failed
+start is a clear error. Report lines beyond forkreport's `P` and `E`: `H` (the init waits for
+the create hooks: `on_hook(pid)`, then a byte on the go pipe) and `R` (ready to exec, waiting
+on the exec fifo: `start` returns)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import namedtuple  # not dataclasses: see spec.py
+
+from ..cgroups import Cgroup, resources_from_spec
+from ..errors import FAILED_PRECONDITION
+from ..linux import forkreport
+from ..linux import sys as ksys
+from .bundle import env_with_home, load_bundle
+from .console import need_socket
+from .errors import RunError
+from .init import become, init
+from .seccomp_cache import compile_seccomp
+from .spec import Spec, SpecError
+
+reap = forkreport.reap
+
+
+class ExitStatus(namedtuple("ExitStatus", "code oom_killed", defaults=(False,))):
+    """code: 128+N when killed by signal N, as a shell reports it."""
+    __slots__ = ()
+
+    @property
+    def reason(self) -> str:
+        return "OOMKilled" if self.oom_killed else ("Completed" if self.code == 0 else "Error")
+
+
+class CreateOptions(namedtuple("CreateOptions", "exec_fifo console console_size before_pivot seccomp_cache",
+                               defaults=(None, None, None, None, None))):
+    """What the OCI command line's `create` adds to a start (runc's create/start split).
+
+    exec_fifo: host path of a fifo; the init opens it before pivot_root and, as its very last step
+      before execve (in its final user, capabilities and seccomp filter), blocks reading it until
+      `start` writes a byte. `start()` returns when the init is waiting there ("R" on the report
+      pipe), not at the exec.
+    console: a connected unix socket (fd, the caller keeps its own copy): the process allocates a
+      pty in the container's /dev/pts, sends the master over it with SCM_RIGHTS (runc's
+      --console-socket protocol) and makes the slave its controlling terminal and stdio.
+    console_size: (rows, columns) of that pty (process.consoleSize).
+    before_pivot: called in the parent with the init's pid once the container's mounts are made
+      and before pivot_root (the prestart, createRuntime and createContainer hooks); raising
+      aborts the start.
+    seccomp_cache: a private dir for compiled seccomp programs (see seccomp_cache.py)."""
+    __slots__ = ()
+
+
+class Started(namedtuple("Started", "pid cgroup")):
+    """A container whose init has exec'd its command (or exited), and its Cgroup."""
+    __slots__ = ()
+
+    def cleanup(self) -> None:
+        self.cgroup.kill_all()
+        self.cgroup.destroy()
+
+    def status(self, code: int) -> ExitStatus:
+        return ExitStatus(code, code == 137 and self.cgroup.oom_killed())
+
+
+def start(spec: Spec, rootfs: str, container_id: str, cgroup_parent: str = "kubelet-py",
+          stdio: tuple[int, int, int] | None = None, create: CreateOptions | None = None) -> Started:
+    """Create the cgroup, start the init and return once it has exec'd the command (with
+    `create.exec_fifo`: once it waits on the fifo, ready to exec). The init's parent becomes the
+    caller's nearest child subreaper (the caller itself, if it is one), which reaps it. `spec`
+    is not changed."""
+    spec = spec._replace(env=env_with_home(spec.env, spec.uid, rootfs))
+    create = create or CreateOptions()
+    seccomp = compile_seccomp(spec, create.seccomp_cache)  # here, in the parent: the init only loads it
+    need_socket(create.console)
+    ns_paths = {t: p for t, p in spec.namespaces if p}
+    ns_new = [t for t, p in spec.namespaces if not p]
+    flags = 0
+    for t in ns_new:
+        if t != "cgroup":
+            flags |= ksys.NAMESPACES[t]
+    ns_fds = {}
+    try:
+        for t, p in ns_paths.items():
+            try:
+                ns_fds[t] = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as e:
+                raise SpecError(f"linux.namespaces[{t}].path", f"{p}: {e.strerror}") from None
+        cgroup = Cgroup(spec.cgroups_path or f"{cgroup_parent}/{container_id}")
+        cgroup.create()
+        try:
+            cgroup.apply(resources_from_spec(spec.resources))
+            pid = _spawn(spec, rootfs, cgroup, flags, ns_fds, "cgroup" in ns_new, stdio, seccomp, create)
+        except BaseException:
+            cgroup.kill_all()
+            cgroup.destroy()
+            raise
+        return Started(pid, cgroup)
+    finally:
+        for fd in ns_fds.values():
+            os.close(fd)
+
+
+def run(spec: Spec, rootfs: str, container_id: str, cgroup_parent: str = "kubelet-py") -> ExitStatus:
+    """Run the container in the foreground until it exits (as `runc run`)."""
+    ksys.prctl(ksys.PR_SET_CHILD_SUBREAPER, 1)
+    st = start(spec, rootfs, container_id, cgroup_parent)
+    try:
+        # forward the usual termination signals to the container, as `runc run` does
+        old = {s: signal.signal(s, lambda n, _f: os.kill(st.pid, n)) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+        try:
+            return st.status(reap(st.pid))
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+    finally:
+        st.cleanup()
+
+
+def run_bundle(bundle: str, container_id: str) -> ExitStatus:
+    spec, rootfs = load_bundle(bundle)
+    return run(spec, rootfs, container_id)
+
+
+def _launch(cgroup: Cgroup, stdio, enter, final, what: str, ready: bool = False, on_hook=None) -> int:
+    """Spawn (forkreport.spawn) into `cgroup`: `enter()` in the intermediate, `final(report_fd,
+    go_fd)` (it execs) in the process whose pid this returns. Without `ready` this returns at EOF
+    (the final process has exec'd); with it, at its `R`."""
+    def enter_undumpable():
+        # non-dumpable until execve (which resets it): a container process cannot open
+        # /proc/<pid>/exe (the host's interpreter) of us or our child (CVE-2019-5736)
+        ksys.prctl(ksys.PR_SET_DUMPABLE, 0)
+        enter()
+
+    with forkreport.spawn(enter_undumpable, final, cgroup.add, RunError, f"{what} failed", stdio) as proc:
+        hook_wanted = False
+        for line in proc.reports():
+            if line == "H":
+                hook_wanted = True
+            elif line == "R" and ready:
+                return proc.child_pid()
+            if hook_wanted and proc.child is not None:  # `H` may come before `P`
+                hook_wanted = False
+                on_hook(proc.child)  # raising: the go pipe closes and the final process exits
+                proc.go(b"h")
+        pid = proc.child_pid()
+    if ready:
+        raise RunError(f"{what} failed: the process exited before it was ready")
+    return pid
+
+
+def _spawn(spec, rootfs, cgroup, flags, ns_fds, new_cgroupns, stdio, seccomp, create: CreateOptions) -> int:
+    def enter():
+        for t in ("network", "ipc", "uts", "pid", "mount", "cgroup"):
+            if t in ns_fds:
+                ksys.setns(ns_fds[t], ksys.NAMESPACES[t])
+        ksys.unshare(flags)
+        if new_cgroupns:
+            ksys.unshare(ksys.CLONE_NEWCGROUP)
+    return _launch(cgroup, stdio, enter, lambda rep, go: init(spec, rootfs, cgroup, rep, seccomp, create, go),
+                   "container start", ready=create.exec_fifo is not None, on_hook=create.before_pivot)
+
+
+_NS_ORDER = (("ipc", ksys.CLONE_NEWIPC), ("uts", ksys.CLONE_NEWUTS), ("net", ksys.CLONE_NEWNET),
+             ("pid", ksys.CLONE_NEWPID), ("cgroup", ksys.CLONE_NEWCGROUP), ("mnt", ksys.CLONE_NEWNS))
+
+
+def exec_in(init_pid: int, spec: Spec, cgroup: Cgroup, args: list[str], env: list[str] | None = None,
+            cwd: str | None = None, stdio: tuple[int, int, int] | None = None,
+            console: int | None = None, console_size: tuple[int, int] | None = None,
+            seccomp_cache: str | None = None) -> int:
+    """Start `args` inside the running container whose init is `init_pid`: all its namespaces,
+    its cgroup, its user, capabilities, no_new_privs and seccomp filter, and HOME from its
+    /etc/passwd when `env` (default: the spec's) has none, as runc. Returns the new process's
+    pid (a child of the caller's nearest subreaper, the caller itself if it is one, which reaps
+    it). A fork, no new interpreter. `console`: as CreateOptions.console."""
+    # the container's root, seen through its init (the slash: follow the magic link)
+    env = env_with_home(spec.env if env is None else env, spec.uid, f"/proc/{init_pid}/root/")
+    seccomp = compile_seccomp(spec, seccomp_cache)  # in the parent (cached: the init's program)
+    need_socket(console)
+    ns_fds = []
+    try:
+        for name, flag in _NS_ORDER:
+            try:
+                fd = os.open(f"/proc/{init_pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                raise RunError(f"container init {init_pid} is gone", kind=FAILED_PRECONDITION) from None
+            if os.stat(f"/proc/{init_pid}/ns/{name}").st_ino == os.stat(f"/proc/self/ns/{name}").st_ino:
+                os.close(fd)  # the host's own (hostNetwork and the like): nothing to join
+                continue
+            ns_fds.append((fd, flag))
+
+        def enter():
+            for fd, flag in ns_fds:
+                ksys.setns(fd, flag)
+
+        def final(rep, _go):
+            os.chdir("/")
+            become(spec, args, env, cwd or spec.cwd, rep, seccomp, console, console_size)
+        return _launch(cgroup, stdio, enter, final, "exec")
+    finally:
+        for fd, _ in ns_fds:
+            os.close(fd)

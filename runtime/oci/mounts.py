@@ -1,0 +1,152 @@
+"""The container's mounts (kernel edge, run by the init after the fork; raw syscalls only): the
+root prepared for pivot_root, each `mounts` entry made inside the rootfs (race-safe: targets are
+opened inside the root and mounted through /proc/self/fd), pivot_root, masked and read-only
+paths, the read-only root."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from ..cgroups import Cgroup
+from ..linux import sys as ksys
+from ..linux.paths import open_in_root, proc_fd
+from .errors import RunError
+from .spec import Mount
+
+
+def mount_flags(options: list[str]) -> tuple[int, int, list[str]]:
+    """(flags, propagation flags, data options) of a mount's options (pure)."""
+    flags, prop, data = 0, 0, []
+    for o in options:
+        if o in ksys.MOUNT_FLAGS:
+            bit, on = ksys.MOUNT_FLAGS[o]
+            flags = flags | bit if on else flags & ~bit
+        elif o in ksys.PROPAGATION:
+            prop |= ksys.PROPAGATION[o]
+        else:
+            data.append(o)
+    return flags, prop, data
+
+
+def prepare_root(rootfs: str, propagation: str | None) -> None:
+    """The propagation of / (linux.rootfsPropagation, rslave by default), and the rootfs bound
+    on itself: pivot_root needs a mount point."""
+    prop = ksys.PROPAGATION.get(propagation or "rslave", ksys.MS_SLAVE | ksys.MS_REC)
+    ksys.mount(None, "/", None, prop)
+    ksys.mount(rootfs, rootfs, None, ksys.MS_BIND | ksys.MS_REC)
+
+
+def on_top(rootfs_fd: int, dest: str, flags: int) -> None:
+    """mount(2) on what is now mounted at `dest`: an fd opened before the mount names the dir
+    below it, so the target is resolved again (still inside the root, race-safe)."""
+    fd = open_in_root(rootfs_fd, dest)
+    try:
+        ksys.mount(None, proc_fd(fd), None, flags)
+    finally:
+        os.close(fd)
+
+
+def mount_one(rootfs_fd: int, m: Mount, cgroup: Cgroup | None, own_cgroupns: bool = False) -> None:
+    flags, prop, data = mount_flags(m.options)
+    is_bind = m.type == "bind" or flags & ksys.MS_BIND
+    if is_bind:
+        src_is_dir = os.path.isdir(m.source)
+        fd = open_in_root(rootfs_fd, m.destination, "dir" if src_is_dir else "file")
+        try:
+            target = proc_fd(fd)
+            ksys.mount(m.source, target, None, ksys.MS_BIND | (flags & ksys.MS_REC))
+            remount = flags & ~(ksys.MS_BIND | ksys.MS_REC | ksys.MS_REMOUNT)
+            if remount:
+                on_top(rootfs_fd, m.destination, ksys.MS_BIND | ksys.MS_REMOUNT | remount)
+            if prop:
+                on_top(rootfs_fd, m.destination, prop)
+        finally:
+            os.close(fd)
+        return
+    fd = open_in_root(rootfs_fd, m.destination, "dir")
+    try:
+        target = proc_fd(fd)
+        if m.type == "cgroup" and cgroup is not None and cgroup.version == "v2":
+            # as runc on a unified host: cgroup2, which in the container's own cgroup namespace
+            # shows its own cgroup; without one, a bind of that cgroup's dir shows the same
+            if own_cgroupns:
+                ksys.mount("cgroup2", target, "cgroup2", flags | ksys.MS_NOSUID | ksys.MS_NODEV | ksys.MS_NOEXEC)
+            else:
+                ksys.mount(cgroup.dir("cpu"), target, None, ksys.MS_BIND)
+                on_top(rootfs_fd, m.destination, ksys.MS_BIND | ksys.MS_REMOUNT | flags | ksys.MS_NOSUID
+                       | ksys.MS_NODEV | ksys.MS_NOEXEC)
+        elif m.type == "cgroup":  # v1: a tmpfs with the container's own cgroup of each controller
+            ksys.mount("tmpfs", target, "tmpfs", ksys.MS_NOSUID | ksys.MS_NODEV | ksys.MS_NOEXEC, "mode=755")
+            os.close(fd)
+            fd = open_in_root(rootfs_fd, m.destination)  # now the tmpfs, not the dir below it
+            target = proc_fd(fd)
+            for d in (cgroup.dirs() if cgroup else []):
+                ctrl = d[len("/sys/fs/cgroup/"):].split("/", 1)[0]
+                sub = open_in_root(rootfs_fd, f"{m.destination}/{ctrl}", "dir", 0o555)
+                try:
+                    ksys.mount(d, proc_fd(sub), None, ksys.MS_BIND)
+                finally:
+                    os.close(sub)
+                on_top(rootfs_fd, f"{m.destination}/{ctrl}", ksys.MS_BIND | ksys.MS_REMOUNT | flags | ksys.MS_RDONLY)
+            if flags & ksys.MS_RDONLY:
+                on_top(rootfs_fd, m.destination, ksys.MS_BIND | ksys.MS_REMOUNT | ksys.MS_RDONLY | ksys.MS_NOSUID
+                       | ksys.MS_NODEV | ksys.MS_NOEXEC)
+        else:
+            ksys.mount(m.source, target, m.type, flags, ",".join(data) or None)
+        if prop:
+            on_top(rootfs_fd, m.destination, prop)
+    finally:
+        os.close(fd)
+
+
+def pivot(rootfs: str) -> None:
+    old = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    new = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    os.fchdir(new)
+    ksys.pivot_root(".", ".")
+    os.fchdir(old)
+    ksys.mount(None, ".", None, ksys.MS_SLAVE | ksys.MS_REC)  # the unmount must not reach the host
+    ksys.umount2(".", ksys.MNT_DETACH)
+    os.chdir("/")
+    os.close(old)
+    os.close(new)
+
+
+def mask(paths: list[str]) -> None:
+    """Masked files get the null device bound over them, taken by handle and checked to be
+    c 1:3: a mount over /dev/null must not turn masking into exposing (CVE-2025-31133)."""
+    if not paths:
+        return
+    null = os.open("/dev/null", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        st = os.fstat(null)
+        if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
+            raise RunError("masking: /dev/null in the container is not the null device (c 1:3)")
+        for p in paths:
+            try:
+                st = os.stat(p)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                ksys.mount("tmpfs", p, "tmpfs", ksys.MS_RDONLY, "nr_blocks=1,nr_inodes=1")
+            else:
+                ksys.mount(proc_fd(null), p, None, ksys.MS_BIND)
+    finally:
+        os.close(null)
+
+
+def readonly(paths: list[str]) -> None:
+    for p in paths:
+        try:
+            ksys.mount(p, p, None, ksys.MS_BIND | ksys.MS_REC)
+        except FileNotFoundError:
+            continue
+        st = os.statvfs(p)
+        keep = st.f_flag & (ksys.MS_NOSUID | ksys.MS_NODEV | ksys.MS_NOEXEC)
+        ksys.mount(None, p, None, ksys.MS_BIND | ksys.MS_REMOUNT | ksys.MS_RDONLY | keep)
+
+
+def readonly_root() -> None:
+    keep = os.statvfs("/").f_flag & (ksys.MS_NOSUID | ksys.MS_NODEV | ksys.MS_NOEXEC)
+    ksys.mount(None, "/", None, ksys.MS_BIND | ksys.MS_REMOUNT | ksys.MS_RDONLY | keep)
