@@ -20,50 +20,41 @@ def env(tmp_path):
 
 
 class Pod:
-    """A sandbox and its supervisor with containers started from the busybox image."""
+    """A pod (sandbox and supervisor, through runtime.pod) with containers started from the
+    busybox image."""
 
-    def __init__(self, env, uid, **sandbox_kw):
+    def __init__(self, env, uid, **pod_kw):
+        from runtime import pod as api
         from runtime.container import Paths
         from runtime.image.store import ImageStore
-        from runtime.sandbox import create_sandbox
-        from runtime.shim import start_supervisor
         self.env, self.uid, self.ids = env, uid, []
         self.paths, self.store = Paths(env["root"], env["run"], env["cg"]), ImageStore(env["root"])
-        self.sb = create_sandbox(env["run"], uid, uid, cgroup_root=env["cg"], **sandbox_kw)
-        try:
-            self.client = start_supervisor(self.sb.dir, env["cg"])
-        except BaseException:
-            from runtime.sandbox import remove_sandbox
-            remove_sandbox(env["run"], uid, env["cg"])
-            raise
+        self.sb = api.run_pod_sandbox(self.paths, api.PodConfig(uid=uid, name=uid, etc_files=False, **pod_kw))
+
+    def supervisor(self) -> dict:
+        """The supervisor's own status: its pid and the pod init's (`pod_init`)."""
+        from runtime.supervisor.client import SupervisorClient
+        with SupervisorClient(self.sb.dir) as client:
+            return client.status()
 
     def start(self, cid, script):
-        from runtime.container import bundle_for
+        from runtime import pod as api
         from runtime.oci.generate import ContainerRequest
-        b = bundle_for(self.store, DEFAULT_IMAGE, ContainerRequest(name=cid, command=["sh", "-c", script]),
-                       self.paths, cid, None, self.sb)
+        api.create_container(self.store, self.paths, self.uid, DEFAULT_IMAGE,
+                             ContainerRequest(name=cid, command=["sh", "-c", script]), cid=cid,
+                             log_path=os.path.join(str(self.env["tmp"]), "logs", cid, "0.log"))
         self.ids.append(cid)
-        return self.client.call("start", id=cid, bundle=b,
-                                log_path=os.path.join(str(self.env["tmp"]), "logs", cid, "0.log"))["pid"]
+        return api.start_container(self.paths, self.uid, cid)
 
     def sh(self, cid, script):
-        code, out, err = self.client.exec(cid, ["sh", "-c", script])
+        from runtime import pod as api
+        code, out, err = api.exec_sync(self.paths, self.uid, cid, ["sh", "-c", script])
         assert code == 0, (out, err)
         return out.decode()
 
     def close(self):
-        from runtime.container import remove_container
-        from runtime.sandbox import remove_sandbox
-        try:
-            for cid in self.ids:
-                self.client.stop(cid, grace=2)
-                self.client.call("forget", id=cid)
-            self.client.call("shutdown")
-        finally:
-            self.client.close()
-            for cid in self.ids:
-                remove_container(self.store, self.paths, cid)
-            remove_sandbox(self.env["run"], self.uid, self.env["cg"])
+        from runtime import pod as api
+        api.remove_pod_sandbox(self.store, self.paths, self.uid, grace=2)
 
 
 def test_containers_get_their_own_pid_namespace_by_default(env):
@@ -81,13 +72,13 @@ def test_containers_get_their_own_pid_namespace_by_default(env):
 def test_share_process_namespace_gives_the_pod_one_reaping_pid_1(env):
     pod = Pod(env, "pod-pidshare", share_pid=True)
     try:
-        init = pod.client.call("ping")["pod_init"]
+        init = pod.supervisor()["pod_init"]
         assert init and open(f"/proc/{init}/status").read().count("\t65535") >= 4  # uid and gid 65535
         status = dict(ln.split(":\t", 1) for ln in open(f"/proc/{init}/status").read().splitlines() if ":\t" in ln)
         assert int(status["CapEff"], 16) == 0 and int(status["CapPrm"], 16) == 0
         assert os.listdir(f"/proc/{init}/fd") == []
         caps = int(next(ln for ln in open("/proc/self/status") if ln.startswith("CapEff")).split()[1], 16)
-        want = "-998" if caps >> 24 & 1 else open(f"/proc/{pod.client.call('ping')['pid']}/oom_score_adj").read().strip()
+        want = "-998" if caps >> 24 & 1 else open(f"/proc/{pod.supervisor()['pid']}/oom_score_adj").read().strip()
         assert open(f"/proc/{init}/oom_score_adj").read().strip() == want  # -998 needs CAP_SYS_RESOURCE
         a_pid = pod.start("a", "exec sleep 60")
         pod.start("b", "sleep 60")
@@ -110,9 +101,10 @@ def test_share_process_namespace_gives_the_pod_one_reaping_pid_1(env):
         assert zombies.strip() == "", zombies
         # a's main process is still the supervisor's child: its exit code is recorded
         os.kill(a_pid, 9)
-        a_final = pod.client.wait("a", 5)
-        assert (a_final["exit_code"], a_final["signal"]) == (137, 9)
-        assert pod.client.state("b")["status"] == "running"
+        from runtime import pod as api
+        a_final = api.wait_container(pod.paths, pod.uid, "a", 5)
+        assert (a_final.exit_code, a_final.signal) == (137, 9)
+        assert api.container_status(pod.paths, pod.uid, "b").state == "running"
     finally:
         pod.close()
     assert not os.path.exists(f"/proc/{init}")

@@ -183,23 +183,22 @@ def test_device_cgroup_denies_devices_outside_the_allowlist(env):
 
 
 def test_two_containers_of_a_pod_share_net_ipc_uts_shm_not_pid(env):
-    from runtime.container import Paths, bundle_for, remove_container
+    from runtime import pod as api
+    from runtime.container import Paths
     from runtime.oci.generate import ContainerRequest
-    from runtime.sandbox import create_sandbox, remove_sandbox
-    from runtime.shim import start_supervisor
     paths = Paths(env["root"], env["run"], env["cg"])
     store = ImageStore(env["root"])
-    sb = create_sandbox(env["run"], "pod-1234", "mypod", cgroup_root=env["cg"])
+    api.run_pod_sandbox(paths, api.PodConfig(uid="pod-1234", name="mypod", etc_files=False))
     try:
-        client = start_supervisor(sb.dir, env["cg"])
         for cid in ("a", "b"):  # both running at once, so namespace ids cannot be recycled
-            b = bundle_for(store, DEFAULT_IMAGE, ContainerRequest(name=cid, command=["sleep", "600"]), paths, cid, None, sb)
-            client.call("start", id=cid, bundle=b, log_path=os.path.join(env["run"], "logs", cid, "0.log"))
+            api.create_container(store, paths, "pod-1234", DEFAULT_IMAGE, ContainerRequest(name=cid, command=["sleep", "600"]),
+                                 cid=cid, log_path=os.path.join(env["run"], "logs", cid, "0.log"))
+            api.start_container(paths, "pod-1234", cid)
         probe = ["sh", "-c", "for n in net ipc uts pid mnt; do readlink /proc/self/ns/$n; done; hostname"]
-        ca, outa, _ = client.exec("a", probe + [])
-        client.exec("a", ["sh", "-c", "echo hi > /dev/shm/x"])
-        cb, outb, _ = client.exec("b", probe)
-        _, shm, _ = client.exec("b", ["cat", "/dev/shm/x"])
+        ca, outa, _ = api.exec_sync(paths, "pod-1234", "a", probe)
+        api.exec_sync(paths, "pod-1234", "a", ["sh", "-c", "echo hi > /dev/shm/x"])
+        cb, outb, _ = api.exec_sync(paths, "pod-1234", "b", probe)
+        _, shm, _ = api.exec_sync(paths, "pod-1234", "b", ["cat", "/dev/shm/x"])
         first, second = outa.decode().split(), outb.decode().split()
         assert (ca, cb) == (0, 0)
         assert first[:3] == second[:3]  # net, ipc, uts: the pod's pinned ones
@@ -208,17 +207,8 @@ def test_two_containers_of_a_pod_share_net_ipc_uts_shm_not_pid(env):
         mem = f"/sys/fs/cgroup/memory/{env['cg']}/kubepods/besteffort/podpod-1234"
         v2 = f"/sys/fs/cgroup/{env['cg']}/kubepods/besteffort/podpod-1234"
         assert os.path.isdir(mem) or os.path.isdir(v2)
-        for cid in ("a", "b"):
-            client.call("kill-all", id=cid)
-            client.wait(cid)
-            client.call("forget", id=cid)
-            remove_container(store, paths, cid)
-        client.call("shutdown")
     finally:
-        for cid in ("a", "b"):
-            remove_container(store, paths, cid)
-        remove_sandbox(env["run"], "pod-1234", env["cg"])
-        remove_sandbox(env["run"], "pod-1234", env["cg"])  # idempotent
+        api.remove_pod_sandbox(store, paths, "pod-1234", grace=0)
 
 
 def test_detached_container_exec_and_rm(env, tmp_path):

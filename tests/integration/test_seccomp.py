@@ -177,29 +177,22 @@ def test_localhost_profile_denies_mkdir(env):
 
 
 def test_exec_gets_the_same_filter(env):
-    from runtime.container import Paths, bundle_for, remove_container
-    from runtime.sandbox import create_sandbox, remove_sandbox
-    from runtime.shim import start_supervisor
+    from runtime import pod as api
+    from runtime.container import Paths
     paths = Paths(env["root"], env["run"], env["cg"])
     store = ImageStore(env["root"])
-    sb = create_sandbox(env["run"], "pod-sc", "scpod", cgroup_root=env["cg"])
+    api.run_pod_sandbox(paths, api.PodConfig(uid="pod-sc", name="scpod", etc_files=False))
     try:
-        client = start_supervisor(sb.dir, env["cg"])
         req = ContainerRequest(name="c", command=["sleep", "600"], seccomp="RuntimeDefault")
-        b = bundle_for(store, DEFAULT_IMAGE, req, paths, "c", None, sb)
-        client.call("start", id="c", bundle=b, log_path=os.path.join(env["run"], "logs", "c", "0.log"))
-        code, out, err = client.exec("c", ["sh", "-c", f"{STATUS}; unshare -U true; echo userns=$?"])
+        api.create_container(store, paths, "pod-sc", DEFAULT_IMAGE, req, cid="c",
+                             log_path=os.path.join(env["run"], "logs", "c", "0.log"))
+        api.start_container(paths, "pod-sc", "c")
+        code, out, err = api.exec_sync(paths, "pod-sc", "c", ["sh", "-c", f"{STATUS}; unshare -U true; echo userns=$?"])
         st = _status(out.decode())
         assert code == 0 and st["Seccomp"] == "2" and st["Seccomp_filters"] == "1", (out, err)
         assert b"userns=1" in out and NOT_PERMITTED.encode() in err
-        client.call("kill-all", id="c")
-        client.wait("c")
-        client.call("forget", id="c")
-        remove_container(store, paths, "c")
-        client.call("shutdown")
     finally:
-        remove_container(store, paths, "c")
-        remove_sandbox(env["run"], "pod-sc", env["cg"])
+        api.remove_pod_sandbox(store, paths, "pod-sc", grace=0)
 
 
 # ---- side by side with runc ---------------------------------------------------------------------
