@@ -5,7 +5,9 @@ Never imports kubelet_py or runtime; takes and returns plain dataclasses. The pu
 `plan` (config, names, ports, IPAM arithmetic), `rules` (iptables rules as data) and `dnsfiles`
 (/etc/hosts, hostname, resolv.conf); the edges are `netlink` (pyroute2), `iptables`
 (python-iptables, one commit per table per change), `ipam`/`hostports`/`ownedfiles` (files +
-flock), `nsfs` (setns), `sysctl` and `podfiles`; `network` puts them together.
+flock), `podrecords` (one record per finished setup), `atomicfile`, `nsfs` (setns), `sysctl` and
+`podfiles`; `network` puts them together; `state` (pure) says what a complete pod network looks
+like; `fake` is a recording double of the edges for unit tests of `network`.
 
 The names below are loaded on first use, so importing the pure modules (`netns.plan`, ...) does
 not load pyroute2 or libiptc.
@@ -16,13 +18,14 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "setup_pod_network": "network", "teardown_pod_network": "network", "gc": "network",
+    "setup_pod_network": "network", "teardown_pod_network": "network", "pod_network": "network", "gc": "network",
     "remove_network": "network", "GCReport": "network", "DEFAULT_CONFIG": "network",
     "NetworkConfig": "plan", "PodNetwork": "plan", "PodFiles": "plan", "PortMapping": "plan",
     "PodDNS": "dnsfiles", "HostAlias": "dnsfiles", "DNSConfig": "dnsfiles", "DNSOption": "dnsfiles",
     "pod_dns_from_spec": "dnsfiles",
     "NetnsError": "errors", "ConfigError": "errors", "PodSpecError": "errors", "PortConflict": "errors",
     "AddressExhausted": "errors", "LinkError": "errors", "RuleError": "errors", "StateError": "errors",
+    "NetworkNotFound": "errors", "NetworkInconsistent": "errors",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -22,9 +22,10 @@ class PortClaims:
         self.config = config
         self.dir = OwnedDir(config.hostports_dir, _is_claim)
 
-    def claim(self, pod_uid: str, mappings: Iterable[plan.PortMapping]) -> None:
+    def claim(self, pod_uid: str, mappings: Iterable[plan.PortMapping]) -> tuple[str, ...]:
         """Hold exactly `mappings` for the pod (claims it held before and no longer asks for are
-        released). All or nothing: on a conflict no claim of this call is made."""
+        released). All or nothing: on a conflict no claim of this call is made. Returns the keys
+        the pod held before (to undo with claim(pod_uid, map(plan.parse_key, previous)))."""
         mappings = tuple(mappings)
         with self.dir.locked():
             held = self.dir.entries()
@@ -40,6 +41,11 @@ class PortClaims:
                 if held.get(m.key) != pod_uid:
                     self.dir.create(m.key, pod_uid)
             self.dir.sync()
+        return tuple(sorted(k for k, owner in held.items() if owner == pod_uid))
+
+    def held(self, pod_uid: str) -> tuple[str, ...]:
+        """Keys of the claims the pod holds (read-only: creates no file)."""
+        return tuple(sorted(k for k, owner in self.dir.snapshot().items() if owner == pod_uid))
 
     def release(self, pod_uid: str) -> list[str]:
         if not self._exists():

@@ -22,7 +22,7 @@ from typing import Iterable, Iterator
 import iptc
 
 from .errors import RuleError
-from .rules import BUILTIN, Rule, TableChange
+from .rules import BUILTIN, Expect, Rule, TableChange
 
 XTABLES_LOCK = os.environ.get("XTABLES_LOCKFILE", "/run/xtables.lock")
 LOCK_WAIT_S = 5.0          # iptables -w 5
@@ -209,3 +209,48 @@ def targets(table: str, chain: str) -> list[str]:
     with locked():
         t = _table(table)
         return _targets(t, chain) if _exists(t, chain) else []
+
+
+def _live(t: iptc.Table, chain: str, target: str | None) -> list[iptc.Rule]:
+    """The chain's rules (only those jumping to `target`, when given), decoded."""
+    c = iptc.Chain(t, chain)
+    out = []
+    e = t.first_rule(chain)
+    while e:
+        name = t.get_target(e)
+        if target is None or (name.decode() if name else "") == target:
+            out.append(t.create_rule(e, c))
+        e = t.next_rule(e)
+    return out
+
+
+def unmet(expects: Iterable[Expect]) -> list[str]:
+    """What of `expects` the live tables do not hold, one line each (empty: all there). Reads
+    only; compares the rules as libiptc would commit them."""
+    expects = list(expects)
+    if not expects:
+        return []
+    warm()
+    out = []
+    with locked():
+        tables: dict[str, iptc.Table] = {}
+        for x in expects:
+            t = tables.get(x.table) or tables.setdefault(x.table, _table(x.table))
+            where = f"iptables {x.table}/{x.chain}"
+            if not _exists(t, x.chain):
+                if x.present:
+                    out.append(f"{where}: chain missing")
+                continue
+            if not x.present:
+                out.append(f"{where}: chain should not exist")
+                continue
+            live = _live(t, x.chain, x.target)
+            want = []
+            for r in x.rules:
+                w = to_iptc(r)
+                w.final_check()      # what a commit would store (MASQUERADE's range count, ...)
+                want.append(w)
+            if len(live) != len(want) or any(a != b for a, b in zip(want, live)):
+                what = f"rules to {x.target}" if x.target else "rules"
+                out.append(f"{where}: {what} differ from the plan ({len(live)} live, {len(want)} planned)")
+    return out

@@ -18,13 +18,13 @@ import queue
 import socket
 import threading
 import weakref
-from dataclasses import dataclass
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from . import nsfs, plan
 from .errors import LinkError
+from .state import Bridge, LinkState, PodSide
 
 IFF_UP = 0x1
 _local = threading.local()
@@ -43,13 +43,6 @@ def _fail(link: str, op: str, e: BaseException, netns: str | None = None) -> Lin
     code = getattr(e, "code", None) or getattr(e, "errno", None)
     why = os.strerror(code) if isinstance(code, int) and code > 0 else str(e)
     return LinkError(link, op, why, code, netns)
-
-
-@dataclass(frozen=True)
-class Bridge:
-    name: str
-    index: int
-    mtu: int
 
 
 _bridges: dict[tuple, int] = {}
@@ -167,12 +160,9 @@ def create_veth(config: plan.NetworkConfig, pod_uid: str, bridge: Bridge, netns_
 
 
 def configure_pod(netns_fd: int, netns_path: str, ip: str, prefixlen: int, gateway: str) -> None:
-    """Inside the pod netns: lo up, eth0 up with the pod IP, default route via the gateway."""
-    try:
-        with nsfs.entered(netns_fd):
-            ns = IPRoute()
-    except OSError as e:
-        raise _fail(plan.POD_IFNAME, "enter netns", e, netns_path) from None
+    """Inside the pod netns: lo up, eth0 up with the pod IP as its only IPv4 address, the default
+    route via the gateway. Repeatable: what is already right is left as it is."""
+    ns = _pod_socket(netns_fd, netns_path)
     try:
         ns.link("set", ifname="lo", state="up")
         found = ns.link_lookup(ifname=plan.POD_IFNAME)
@@ -180,10 +170,69 @@ def configure_pod(netns_fd: int, netns_path: str, ip: str, prefixlen: int, gatew
             raise LinkError(plan.POD_IFNAME, "configure", "not in the pod network namespace", errno.ENODEV, netns_path)
         index = found[0]
         ns.link("set", index=index, state="up")
-        ns.addr("add", index=index, address=ip, prefixlen=prefixlen)
-        ns.route("add", dst="0.0.0.0/0", gateway=gateway, oif=index)
+        have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ns.get_addr(index=index, family=socket.AF_INET)}
+        for address, plen in have - {(ip, prefixlen)}:
+            ns.addr("del", index=index, address=address, prefixlen=plen)
+        if (ip, prefixlen) not in have:
+            ns.addr("add", index=index, address=ip, prefixlen=prefixlen)
+        ns.route("replace", dst="0.0.0.0/0", gateway=gateway, oif=index)
     except NetlinkError as e:
         raise _fail(plan.POD_IFNAME, "configure", e, netns_path) from None
+    finally:
+        ns.close()
+
+
+def _pod_socket(netns_fd: int, netns_path: str) -> IPRoute:
+    try:
+        with nsfs.entered(netns_fd):
+            return IPRoute()
+    except OSError as e:
+        raise _fail(plan.POD_IFNAME, "enter netns", e, netns_path) from None
+
+
+def _state(ipr: IPRoute, msg, sysfs: bool) -> LinkState:
+    index = msg["index"]
+    name = msg.get_attr("IFLA_IFNAME")
+    master = msg.get_attr("IFLA_MASTER")
+    hairpin = None
+    if sysfs and master:
+        try:
+            with open(f"/sys/class/net/{name}/brport/hairpin_mode") as f:
+                hairpin = f.read().strip() == "1"
+        except OSError:
+            hairpin = None
+    addrs = tuple(sorted(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}"
+                         for a in ipr.get_addr(index=index, family=socket.AF_INET)))
+    return LinkState(name, index, _kind(msg), bool(msg["flags"] & IFF_UP), msg.get_attr("IFLA_MTU"),
+                     master=master or None, peer=msg.get_attr("IFLA_LINK"), alias=msg.get_attr("IFLA_IFALIAS"),
+                     addresses=addrs, hairpin=hairpin)
+
+
+def inspect_link(name: str) -> LinkState | None:
+    """A link of the host namespace as it is now (None if there is none of that name)."""
+    ipr = _host()
+    try:
+        msg = _link(ipr, ifname=name)
+        return _state(ipr, msg, sysfs=True) if msg is not None else None
+    except NetlinkError as e:
+        if e.code in (errno.ENODEV, errno.ENOENT):
+            return None
+        raise _fail(name, "inspect", e) from None
+
+
+def inspect_pod(netns_fd: int, netns_path: str) -> PodSide:
+    """eth0, lo and the default routes inside the pod netns, as they are now."""
+    ns = _pod_socket(netns_fd, netns_path)
+    try:
+        msg = _link(ns, ifname=plan.POD_IFNAME)
+        eth0 = _state(ns, msg, sysfs=False) if msg is not None else None
+        lo = _link(ns, ifname="lo")
+        routes = tuple(sorted(((r.get_attr("RTA_GATEWAY"), r.get_attr("RTA_OIF"))
+                               for r in ns.get_routes(family=socket.AF_INET, table=254) if r["dst_len"] == 0),
+                              key=str))
+        return PodSide(eth0, lo is not None and bool(lo["flags"] & IFF_UP), routes)
+    except NetlinkError as e:
+        raise _fail(plan.POD_IFNAME, "inspect", e, netns_path) from None
     finally:
         ns.close()
 

@@ -5,6 +5,7 @@ no os.setns. Loaded once at import; nothing is looked up later."""
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 from contextlib import contextmanager
 from typing import Iterator
@@ -50,6 +51,22 @@ def same_netns(fd: int) -> bool:
 
 
 NSFS_MAGIC = 0x6E736673
+
+
+def open_netns(path: str) -> int:
+    """An fd of the pinned pod network namespace at `path`; OSError (with why in strerror) if it
+    cannot be opened, is not a network namespace, or is the caller's own."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    why = ("is not a network namespace" if not is_netns(fd)
+           else "is the host's own network namespace" if same_netns(fd) else None)
+    if why:
+        os.close(fd)
+        raise OSError(errno.EINVAL, why, path)
+    return fd
+
+
+def close(fd: int) -> None:
+    os.close(fd)
 
 
 def is_netns(fd: int) -> bool:

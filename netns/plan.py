@@ -33,7 +33,7 @@ class NetworkConfig:
     """One pod network. Every name and path is a parameter so that tests and several instances
     can run side by side (a test uses e.g. bridge `kpyt1a2b`, 10.250.7.1/24, prefix `KPYT1A2B`)."""
 
-    state_root: str = "/var/lib/kubelet-py"   # allocations under <state_root>/ipam, <state_root>/hostports
+    state_root: str = "/var/lib/kubelet-py"   # <state_root>/ipam, <state_root>/hostports, <state_root>/podnet
     bridge: str = "kpy0"
     gateway: str = "10.244.0.1/16"           # the bridge's address; its prefix is the pod CIDR
     chain_prefix: str = "KPY"
@@ -101,6 +101,11 @@ class NetworkConfig:
     @property
     def hostports_dir(self) -> str:
         return os.path.join(self.state_root, "hostports")
+
+    @property
+    def records_dir(self) -> str:
+        """One record per pod whose setup finished (the PodNetwork it returned)."""
+        return os.path.join(self.state_root, "podnet")
 
     def chain(self, suffix: str) -> str:
         return f"{self.chain_prefix}-{suffix}"

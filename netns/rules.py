@@ -217,6 +217,42 @@ def setup_changes(config: NetworkConfig, pod_uid: str, ip: str,
     return tuple(changes)
 
 
+@dataclass(frozen=True)
+class Expect:
+    """What one chain must hold for a pod's network to be complete: with `target` None, exactly
+    `rules` in that order (and `present` False: the chain must not exist); with `target` set,
+    the chain's rules that jump to `target` must be exactly `rules`."""
+
+    table: str
+    chain: str
+    rules: tuple[Rule, ...] = ()
+    target: str | None = None
+    present: bool = True
+
+
+def pod_expectations(config: NetworkConfig, pod_uid: str, ip: str,
+                     ports: Iterable[PortMapping]) -> tuple[Expect, ...]:
+    """The live state setup_changes leaves for this pod, chain by chain (what a repeated setup
+    checks before deciding that no commit is needed)."""
+    ports = tuple(ports)
+    base_chains, base_jumps = base_nat(config)
+    masq, masq_jump = pod_masq(config, pod_uid, ip)
+    hp, hp_jumps = pod_hostports(config, pod_uid, ip, ports)
+    post = base_chains[0]
+    out = [Expect(NAT, j.chain, (j,), j.target) for j in base_jumps]
+    out.append(Expect(NAT, post.name, post.rules, "MASQUERADE"))
+    out += [Expect(NAT, masq.name, masq.rules), Expect(NAT, post.name, (masq_jump,), masq.name)]
+    hp_name = hostport_chain(config, pod_uid)
+    if hp is None:
+        out += [Expect(NAT, hp_name, present=False), Expect(NAT, config.hostports_chain, (), hp_name)]
+    else:
+        out += [Expect(NAT, hp.name, hp.rules), Expect(NAT, config.hostports_chain, hp_jumps, hp.name)]
+        fchains, fjumps = base_filter(config)
+        out += [Expect(FILTER, c.name, c.rules) for c in fchains]
+        out += [Expect(FILTER, j.chain, (j,), j.target) for j in fjumps]
+    return tuple(out)
+
+
 def teardown_changes(config: NetworkConfig, pod_uid: str) -> tuple[TableChange, ...]:
     return (TableChange(NAT, remove=pod_chains(config, pod_uid), referrers=referrers(config)),)
 
