@@ -4,6 +4,7 @@ contract; the executor's side is runtime/oci/spec.py (the strict parser)."""
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass, field
 
@@ -166,7 +167,7 @@ def generate(req: ContainerRequest, image_config, rootfs: str, cgroups_path: str
         "args": args,
         "env": merge_env(image_config.env, req.env),
         "cwd": req.working_dir or image_config.working_dir or "/",
-        "capabilities": {"bounding": capset, "effective": capset, "permitted": capset},
+        "capabilities": {"bounding": list(capset), "effective": list(capset), "permitted": list(capset)},
         "noNewPrivileges": no_new_privs,
     }
     if req.oom_score_adj is not None:
@@ -176,7 +177,7 @@ def generate(req: ContainerRequest, image_config, rootfs: str, cgroups_path: str
         process["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": min(NOFILE[0], hard), "hard": hard}]
     linux: dict = {"resources": resources, "cgroupsPath": cgroups_path, "namespaces": namespaces}
     if req.privileged and host_devices:
-        linux["devices"] = list(host_devices)  # containerd: a privileged container gets the host's devices
+        linux["devices"] = copy.deepcopy(host_devices)  # containerd: a privileged container gets the host's devices
     seccomp = seccomp_for(req, capset)
     if seccomp is not None:
         linux["seccomp"] = seccomp
@@ -197,7 +198,7 @@ def generate(req: ContainerRequest, image_config, rootfs: str, cgroups_path: str
         "process": process,
         "root": {"path": rootfs, "readonly": req.read_only_rootfs},
         "hostname": req.hostname or req.name,
-        "mounts": mounts + list(req.extra_mounts),
+        "mounts": mounts + copy.deepcopy(req.extra_mounts),  # the document shares nothing with `req`
         "annotations": {f"{ANNOTATION_PREFIX}container-name": req.name, **req.annotations},
         "linux": linux,
     }

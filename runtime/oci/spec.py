@@ -35,7 +35,8 @@ class Spec(namedtuple("Spec", "args env cwd uid gid additional_gids umask caps r
     """What the executor carries out, parsed from config.json by parse(). caps: bounding,
     effective, permitted, inheritable, ambient -> mask; rlimits: (name, soft, hard); namespaces:
     (type, path or None); seccomp: the validated linux.seccomp (seccomp_profile.validate), None:
-    unconfined. Immutable but for its lists and dicts."""
+    unconfined. Immutable but for its lists and dicts, which are its own (never the parsed
+    document's); the executor changes none of them: a changed value is a new Spec (`_replace`)."""
     __slots__ = ()
 
 
@@ -97,6 +98,15 @@ def _check_device(d, where: str) -> None:
         x = d.get(k, 0)
         if x is not None and (not isinstance(x, int) or isinstance(x, bool) or x < 0):
             raise SpecError(f"{where}.{k}", f"must be a non-negative integer, not {x!r}")
+
+
+def _copy(v):
+    """A copy of a JSON value (dicts and lists all the way down; `copy` is not imported)."""
+    if isinstance(v, dict):
+        return {k: _copy(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_copy(x) for x in v]
+    return v
 
 
 def _unknown(d: dict, allowed: set, path: str) -> None:
@@ -224,13 +234,13 @@ def parse(doc: dict) -> Spec:
         for kk, vv in (res.get(k) or {}).items():
             if not isinstance(vv, (int, bool)):
                 raise SpecError(f"linux.resources.{k}.{kk}", "must be an integer")
-    return Spec(
-        args=args, env=env, cwd=cwd, uid=ids[0], gid=ids[1], additional_gids=groups,
+    return Spec(  # every list and dict is the Spec's own: nothing of `doc` is shared, or changed
+        args=list(args), env=list(env), cwd=cwd, uid=ids[0], gid=ids[1], additional_gids=list(groups),
         umask=user.get("umask"), caps=capmasks, rlimits=rlimits,
         no_new_privs=bool(p.get("noNewPrivileges")), oom_score_adj=p.get("oomScoreAdj"),
         root_path=root["path"], root_readonly=bool(root.get("readonly")), hostname=doc.get("hostname"),
-        mounts=mounts, namespaces=nss, cgroups_path=linux.get("cgroupsPath"), resources=res,
-        devices=list(devices), masked=list(linux.get("maskedPaths") or []),
+        mounts=mounts, namespaces=nss, cgroups_path=linux.get("cgroupsPath"), resources=_copy(res),
+        devices=_copy(devices), masked=list(linux.get("maskedPaths") or []),
         readonly=list(linux.get("readonlyPaths") or []), sysctl=dict(sysctl),
         propagation=propagation, annotations=dict(doc.get("annotations") or {}),
         seccomp=seccomp,
