@@ -34,7 +34,7 @@ import os
 import re
 import stat
 
-from ..errors import RuntimeFailure
+from ..errors import INVALID_ARGUMENT, RuntimeFailure
 
 EPERM = 1
 ENOSYS = 38
@@ -163,10 +163,12 @@ class ProfileError(RuntimeFailure):
     is the path of the offending field (`linux.seccomp.syscalls[3].action`); `file` is the
     Localhost profile it came from, if any."""
 
+    kind = INVALID_ARGUMENT
+
     def __init__(self, field: str, why: str, file: str | None = None):
         where = f"seccomp profile {file}: " if file else ""
-        super().__init__(f"{where}{field}: {why}" if field else f"{where}{why}")
-        self.field = field
+        super().__init__(f"{where}{field}: {why}" if field else f"{where}{why}", field=field,
+                         obj=f"seccomp profile {file}" if file else None)
         self.why = why
         self.file = file
 

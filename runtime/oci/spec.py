@@ -7,7 +7,7 @@ dataclasses (which imports inspect: 1.4 MiB of a supervisor's RSS, 14 ms of ever
 
 from __future__ import annotations
 
-from ..errors import RuntimeFailure
+from ..errors import INVALID_ARGUMENT, RuntimeFailure
 
 import re
 from collections import namedtuple
@@ -16,11 +16,13 @@ from ..linux import caps as _caps
 
 
 class SpecError(RuntimeFailure):
-    """A config.json field that is malformed or that the executor does not support."""
+    """A config.json field that is malformed or that the executor does not support:
+    INVALID_ARGUMENT, `field` the spec path (`process.rlimits[0].soft`)."""
+
+    kind = INVALID_ARGUMENT
 
     def __init__(self, field: str, why: str):
-        super().__init__(f"config.json: {field}: {why}")
-        self.field = field
+        super().__init__(f"config.json: {field}: {why}", field=field)
         self.why = why
 
 

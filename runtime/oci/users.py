@@ -3,7 +3,7 @@ host's files): parsed as text, read inside the rootfs, regular files only, size-
 
 from __future__ import annotations
 
-from ..errors import RuntimeFailure
+from ..errors import FAILED_PRECONDITION, INVALID_ARGUMENT, NOT_FOUND, RuntimeFailure
 
 from dataclasses import dataclass
 
@@ -13,8 +13,13 @@ MAX_ID = 2**31 - 1  # containerd rejects ids above MaxInt32 (CVE-2024-40635)
 
 
 class UserError(RuntimeFailure):
-    def __init__(self, user: str, why: str):
-        super().__init__(f"user {user!r}: {why}")
+    """A user the image cannot give: INVALID_ARGUMENT (field process.user) for a malformed or
+    out-of-range id, NOT_FOUND for a user or group name the image's files do not have (what is
+    asked for is not there: CRI's runAsUserName/USER name), FAILED_PRECONDITION for an image
+    whose /etc/passwd or /etc/group cannot be read."""
+
+    def __init__(self, user: str, why: str, kind: str = INVALID_ARGUMENT):
+        super().__init__(f"user {user!r}: {why}", kind=kind, obj=f"user {user}", field="process.user")
         self.user = user
 
 
@@ -56,7 +61,7 @@ def _read(rootfs: str, path: str, user: str) -> str:
     except FileNotFoundError:
         return ""
     except OSError as e:
-        raise UserError(user, f"cannot read {path} of the image: {e.strerror}") from None
+        raise UserError(user, f"cannot read {path} of the image: {e.strerror}", FAILED_PRECONDITION) from None
 
 
 def resolve(rootfs: str, user: str, extra_groups: list[int] | None = None) -> ResolvedUser:
@@ -75,7 +80,7 @@ def resolve(rootfs: str, user: str, extra_groups: list[int] | None = None) -> Re
     else:
         passwd = parse_passwd(_read(rootfs, "/etc/passwd", spec))
         if name not in passwd:
-            raise UserError(spec, "not found in the image's /etc/passwd")
+            raise UserError(spec, "not found in the image's /etc/passwd", NOT_FOUND)
         uid, gid = passwd[name]
         uname = name
     groups_db = None
@@ -86,7 +91,7 @@ def resolve(rootfs: str, user: str, extra_groups: list[int] | None = None) -> Re
             groups_db = parse_group(_read(rootfs, "/etc/group", spec))
             hit = [g for n, g, _m in groups_db if n == group]
             if not hit:
-                raise UserError(spec, f"group {group!r} not found in the image's /etc/group")
+                raise UserError(spec, f"group {group!r} not found in the image's /etc/group", NOT_FOUND)
             gid = hit[0]
     sup: list[int] = []
     if uname is not None:
