@@ -109,3 +109,31 @@ def test_hostport_claims(cfg):
     assert c.release("a") == ["tcp-9090-0.0.0.0"]
     assert c.gc(known_uids=()) == ["tcp-8081-0.0.0.0"]
     assert files(cfg.hostports_dir) == []
+
+
+def test_ensure_says_whether_it_allocated_and_keeps_a_preferred_free_address(cfg):
+    s = IPStore(cfg)
+    assert s.ensure("a") == ("10.250.7.2", True)
+    assert s.ensure("a") == ("10.250.7.2", False)
+    assert s.ensure("b", prefer="10.250.7.40") == ("10.250.7.40", True)       # its address before the loss
+    assert s.ensure("c", prefer="10.250.7.40") == ("10.250.7.3", True)        # taken: the next free one
+    assert s.ensure("d", prefer="10.250.7.1") == ("10.250.7.4", True)         # the gateway: never
+    assert s.ensure("e", prefer="10.250.9.9") == ("10.250.7.5", True)         # outside the CIDR: never
+
+
+def test_lookups_read_without_creating_anything(tmp_path):
+    cfg = NetworkConfig(state_root=str(tmp_path / "state"), gateway="10.250.7.1/24")
+    assert IPStore(cfg).lookup("a") is None and PortClaims(cfg).held("a") == ()
+    assert not os.path.exists(cfg.state_root)
+    IPStore(cfg).allocate("a")
+    PortClaims(cfg).claim("a", [PortMapping("tcp", 8080, 80)])
+    assert IPStore(cfg).lookup("a") == "10.250.7.2" and IPStore(cfg).lookup("b") is None
+    assert PortClaims(cfg).held("a") == ("tcp-8080-0.0.0.0",) and PortClaims(cfg).held("b") == ()
+
+
+def test_claim_returns_what_the_pod_held_before(cfg):
+    c = PortClaims(cfg)
+    assert c.claim("a", [PortMapping("tcp", 8080, 80)]) == ()
+    assert c.claim("a", [PortMapping("tcp", 9090, 80), PortMapping("udp", 53, 53)]) == ("tcp-8080-0.0.0.0",)
+    assert c.claim("a", []) == ("tcp-9090-0.0.0.0", "udp-53-0.0.0.0")
+    assert c.claims() == {}
