@@ -427,13 +427,44 @@ def runtime_exec(ctx, interactive, tty, container_id, cmd):
     sys.exit(client.exec_wait(pid))
 
 
+@runtime.command("ls")
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_context
+def runtime_ls(ctx, output):
+    """Every pod sandbox and container of this instance (--root/--run-root), orphans marked: what a
+    SIGKILLed `runtime run` or a dead supervisor left (`runtime gc` removes them)."""
+    from dataclasses import asdict
+    from runtime.pod import list_objects
+    objs = list_objects(_runtime_paths(ctx))
+    if output == "json":
+        click.echo(json.dumps([asdict(o) for o in objs], indent=2))
+        return
+    rows = [("KIND", "ID", "STATE", "POD", "CREATED", "DETAIL")] + [
+        (o.kind, o.id, o.state, o.pod or "-", o.created_at or "-", o.detail) for o in objs]
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for r in rows:
+        click.echo("   ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "   " + r[5])
+
+
+@runtime.command("gc")
+@click.pass_context
+def runtime_gc(ctx):
+    """Remove every orphan: pods whose supervisor and owning `runtime run` are gone (their
+    processes, mounts, namespaces, cgroups, files), containers whose pod is gone, stray pod
+    cgroups. Interrupted, it can simply be run again."""
+    from runtime.pod import remove_orphans
+    for what in remove_orphans(_store(ctx), _runtime_paths(ctx)):
+        click.echo(f"removed {what}")
+
+
 @runtime.command("rm")
 @click.argument("container_id")
 @click.option("--time", "-t", "grace", type=float, default=10.0, show_default=True,
               help="Seconds between SIGTERM and SIGKILL (0: SIGKILL at once).")
 @click.pass_context
 def runtime_rm(ctx, container_id, grace):
-    """Stop and remove a detached container and its sandbox (idempotent)."""
+    """Stop and remove a detached container (or what a SIGKILLed foreground run left) and its
+    sandbox (idempotent)."""
     from runtime.pod import remove_detached
     final = remove_detached(_store(ctx), _runtime_paths(ctx), container_id, grace)
     if final is not None:

@@ -22,7 +22,7 @@ from .oci.generate import ContainerRequest, generate, qos_oom_score_adj
 from .linux.paths import open_in_root
 from .oci.users import UserError, resolve
 from .rootfs import mount_rootfs, remove_rootfs
-from .sandbox import Sandbox, create_sandbox, pod_resources, qos_class, remove_sandbox
+from .sandbox import Sandbox, create_sandbox, pod_resources, process_token, qos_class, remove_sandbox
 
 VALID_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 SANDBOX_ANNOTATION = "io.kubernetes.cri.sandbox-id"  # containerd's name; gc finds a container's pod by it
@@ -190,7 +190,8 @@ def run_image(store: ImageStore, image_ref: str, req: ContainerRequest, paths: P
         c = {"cpu_request": req.cpu_request_milli, "cpu_limit": req.cpu_limit_milli,
              "memory_limit": req.memory_limit, "memory_request": req.memory_limit}
         sandbox = create_sandbox(paths.run_root, cid, req.hostname or req.name, cgroup_root=paths.cgroup_root,
-                                 qos=qos_class([c]), resources=pod_resources([c]), etc_files=False)
+                                 qos=qos_class([c]), resources=pod_resources([c]), etc_files=False,
+                                 owner=process_token(os.getpid()))
     try:
         bundle = bundle_for(store, image_ref, req, paths, cid, user, sandbox)
         try:

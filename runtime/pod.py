@@ -355,6 +355,67 @@ def remove_detached(store: ImageStore, paths: Paths, cid: str, grace: float = 10
 
 # ---- after a crash --------------------------------------------------------------------------
 
+CREATING_GRACE_S = 5.0  # a pod dir without its record (written right after the mkdir), younger than this, is being made
+
+
+@dataclass(frozen=True)
+class RuntimeObject:
+    """One thing of this instance on the host (`runtime ls`). pods: `supervised` (its
+    supervisor serves), `owned` (the process that made it lives: a foreground `runtime run`, or
+    a daemon whose pod lost its supervisor), `creating`, or `orphan`; containers: their record's state, or `orphan` when their pod is gone."""
+    kind: str  # pod | container
+    id: str
+    state: str
+    pod: str | None = None
+    created_at: str | None = None
+    detail: str = ""
+
+
+def list_objects(paths: Paths) -> list[RuntimeObject]:
+    """Every pod sandbox and container of this instance, orphans marked."""
+    import time
+    out, live = [], set()
+    for uid in list_pod_sandboxes(paths):
+        d = pod_dir(paths, uid)
+        try:
+            sb = load_sandbox(paths.run_root, uid)
+        except (SandboxError, OSError, TypeError, ValueError):
+            young = time.time() - os.stat(d).st_mtime < CREATING_GRACE_S if os.path.exists(d) else False
+            out.append(RuntimeObject("pod", uid, "creating" if young else "orphan", detail="no sandbox record"))
+            if young:
+                live.add(uid)
+            continue
+        sup = supervisor_pid(d)
+        if sup is not None:
+            state, detail = "supervised", f"supervisor pid {sup}"
+        elif sb.owner_alive():
+            state, detail = "owned", f"owner pid {sb.owner.split(':')[0]}"
+        else:
+            state, detail = "orphan", "no supervisor, no owner"
+        if state != "orphan":
+            live.add(uid)
+        out.append(RuntimeObject("pod", uid, state, created_at=sb.created_at, detail=detail))
+        recs = records.load_all(d, sup is not None)
+        for cid in pod_containers(paths, uid):
+            rec = recs.get(cid, {})
+            out.append(RuntimeObject("container", cid, rec.get("state", "created") if state != "orphan" else "orphan",
+                                     uid, rec.get("created_at"), rec.get("name") or ""))
+    d = os.path.join(paths.run_root, "containers")
+    known = {o.id for o in out if o.kind == "container"}
+    for cid in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+        if cid not in known:
+            out.append(RuntimeObject("container", cid, "orphan", _owner(d, cid), detail="its pod is gone"))
+    return out
+
+
+def remove_orphans(store: ImageStore, paths: Paths) -> list[str]:
+    """`runtime gc`: remove every orphan (pods whose supervisor and owner are gone, containers
+    whose pod is gone, pod cgroups without a pod), keep the rest; returns what went. Safe to
+    interrupt and run again: each step is idempotent."""
+    keep = {o.id for o in list_objects(paths) if o.kind == "pod" and o.state != "orphan"}
+    return gc(store, paths, keep)
+
+
 def gc(store: ImageStore, paths: Paths, keep: set[str] = frozenset()) -> list[str]:
     """Remove every pod whose uid is not in `keep` and every container whose pod is gone (their
     processes, mounts, cgroups and files), and pod cgroups without a pod; returns what went.
@@ -411,4 +472,4 @@ __all__ = ["PodConfig", "ContainerStatus", "SandboxStatus", "PodStatus", "PodErr
            "recover_supervisor", "list_pod_sandboxes", "pod_containers", "pod_status", "events", "remove_pod_sandbox",
            "create_container", "start_container", "container_status", "wait_container", "stop_container",
            "remove_container", "exec_sync", "container_stats", "run_detached", "supervisor_of", "remove_detached",
-           "gc", "now_rfc3339"]
+           "gc", "now_rfc3339", "RuntimeObject", "list_objects", "remove_orphans"]

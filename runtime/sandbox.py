@@ -56,6 +56,12 @@ class Sandbox:
     pid_mode: str = "container"  # one pid namespace per container | "pod" (shareProcessNamespace) | "host"
     files_dir: str | None = None  # the pod's /etc/{hosts,hostname,resolv.conf}, written by the network layer
     created_at: str | None = None  # RFC 3339
+    # "<pid>:<start time>" of the process that made the pod (the daemon, a foreground `runtime
+    # run`): while it lives, or while the supervisor does, the pod is not an orphan (`runtime gc`)
+    owner: str | None = None
+
+    def owner_alive(self) -> bool:
+        return self.owner is not None and process_token(int(self.owner.split(":")[0])) == self.owner
 
     def etc_files(self) -> dict[str, str]:
         """Container path -> the pod's file, for the files the network layer has written."""
@@ -147,6 +153,16 @@ def lo_up() -> None:
         s.close()
 
 
+def process_token(pid: int) -> str | None:
+    """`<pid>:<start time>`: names one process for good (a reused pid gets another start time)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return f"{pid}:{int(stat[stat.rindex(b')') + 2:].split()[19])}"
+
+
 def _now() -> str:
     from .supervisor.crilog import now_rfc3339
     return now_rfc3339()
@@ -161,7 +177,7 @@ def check_uid(pod_uid: str) -> None:
 def create_sandbox(run_root: str, pod_uid: str, hostname: str, *, cgroup_root: str = "kubelet-py",
                    qos: str = "besteffort", resources: Resources | None = None, host_network: bool = False,
                    host_ipc: bool = False, host_pid: bool = False, share_pid: bool = False,
-                   etc_files: bool = True) -> Sandbox:
+                   etc_files: bool = True, owner: str | None = None) -> Sandbox:
     """The pod's pinned namespaces, /dev/shm and cgroup. With `share_pid` the containers share
     one pid namespace, whose PID 1 the pod's supervisor creates (runtime.podinit) and pins at
     ns/pid; with `host_pid` they use the host's."""
@@ -175,10 +191,6 @@ def create_sandbox(run_root: str, pod_uid: str, hostname: str, *, cgroup_root: s
     if os.path.exists(d):
         raise SandboxError(pod_uid, f"a sandbox already exists at {d}", ALREADY_EXISTS)
     ns_dir = os.path.join(d, "ns")
-    os.makedirs(d, mode=0o700)  # the supervisor's socket and state live here: root only
-    os.mkdir(ns_dir, 0o700)
-    if etc_files:
-        os.mkdir(os.path.join(d, "etc"), 0o755)
     kinds = [k for k in ("network", "ipc", "uts") if not (k == "network" and host_network)
              and not (k == "ipc" and host_ipc) and not (k == "uts" and host_network)]
     pinned = {k: os.path.join(ns_dir, PINNED[k][0]) for k in kinds}
@@ -186,8 +198,15 @@ def create_sandbox(run_root: str, pod_uid: str, hostname: str, *, cgroup_root: s
         pinned["pid"] = os.path.join(ns_dir, "pid")
     sb = Sandbox(pod_uid, hostname, d, pinned, None if host_ipc else os.path.join(d, "shm"),
                  pod_cgroup_path(cgroup_root, qos, pod_uid), qos, "pod" if share_pid else "host" if host_pid else "container",
-                 os.path.join(d, "etc") if etc_files else None, _now())
+                 os.path.join(d, "etc") if etc_files else None, _now(), owner or process_token(os.getpid()))
+    os.makedirs(d, mode=0o700)  # the supervisor's socket and state live here: root only
     try:
+        # the record first and gone last (remove_sandbox): a half-made or half-removed pod is
+        # always found, with the owner that tells whether it is still being worked on
+        write_json_atomic(os.path.join(d, "sandbox.json"), asdict(sb))
+        os.mkdir(ns_dir, 0o700)
+        if etc_files:
+            os.mkdir(os.path.join(d, "etc"), 0o755)
         if kinds:
             _pin(pod_uid, ns_dir, kinds, hostname)
         if sb.shm:
@@ -197,7 +216,6 @@ def create_sandbox(run_root: str, pod_uid: str, hostname: str, *, cgroup_root: s
         cg = Cgroup(sb.cgroup_path)
         cg.create()
         cg.apply(resources or Resources(cpu_shares=2))
-        write_json_atomic(os.path.join(d, "sandbox.json"), asdict(sb))
     except BaseException:
         remove_sandbox(run_root, pod_uid, cgroup_root)
         raise
@@ -221,7 +239,7 @@ def remove_sandbox(run_root: str, pod_uid: str, cgroup_root: str = "kubelet-py")
         elif os.path.exists(p):
             os.unlink(p)
     for name in os.listdir(d) if os.path.isdir(d) else []:
-        if name in ("sandbox.json", SOCKET, PID_FILE, LOG_FILE) or is_temp_name(name):
+        if name in (SOCKET, PID_FILE, LOG_FILE) or is_temp_name(name):
             os.unlink(os.path.join(d, name))
     etc = os.path.join(d, "etc")
     if os.path.isdir(etc):  # the network layer's files and its temp files: nothing else lives here
@@ -234,9 +252,13 @@ def remove_sandbox(run_root: str, pod_uid: str, cgroup_root: str = "kubelet-py")
         for name in os.listdir(states):
             if name.endswith(".json") or is_temp_name(name):
                 os.unlink(os.path.join(states, name))
-    for p in (states, os.path.join(d, "ns"), d):
+    for p in (states, os.path.join(d, "ns")):
         if os.path.isdir(p):
             os.rmdir(p)
+    if os.path.exists(os.path.join(d, "sandbox.json")):
+        os.unlink(os.path.join(d, "sandbox.json"))  # last: until here a gc finds the pod
+    if os.path.isdir(d):
+        os.rmdir(d)
 
 
 def load_sandbox(run_root: str, pod_uid: str) -> Sandbox:
