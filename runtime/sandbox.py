@@ -25,6 +25,7 @@ from .atomicfile import is_temp_name, write_json_atomic
 from .cgroups import Cgroup, Resources
 from .errors import ALREADY_EXISTS, INVALID_ARGUMENT, NOT_FOUND, RuntimeFailure
 from .linux import sys as ksys
+from .linux.net import lo_up
 from .threadns import in_own_thread
 
 log = logging.getLogger("kubelet_py.runtime")
@@ -137,20 +138,6 @@ def _pin(pod_uid: str, ns_dir: str, kinds: list[str], hostname: str) -> None:
         in_own_thread(make_and_pin, flags)
     except OSError as e:
         raise SandboxError(pod_uid, f"creating namespaces: {e}") from None
-
-
-def lo_up() -> None:
-    """Bring `lo` up in the current network namespace (ioctl SIOCSIFFLAGS; no netlink needed)."""
-    import fcntl
-    import socket
-    import struct
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        ifr = struct.pack("16sH14s", b"lo", 0, b"")
-        flags = struct.unpack("16sH14s", fcntl.ioctl(s, 0x8913, ifr))[1]  # SIOCGIFFLAGS
-        fcntl.ioctl(s, 0x8914, struct.pack("16sH14s", b"lo", flags | 0x1, b""))  # SIOCSIFFLAGS IFF_UP
-    finally:
-        s.close()
 
 
 def process_token(pid: int) -> str | None:
