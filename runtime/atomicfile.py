@@ -4,6 +4,7 @@ survives a power loss, not only a crash of the process). Import-light: the super
 
 from __future__ import annotations
 
+import _thread
 import json
 import os
 
@@ -11,7 +12,7 @@ import os
 def write_atomic(path: str, data: bytes, mode: int = 0o600, durable: bool = True) -> None:
     """Replace `path` with `data` in one step. `durable=False` skips both fsyncs: for state a
     crash may lose but must never tear (a cache)."""
-    tmp = f"{path}.tmp.{os.getpid()}"
+    tmp = f"{path}.tmp.{_thread.get_native_id()}"  # unique among the host's live threads
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
     try:
         view = memoryview(data)
@@ -30,11 +31,16 @@ def write_atomic(path: str, data: bytes, mode: int = 0o600, durable: bool = True
         os.unlink(tmp)
         raise
     if durable:
-        dfd = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        fsync_dir(os.path.dirname(path) or ".")
+
+
+def fsync_dir(d: str) -> None:
+    """Make the entries of `d` (a rename into it) survive a power loss."""
+    dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
 
 
 def write_json_atomic(path: str, doc, mode: int = 0o600, durable: bool = True, indent: int | None = None) -> None:

@@ -24,6 +24,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+from ..atomicfile import fsync_dir, write_atomic
 from ..errors import INTERNAL, INVALID_ARGUMENT, RESOURCE_EXHAUSTED
 from .decompress import DecompressedStream
 from .digest import Verifier, digest_bytes, validate_digest
@@ -35,34 +36,6 @@ from .unpack import unpack_stream
 
 PREFETCH_ABOVE = 4 << 20  # decompress in a second thread only for blobs bigger than this
 _LEASE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$")
-
-
-def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
-    """Write-temp, fsync, rename, fsync-dir: a crash leaves the old or the new file, never half."""
-    d = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
-    try:
-        os.fchmod(fd, mode)
-        os.write(fd, data)
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        os.rename(tmp, path)
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(d)
-
-
-def _fsync_dir(d: str) -> None:
-    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -250,7 +223,7 @@ class ImageStore:
                     raise DigestMismatch(f"layer {what}: diff_id", diff_id, actual)
                 meta = self.snapshot_meta(diff_id)
                 meta["blobs"] = sorted(set(meta.get("blobs", [])) | {layer_digest})
-                atomic_write(os.path.join(final, "layer.json"), json.dumps(meta).encode())
+                write_atomic(os.path.join(final, "layer.json"), json.dumps(meta).encode())
             return False
         work = tempfile.mkdtemp(prefix="snap-", dir=self.tmp)
         lowers = []
@@ -278,7 +251,7 @@ class ImageStore:
             if os.path.exists(final):  # a dir without layer.json: never complete, replace it
                 shutil.rmtree(final)
             os.rename(work, final)
-            _fsync_dir(self.snapshots)
+            fsync_dir(self.snapshots)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
@@ -306,7 +279,7 @@ class ImageStore:
         with self.locked():
             images = self._read_index()
             images[name] = {"digest": digest, "index": index_digest, "added": time.time()}
-            atomic_write(self.index_path, json.dumps({"images": images}, indent=1, sort_keys=True).encode())
+            write_atomic(self.index_path, json.dumps({"images": images}, indent=1, sort_keys=True).encode())
 
     def resolve(self, ref: str) -> ImageRecord:
         """Find a stored image by name (normalised), by `name@digest`, or by (a prefix of) digest."""
@@ -360,7 +333,7 @@ class ImageStore:
             rec = self.resolve(ref)
             images = self._read_index()
             del images[rec.name]
-            atomic_write(self.index_path, json.dumps({"images": images}, indent=1, sort_keys=True).encode())
+            write_atomic(self.index_path, json.dumps({"images": images}, indent=1, sort_keys=True).encode())
         return rec
 
     # ---- adding an image -------------------------------------------------------------------
@@ -392,7 +365,7 @@ class ImageStore:
         for d in image_digests:
             validate_digest(d, f"lease {holder}")
         with self.locked():
-            atomic_write(os.path.join(self.leases, f"{holder}.json"), json.dumps({"images": image_digests}).encode())
+            write_atomic(os.path.join(self.leases, f"{holder}.json"), json.dumps({"images": image_digests}).encode())
 
     def remove_lease(self, holder: str) -> None:
         if not _LEASE_NAME.match(holder):
