@@ -58,21 +58,30 @@ class Spawned:
         self._error, self._what = error, what
 
     def reports(self):
-        """Each report line, `P` lines included (once `child` is set), until EOF. An `E` line
-        reaps the final process, if there is one, and raises error(f"{what}: {message}")."""
+        """Each report line, `P` lines included (once `child` is set), until EOF. The two
+        processes write independently: the final process's lines may come before `P`. An `E`
+        line raises error(f"{what}: {message}") once the final process, if any, is reaped."""
+        lines = self._lines()
+        for text in lines:
+            if text.startswith("E"):
+                for rest in lines:  # to EOF (both have exited): learn its pid if not yet
+                    if rest.startswith("P"):
+                        self.child = int(rest[1:])
+                self.close()  # the intermediate reaped: its child is the caller's subreaper's now
+                if self.child:
+                    reap(self.child)
+                raise self._error(f"{self._what}: {text[1:]}")
+            if text.startswith("P"):
+                self.child = int(text[1:])
+            yield text
+
+    def _lines(self):
         buf = b""
         while chunk := os.read(self._rep, 4096):
             buf += chunk
             while b"\n" in buf:
                 line, buf = buf.split(b"\n", 1)
-                text = line.decode(errors="replace")
-                if text.startswith("E"):
-                    if self.child:
-                        reap(self.child)
-                    raise self._error(f"{self._what}: {text[1:]}")
-                if text.startswith("P"):
-                    self.child = int(text[1:])
-                yield text
+                yield line.decode(errors="replace")
 
     def wait(self) -> int:
         """Read the reports to EOF; the final process's pid."""
