@@ -19,7 +19,9 @@ from runtime.image.limits import UnpackLimits
 
 
 @dataclass(frozen=True)
-class Paths:
+class GlobalOptions:
+    """The options before the subcommand (and their env vars): where this instance keeps its
+    state, and the image limits. The runtime's own `runtime.container.Paths` is made from them."""
     root: str
     run_root: str
     log_root: str
@@ -33,7 +35,7 @@ class KpyError(Exception):
     """An error of the agent itself (not of a package below): one line for the user."""
 
 
-def open_image_store(paths: Paths):
+def open_image_store(paths: GlobalOptions):
     """The image store under --root with the limits of the global options: every command, and the
     daemon for its pulls, opens the store here."""
     from runtime.image.store import ImageStore
@@ -116,7 +118,7 @@ def cli(ctx, root, run_root, log_root, socket, registries, cgroup_root, max_laye
         max_layer_entries):
     """kubelet-py: a Kubernetes node agent for one Linux host."""
     limits = UnpackLimits(max_bytes=max_layer_size, max_image_bytes=max_image_size, max_entries=max_layer_entries)
-    ctx.obj = Paths(os.path.abspath(root), os.path.abspath(run_root), os.path.abspath(log_root),
+    ctx.obj = GlobalOptions(os.path.abspath(root), os.path.abspath(run_root), os.path.abspath(log_root),
                     os.path.abspath(socket), registries, cgroup_root.strip("/"), limits)
 
 
