@@ -238,7 +238,7 @@ def create_container(store: ImageStore, paths: Paths, uid: str, image_ref: str, 
             client.call("create", id=cid, bundle=bundle, name=req.name, image=image_ref, image_id=image.record.digest,
                         attempt=attempt, labels=labels or {}, log_path=log_path, log_max_size=log_max_size,
                         log_max_files=log_max_files,
-                        stop_signal=stop_signal or getattr(image.config, "stop_signal", None) or "SIGTERM")
+                        stop_signal=stop_signal or image.config.stop_signal or "SIGTERM")
         except BaseException:
             remove_bundle(store, paths, cid)
             raise

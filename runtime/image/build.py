@@ -127,7 +127,7 @@ class BuiltImage:
 
 
 def build_image(layers: list[Layer], *, entrypoint=None, cmd=None, env=None, working_dir="",
-                user="", labels=None, exposed_ports=None, platform: Platform | None = None,
+                user="", labels=None, exposed_ports=None, stop_signal="", platform: Platform | None = None,
                 created: str = "1970-01-01T00:00:00Z", docker: bool = False) -> BuiltImage:
     platform = platform or host_platform()
     cfg: dict = {"Env": list(env or ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"])}
@@ -141,6 +141,8 @@ def build_image(layers: list[Layer], *, entrypoint=None, cmd=None, env=None, wor
         cfg["User"] = user
     if labels:
         cfg["Labels"] = dict(labels)
+    if stop_signal:
+        cfg["StopSignal"] = stop_signal
     if exposed_ports:
         cfg["ExposedPorts"] = {p: {} for p in exposed_ports}
     config = {"architecture": platform.architecture, "os": platform.os, "created": created,

@@ -177,6 +177,7 @@ class ImageConfig:
     env: tuple[str, ...] = ()
     working_dir: str = ""
     user: str = ""
+    stop_signal: str = ""  # the image's StopSignal (`SIGQUIT`, `3`): the default stop signal of its containers
     exposed_ports: tuple[str, ...] = ()
     labels: dict = field(default_factory=dict, compare=False, hash=False)
     created: str | None = None
@@ -213,6 +214,7 @@ def parse_config(data: bytes, what: str) -> ImageConfig:
         env=_str_list(c, "Env", what),
         working_dir=_field(c, "WorkingDir", str, what, required=False, path="config.WorkingDir") or "",
         user=_field(c, "User", str, what, required=False, path="config.User") or "",
+        stop_signal=_field(c, "StopSignal", str, what, required=False, path="config.StopSignal") or "",
         exposed_ports=tuple(sorted(ports)),
         labels={str(k): str(v) for k, v in labels.items()},
         created=_field(doc, "created", str, what, required=False),

@@ -291,19 +291,36 @@ def test_three_containers_stop_in_parallel(env):
         assert not os.path.exists(f"/proc/{p}")
 
 
-def test_a_stop_signal_of_the_containers_own(env):
+def test_a_stop_signal_of_the_containers_own_else_the_images(env):
+    """lifecycle.stopSignal (create_container's stop_signal) first, else the image's StopSignal,
+    else SIGTERM."""
     from runtime import pod as api
+    from runtime.image.archive import import_path
+    from runtime.image.build import write_oci_layout
+    from runtime.image.testimages import busybox_image
     paths = env["paths"]
+    layout = str(env["tmp"] / "quitimage")
+    write_oci_layout(layout, {"kubelet-py.local/quit:1": busybox_image(stop_signal="SIGUSR1")})
+    import_path(env["store"], layout)
     uid = _pod(env, "pod-stopsig")
-    c, log = _container(env, uid, "c", "trap 'echo got-quit; exit 0' QUIT; trap 'echo got-term; exit 1' TERM; "
-                        "echo up; sleep 600 & wait", stop_signal="SIGQUIT")
-    for _ in range(200):
-        if os.path.exists(log) and "up" in open(log).read():
-            break
-        time.sleep(0.02)
-    final = api.stop_container(paths, uid, c, grace=5)
-    assert (final.exit_code, final.reason) == (0, "Completed")
-    assert "got-quit" in open(log).read() and "got-term" not in open(log).read()
+    script = ("trap 'echo got-quit; exit 0' QUIT; trap 'echo got-usr1; exit 0' USR1; trap 'echo got-term; exit 1' TERM; "
+              "echo up; sleep 600 & wait")
+    logs = {}
+    for name, image, sig in (("own", DEFAULT_IMAGE, "SIGQUIT"), ("image", "kubelet-py.local/quit:1", None),
+                             ("plain", DEFAULT_IMAGE, None)):
+        log = os.path.join(env["logs"], name, "0.log")
+        cid = api.create_container(env["store"], paths, uid, image, _req(name, script), cid=f"sig-{name}",
+                                   log_path=log, **({"stop_signal": sig} if sig else {}))
+        api.start_container(paths, uid, cid)
+        logs[cid] = log
+    for cid, log in logs.items():
+        for _ in range(200):
+            if os.path.exists(log) and "up" in open(log).read():
+                break
+            time.sleep(0.02)
+        api.stop_container(paths, uid, cid, grace=5)
+    got = {cid: [ln.split(" ", 3)[3] for ln in open(log).read().splitlines()][-1] for cid, log in logs.items()}
+    assert got == {"sig-own": "got-quit", "sig-image": "got-usr1", "sig-plain": "got-term"}, got
     api.remove_pod_sandbox(env["store"], paths, uid)
 
 
