@@ -6,7 +6,6 @@ that copy, and writing it fails."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -26,7 +25,7 @@ pytestmark = [pytest.mark.root]
 # for it to exit, then look at what is held and try to append to it (only when it is not a host
 # file: a regression must not damage the host's interpreter, the test reports it instead)
 ATTACKER = r"""
-echo "attacker $$: $(readlink /proc/self/exe)"
+echo "attacker $$: $(readlink /proc/$$/exe)"
 while :; do
   for p in /proc/[0-9]*; do
     [ "$p" = /proc/$$ ] && continue
@@ -92,53 +91,41 @@ def _read(path: str) -> str:
 
 
 def test_exec_of_proc_self_exe_cannot_reach_the_host_interpreter(env):
-    from runtime.container import Paths, bundle_for, remove_container
+    from runtime import pod as api
+    from runtime.container import Paths
     from runtime.image.store import ImageStore
     from runtime.oci.generate import ContainerRequest
-    from runtime.sandbox import create_sandbox, remove_sandbox
-    from runtime.shim import start_supervisor
     paths, store = Paths(env["root"], env["run"], env["cg"]), ImageStore(env["root"])
-    sb = create_sandbox(env["run"], "pod-seal", "sealpod", cgroup_root=env["cg"])
-    client = None
+    pod = api.PodConfig(uid="pod-seal", name="sealpod", etc_files=False)
+    log = os.path.join(str(env["tmp"]), "logs", "victim.log")
+    api.run_pod_sandbox(paths, pod)
     try:
-        client = start_supervisor(sb.dir, env["cg"])
-        shim_pid = client.call("ping")["pid"]
-        assert sealed.is_sealed(shim_pid), os.readlink(f"/proc/{shim_pid}/exe")
-        assert os.readlink(f"/proc/{shim_pid}/exe").startswith(f"/memfd:{sealed.MEMFD_NAME}")
-        bundle = bundle_for(store, DEFAULT_IMAGE, ContainerRequest(name="victim", command=["sh", "-c", ATTACKER]),
-                            paths, "victim", None, sb)
-        cfg_path = os.path.join(bundle, "config.json")
-        cfg = json.load(open(cfg_path))
+        sup = api.pod_status(paths, pod.uid).sandbox.supervisor_pid
+        assert sealed.is_sealed(sup), os.readlink(f"/proc/{sup}/exe")
+        assert os.readlink(f"/proc/{sup}/exe").startswith(f"/memfd:{sealed.MEMFD_NAME}")
         mounts, py_env = _interpreter_mounts()
-        cfg["mounts"] += mounts
-        cfg["process"]["env"] += py_env
-        with open(cfg_path, "w") as f:
-            json.dump(cfg, f)
-        evil = os.path.join(bundle, "rootfs", "evil")  # the image's "binary": lands in the upper dir
+        req = ContainerRequest(name="victim", command=["sh", "-c", ATTACKER], extra_mounts=mounts,
+                               env=dict(kv.split("=", 1) for kv in py_env))
+        cid = api.create_container(store, paths, pod.uid, DEFAULT_IMAGE, req, log_path=log)
+        evil = os.path.join(paths.run_root, "containers", cid, "rootfs", "evil")  # the image's "binary": in the upper dir
         with open(evil, "w") as f:
             f.write("#!/proc/self/exe -cimport time; time.sleep(1.5)\n")
         os.chmod(evil, 0o755)
-        log = os.path.join(str(env["tmp"]), "logs", "victim.log")
-        client.call("start", id="victim", bundle=bundle, log_path=log)
+        api.start_container(paths, pod.uid, cid)
         try:
-            code, out, err = client.exec("victim", ["/evil"])
+            code, out, err = api.exec_sync(paths, pod.uid, cid, ["/evil"])
             assert code == 0, (out, err)  # the interpreter ran inside the container, as the attack wants
-            final = client.wait("victim", 10)
+            final = api.wait_container(paths, pod.uid, cid, 10)
             text = _read(log)
             assert re.search(r" attacker \d+: /\S*/busybox$", text, re.M), text  # the image's sh, not the host's
             assert "VULNERABLE" not in text and "WROTE" not in text, text
             assert f"grabbed /memfd:{sealed.MEMFD_NAME}" in text and "WRITE-REFUSED" in text, text
-            assert final["exit_code"] == 0
+            assert final.exit_code == 0, final
         except BaseException:
             print(f"---- the container's log ({log}) ----\n{_read(log)}---- end of log ----")
             raise
-        client.call("forget", id="victim")
-        client.call("shutdown")
     finally:
-        if client is not None:
-            client.close()
-        remove_container(store, paths, "victim")
-        remove_sandbox(env["run"], "pod-seal", env["cg"])
+        api.remove_pod_sandbox(store, paths, pod.uid)
 
 
 def test_foreground_run_forks_from_a_sealed_interpreter(env):
