@@ -300,9 +300,12 @@ class _Iptables(_Part):
             if not x.present:
                 out.append(f"{where}: chain should not exist")
                 continue
+            what = f"rules to {x.target}" if x.target else "rules"
+            if x.rules and x.target is not None and x.target not in TARGETS and x.target not in self.w.tables[x.table]:
+                out.append(f"{where}: {what} missing: can't find target {x.target}")
+                continue
             got = [r for r in live if x.target is None or r.target == x.target]
             if got != list(x.rules):
-                what = f"rules to {x.target}" if x.target else "rules"
                 out.append(f"{where}: {what} differ from the plan ({len(got)} live, {len(x.rules)} planned)")
         return out
 

@@ -7,6 +7,7 @@ namespaces made here.
 Also a small CLI used by the tests as a separate process:
   python -m tests.integration.netns_helpers setup-many CONFIG_JSON THREADS UID=NETNS_PATH...
   python -m tests.integration.netns_helpers crash CONFIG_JSON STEP UID NETNS_PATH [PORTS_JSON]
+  python -m tests.integration.netns_helpers pod-network CONFIG_JSON UID
 """
 
 from __future__ import annotations
@@ -229,6 +230,11 @@ def allocation_files(cfg) -> list[str]:
     return sorted(out)
 
 
+def record_files(cfg) -> list[str]:
+    d = cfg.records_dir
+    return sorted(os.path.join(d, n) for n in os.listdir(d)) if os.path.isdir(d) else []
+
+
 def base_only(cfg) -> bool:
     """True when the tables hold exactly our base chains and jumps (no pod rule at all)."""
     lines = saved_rules(cfg)
@@ -249,6 +255,7 @@ def assert_nothing_left(cfg, bridge_removed: bool = True) -> None:
         assert [line for line in links if f" {cfg.bridge}:" not in line] == [], f"pod links left: {links}"
         assert base_only(cfg), f"pod rules left: {saved_rules(cfg)}"
     assert allocation_files(cfg) == [], f"allocations left: {allocation_files(cfg)}"
+    assert record_files(cfg) == [], f"records left: {record_files(cfg)}"
 
 
 # ---- separate-process helpers ---------------------------------------------------------------------
@@ -278,6 +285,18 @@ def _crash(cfg_json: str, step: str, uid: str, path: str, ports_json: str = "[]"
     print("not killed")
 
 
+def _pod_network(cfg_json: str, uid: str) -> None:
+    """What a restarted daemon learns of a pod's network: PodNetwork as JSON, or the error's
+    class, kind and field."""
+    from netns import NetnsError, pod_network
+    try:
+        net = pod_network(uid, config=config_from_json(cfg_json))
+    except NetnsError as e:
+        print(json.dumps({"error": type(e).__name__, "kind": e.kind, "field": e.field, "message": str(e)}))
+        return
+    print(json.dumps({"network": dataclasses.asdict(net), "repr": repr(net)}))
+
+
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
-    {"setup-many": _setup_many, "crash": _crash}[cmd](*args)
+    {"setup-many": _setup_many, "crash": _crash, "pod-network": _pod_network}[cmd](*args)
