@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import errno
+import logging
 import os
 import queue
 import socket
@@ -27,6 +28,7 @@ from .errors import LinkError
 from .state import Bridge, LinkState, PodSide
 
 IFF_UP = 0x1
+log = logging.getLogger(__name__)
 _local = threading.local()
 
 
@@ -312,8 +314,8 @@ def _run_deleter() -> None:
         name = _queue.get()
         try:
             delete_link(name)
-        except LinkError as e:  # logged on stderr; gc removes it later
-            os.write(2, f"netns: background delete of {name} failed: {e}\n".encode())
+        except LinkError as e:  # gc removes it later
+            log.warning("netns: background delete of %s failed: %s", name, e)
         finally:
             with _pending_cv:
                 _pending.discard(name)

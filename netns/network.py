@@ -94,14 +94,15 @@ def _files(undo: _Undo, config: NetworkConfig, pod: dnsfiles.PodDNS | None, ip: 
     return _pod_files(config, pod, ip, host_network, files_dir)
 
 
-def _recorded_ip(config: NetworkConfig, pod_uid: str) -> str | None:
-    """The IP of the pod's last finished setup, to keep if its allocation was lost."""
+def _previous(config: NetworkConfig, pod_uid: str) -> PodNetwork | None:
+    """The pod's last finished setup: its IP is kept if the allocation was lost, and its rules
+    are put back if changing them fails."""
     try:
         rec = podrecords.read(config, pod_uid)
     except NetnsError as e:      # rewritten at the end of this setup
         log.warning("netns: ignoring the record of pod %s: %s", pod_uid, e)
         return None
-    return rec.ip if rec is not None and not rec.host_network else None
+    return rec if rec is not None and not rec.host_network else None
 
 
 def setup_pod_network(pod_uid: str, netns_path: str | None, ports: Iterable[Mapping | PortMapping] = (), *,
@@ -148,7 +149,8 @@ def setup_pod_network(pod_uid: str, netns_path: str | None, ports: Iterable[Mapp
         sysctl.bridge_nf_call_iptables()
         if mappings:
             sysctl.route_localnet(config.bridge)
-        ip, new_ip = store.ensure(pod_uid, prefer=_recorded_ip(config, pod_uid))
+        previous = _previous(config, pod_uid)
+        ip, new_ip = store.ensure(pod_uid, prefer=previous.ip if previous else None)
         if new_ip:
             undo.push("IP allocation", lambda: store.release(pod_uid))
 
@@ -167,7 +169,11 @@ def setup_pod_network(pod_uid: str, netns_path: str | None, ports: Iterable[Mapp
 
         # a new address cannot have its rules yet: apply without reading the tables first
         if new_ip or iptables.unmet(rules.pod_expectations(config, pod_uid, ip, mappings)):
-            undo.push("iptables rules", lambda: iptables.apply(rules.teardown_changes(config, pod_uid)))
+            if previous is not None and previous.ip == ip:     # other ports, or a repair: back to the record
+                undo.push("iptables rules", lambda: iptables.apply(
+                    rules.setup_changes(config, pod_uid, ip, previous.ports)))
+            else:
+                undo.push("iptables rules", lambda: iptables.apply(rules.teardown_changes(config, pod_uid)))
             iptables.apply(rules.setup_changes(config, pod_uid, ip, mappings))
         files, warnings = _files(undo, config, pod, ip, False, files_dir)
         net = PodNetwork(pod_uid, ip, str(config.gateway_ip), config.prefixlen, host_veth=veth,

@@ -174,12 +174,14 @@ def test_a_failed_repair_undoes_only_what_the_repair_made(edge):
                                                          "netlink.delete_link"]
 
 
-def test_a_failed_port_change_restores_the_previous_claims(edge):
+def test_a_failed_port_change_restores_the_previous_claims_and_rules(edge):
     setup()
-    edge.fail("iptables.apply", nth=1)
-    with pytest.raises(LinkError):
-        setup(ports=[{"containerPort": 81, "hostPort": 18081}])
-    assert edge.pod_objects(CFG, "a", NS)["claims"] == ["tcp-18080-0.0.0.0"]
+    before = edge.pod_objects(CFG, "a", NS)
+    del edge.world.tables["filter"]["INPUT"]          # the new rules' filter commit fails after the nat one
+    with pytest.raises(RuleError):
+        setup(ports=[{"containerPort": 81, "hostPort": 18081}, {"containerPort": 82, "hostPort": 18082}])
+    assert edge.pod_objects(CFG, "a", NS) == before
+    assert [c.name for c in edge.calls if c.changed][-3:] == ["iptables.apply", "iptables.apply", "hostports.claim"]
 
 
 def test_teardown_removes_the_record_first_and_everything_of_the_pod(edge):
