@@ -45,7 +45,13 @@ def spec_from(doc: dict, bundle: str) -> tuple[Spec, str]:
 
 
 def load_bundle(bundle: str) -> tuple[Spec, str]:
-    return spec_from(read_config(bundle), bundle)
+    """The bundle's Spec and rootfs; what config.json asks for that is ignored is logged."""
+    spec, rootfs = spec_from(read_config(bundle), bundle)
+    if spec.warnings:
+        import logging  # only then: the executor's start-up does not pay for it
+        for w in spec.warnings:
+            logging.getLogger(__name__).warning("%s: config.json: %s", bundle, w)
+    return spec, rootfs
 
 
 def env_with_home(env: list[str], uid: int, root: str) -> list[str]:

@@ -342,6 +342,15 @@ def _config(bundle: str, process: dict | None = None):
     return spec, rootfs, hooks, terminal, size
 
 
+def _warn_ignored(ctx: Ctx, cid: str, spec) -> None:
+    """What config.json asks for that is ignored (unknown properties, kernel memory): a warning
+    in the log, or on stderr without --log (as runc's)."""
+    for w in spec.warnings:
+        ctx.emit("warning", f"{cid}: config.json: {w}")
+        if not ctx.log:
+            print(f"{PROG}: warning: {cid}: config.json: {w}", file=sys.stderr)
+
+
 def _connect_console(path: str | None, terminal: bool, cid: str) -> int | None:
     if terminal and not path:
         raise _err("needs --console-socket", cid, "process.terminal")
@@ -375,6 +384,7 @@ def _create(ctx: Ctx, o) -> int:
         raise _err("--preserve-fds is not supported", o.id, "--preserve-fds")
     bundle = os.path.abspath(o.bundle)
     spec, rootfs, hooks, terminal, size = _config(bundle)
+    _warn_ignored(ctx, o.id, spec)
     from . import run as R
     from .state import Recorded, hook_state
     os.makedirs(ctx.root, mode=0o700, exist_ok=True)
@@ -601,6 +611,7 @@ def cmd_exec(ctx: Ctx, o) -> int:
             uid, _, gid = o.user.partition(":")
             proc["user"] = {"uid": int(uid), "gid": int(gid or 0)}
     spec, _rootfs, _hooks, terminal, size = _config(rec.bundle, proc)
+    _warn_ignored(ctx, o.id, spec)
     console = _connect_console(o.console_socket, terminal or o.tty, o.id)
     from ..cgroups import Cgroup
     from ..linux import sys as ksys

@@ -1,5 +1,6 @@
 """The OCI runtime spec (pure): parse a `config.json` strictly into what the executor carries
-out. Every field it cannot carry out is an error naming the field, never silently ignored.
+out. Every field it cannot carry out is an error naming the field; what the runtime spec says to
+ignore (a property it does not define) is ignored with a warning, never silently.
 
 The executor and the per-pod supervisor import this module (not the generator,
 runtime/oci/generate.py): its value types are named tuples, so that neither pays for
@@ -33,22 +34,55 @@ class Mount(namedtuple("Mount", "destination type source options")):
     __slots__ = ()
 
 
-class Spec(namedtuple("Spec", "args env cwd uid gid additional_gids umask caps rlimits no_new_privs oom_score_adj root_path root_readonly hostname mounts namespaces cgroups_path resources devices masked readonly sysctl propagation annotations seccomp", defaults=(None,))):
+class Spec(namedtuple("Spec", "args env cwd uid gid additional_gids umask caps rlimits no_new_privs oom_score_adj root_path root_readonly hostname mounts namespaces cgroups_path resources devices masked readonly sysctl propagation annotations seccomp warnings", defaults=(None, ()))):
     """What the executor carries out, parsed from config.json by parse(). caps: bounding,
     effective, permitted, inheritable, ambient -> mask; rlimits: (name, soft, hard); namespaces:
     (type, path or None); seccomp: the validated linux.seccomp (seccomp_profile.validate), None:
-    unconfined. Immutable but for its lists and dicts, which are its own (never the parsed
+    unconfined; warnings: what the document asks for that is ignored ("field: why: ignored"),
+    for the caller to log. Immutable but for its lists and dicts, which are its own (never the parsed
     document's); the executor changes none of them: a changed value is a new Spec (`_replace`)."""
     __slots__ = ()
 
 
-_TOP = {"ociVersion", "process", "root", "hostname", "domainname", "mounts", "annotations", "linux", "hooks"}
-_PROCESS = {"terminal", "user", "args", "env", "cwd", "capabilities", "rlimits", "noNewPrivileges",
-            "oomScoreAdj", "consoleSize", "apparmorProfile", "selinuxLabel"}
-_LINUX = {"namespaces", "resources", "cgroupsPath", "devices", "maskedPaths", "readonlyPaths", "sysctl",
-          "rootfsPropagation", "uidMappings", "gidMappings", "seccomp", "mountLabel", "intelRdt", "personality"}
-_UNSUPPORTED_LINUX = {"uidMappings": "user namespaces", "gidMappings": "user namespaces", "mountLabel": "SELinux",
-                      "intelRdt": "Intel RDT", "personality": "personality"}
+# The runtime spec's objects, by what the executor does with each property (runtime spec,
+# config.md: "MUST NOT generate an error if they encounter an unknown property. Instead they MUST
+# ignore unknown properties"). Per object: (carried out, {defined but not carried out: why}, an
+# error when set, {defined and ignored: why}, with a warning). Anything else: not a property of
+# the spec, ignored with a warning. Each carried-out property is checked where it is parsed.
+_NOT_LINUX = "for another platform"
+_PROPS = {
+    "": ({"ociVersion", "process", "root", "hostname", "domainname", "mounts", "annotations", "linux", "hooks"},
+         {}, {"solaris": _NOT_LINUX, "windows": _NOT_LINUX, "vm": _NOT_LINUX, "zos": _NOT_LINUX,
+              "freebsd": _NOT_LINUX}),
+    "process": ({"terminal", "user", "args", "env", "cwd", "capabilities", "rlimits", "noNewPrivileges", "oomScoreAdj",
+                 "consoleSize", "apparmorProfile", "selinuxLabel"},
+                {"scheduler": "scheduling policies (sched_setattr)", "ioPriority": "I/O priorities",
+                 "execCPUAffinity": "CPU affinity"},
+                {"commandLine": "Windows only"}),
+    "process.user": ({"uid", "gid", "additionalGids", "umask"}, {}, {"username": "Windows only"}),
+    "process.capabilities": ({"bounding", "effective", "permitted", "inheritable", "ambient"}, {}, {}),
+    "mounts[]": ({"destination", "type", "source", "options"},
+                 {"uidMappings": "idmapped mounts", "gidMappings": "idmapped mounts"}, {}),
+    "linux": ({"namespaces", "resources", "cgroupsPath", "devices", "maskedPaths", "readonlyPaths", "sysctl",
+               "rootfsPropagation", "seccomp"},
+              {"uidMappings": "user namespaces", "gidMappings": "user namespaces", "timeOffsets": "time namespaces",
+               "mountLabel": "SELinux", "intelRdt": "Intel RDT", "personality": "personality",
+               "netDevices": "network devices", "memoryPolicy": "NUMA memory policies"}, {}),
+    "linux.resources": ({"devices", "memory", "cpu", "pids"},
+                        {"blockIO": "block I/O limits", "hugepageLimits": "huge page limits",
+                         "network": "net_cls/net_prio", "rdma": "RDMA limits", "unified": "cgroup v2 unified keys"},
+                        {}),
+    "linux.resources.memory": ({"limit", "swap", "reservation", "disableOOMKiller", "swappiness"},
+                               {"useHierarchy": "memory.use_hierarchy", "checkBeforeUpdate": "checked updates"},
+                               {"kernel": "kernel memory limits are deprecated (none in cgroup v2; runc ignores them)",
+                                "kernelTCP": "kernel memory limits are deprecated (none in cgroup v2; runc ignores them)"}),
+    # (cpus and mems: the cgroup writer has no cpuset controller yet)
+    "linux.resources.cpu": ({"shares", "quota", "period"},
+                            {"burst": "CPU burst", "realtimeRuntime": "real-time scheduling",
+                             "realtimePeriod": "real-time scheduling", "cpus": "cpusets", "mems": "cpusets",
+                             "idle": "SCHED_IDLE cgroups"}, {}),
+    "linux.resources.pids": ({"limit"}, {}, {}),
+}
 RLIMITS = {"RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_DATA", "RLIMIT_STACK", "RLIMIT_CORE", "RLIMIT_RSS",
            "RLIMIT_NPROC", "RLIMIT_NOFILE", "RLIMIT_MEMLOCK", "RLIMIT_AS", "RLIMIT_LOCKS", "RLIMIT_SIGPENDING",
            "RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_RTPRIO", "RLIMIT_RTTIME"}
@@ -111,16 +145,38 @@ def _copy(v):
     return v
 
 
-def _unknown(d: dict, allowed: set, path: str) -> None:
-    for k in d:
-        if k not in allowed:
-            raise SpecError(f"{path}{k}", "not supported by kubelet-py's executor")
+def _object(d: dict, key: str, where: str) -> dict:
+    """d[key] as an object; missing or null: empty."""
+    v = d.get(key)
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise SpecError(where, "must be an object")
+    return v
+
+
+def _props(d: dict, kind: str, where: str, warnings: list[str]) -> dict:
+    """Check an object's properties (`kind`: a key of _PROPS; `where`: its path). A property
+    the executor cannot carry out is an error when set; the ignored ones are warnings. Returns
+    the carried-out properties alone."""
+    carried, refused, ignored = _PROPS[kind]
+    for k, v in d.items():
+        field = f"{where}.{k}" if where else k
+        if k in carried:
+            continue
+        if k in refused:
+            if v not in (None, False, "", [], {}):  # 0 and empty values ask for nothing
+                raise SpecError(field, f"{refused[k]}: not supported by kubelet-py's executor")
+            continue
+        warnings.append(f"{field}: {ignored.get(k, 'not a property of the runtime spec')}: ignored")
+    return {k: v for k, v in d.items() if k in carried}
 
 
 def parse(doc: dict) -> Spec:
     if not isinstance(doc, dict):
         raise SpecError("(document)", "must be an object")
-    _unknown(doc, _TOP, "")
+    warnings: list[str] = []
+    _props(doc, "", "", warnings)
     if doc.get("hooks"):
         raise SpecError("hooks", "hooks are not run by `runtime run`: use `kubelet-py-oci run`, which runs them")
     v = _typed(doc, "ociVersion", str, "ociVersion")
@@ -129,7 +185,7 @@ def parse(doc: dict) -> Spec:
     p = _typed(doc, "process", dict, "process")
     if p is None:
         raise SpecError("process", "missing")
-    _unknown(p, _PROCESS, "process.")
+    _props(p, "process", "process", warnings)
     if p.get("terminal"):
         raise SpecError("process.terminal", "a terminal needs a console socket: use `kubelet-py-oci create --console-socket`")
     for k in ("apparmorProfile", "selinuxLabel"):
@@ -145,7 +201,7 @@ def parse(doc: dict) -> Spec:
     if not cwd or not cwd.startswith("/"):
         raise SpecError("process.cwd", "must be an absolute path")
     user = _typed(p, "user", dict, "process.user", {}) or {}
-    _unknown(user, {"uid", "gid", "additionalGids", "umask", "username"}, "process.user.")
+    _props(user, "process.user", "process.user", warnings)
     ids = []
     for k in ("uid", "gid"):
         x = _typed(user, k, int, f"process.user.{k}", 0)
@@ -156,7 +212,7 @@ def parse(doc: dict) -> Spec:
     if not all(isinstance(g, int) and 0 <= g <= 2**31 - 1 for g in groups):
         raise SpecError("process.user.additionalGids", "must be a list of ids in 0..2^31-1")
     capd = _typed(p, "capabilities", dict, "process.capabilities", {}) or {}
-    _unknown(capd, {"bounding", "effective", "permitted", "inheritable", "ambient"}, "process.capabilities.")
+    _props(capd, "process.capabilities", "process.capabilities", warnings)
     capmasks = {}
     for k in ("bounding", "effective", "permitted", "inheritable", "ambient"):
         names = capd.get(k) or []
@@ -182,19 +238,14 @@ def parse(doc: dict) -> Spec:
     for i, m in enumerate(_typed(doc, "mounts", list, "mounts", []) or []):
         if not isinstance(m, dict) or not isinstance(m.get("destination"), str) or not m["destination"].startswith("/"):
             raise SpecError(f"mounts[{i}].destination", "must be an absolute path")
-        _unknown(m, {"destination", "type", "source", "options", "uidMappings", "gidMappings"}, f"mounts[{i}].")
-        if m.get("uidMappings") or m.get("gidMappings"):
-            raise SpecError(f"mounts[{i}].uidMappings", "idmapped mounts are not supported")
+        _props(m, "mounts[]", f"mounts[{i}]", warnings)
         opts = m.get("options") or []
         typ = m.get("type") or ("bind" if "bind" in opts or "rbind" in opts else "")
         if not typ:
             raise SpecError(f"mounts[{i}].type", "missing (and not a bind mount)")
         mounts.append(Mount(m["destination"], typ, m.get("source") or typ, list(opts)))
     linux = _typed(doc, "linux", dict, "linux", {}) or {}
-    _unknown(linux, _LINUX, "linux.")
-    for k, why in _UNSUPPORTED_LINUX.items():
-        if linux.get(k):
-            raise SpecError(f"linux.{k}", f"{why}: not supported by kubelet-py's executor")
+    _props(linux, "linux", "linux", warnings)
     seccomp = None
     if linux.get("seccomp") is not None:
         from . import seccomp_profile as _seccomp
@@ -228,14 +279,15 @@ def parse(doc: dict) -> Spec:
     devices = _typed(linux, "devices", list, "linux.devices", []) or []
     for i, d in enumerate(devices):
         _check_device(d, f"linux.devices[{i}]")
-    res = linux.get("resources") or {}
-    _unknown(res, {"devices", "memory", "cpu", "pids"}, "linux.resources.")
-    for k, allowed in (("memory", {"limit", "swap", "reservation", "disableOOMKiller", "swappiness"}),
-                       ("cpu", {"shares", "quota", "period"}), ("pids", {"limit"})):
-        _unknown(res.get(k) or {}, allowed, f"linux.resources.{k}.")
-        for kk, vv in (res.get(k) or {}).items():
+    res = _props(_object(linux, "resources", "linux.resources"), "linux.resources", "linux.resources", warnings)
+    for k in ("memory", "cpu", "pids"):
+        where = f"linux.resources.{k}"
+        if k not in res:
+            continue
+        res[k] = _props(_object(res, k, where), where, where, warnings)
+        for kk, vv in res[k].items():
             if not isinstance(vv, (int, bool)):
-                raise SpecError(f"linux.resources.{k}.{kk}", "must be an integer")
+                raise SpecError(f"{where}.{kk}", "must be an integer")
     return Spec(  # every list and dict is the Spec's own: nothing of `doc` is shared, or changed
         args=list(args), env=list(env), cwd=cwd, uid=ids[0], gid=ids[1], additional_gids=list(groups),
         umask=user.get("umask"), caps=capmasks, rlimits=rlimits,
@@ -245,5 +297,5 @@ def parse(doc: dict) -> Spec:
         devices=_copy(devices), masked=list(linux.get("maskedPaths") or []),
         readonly=list(linux.get("readonlyPaths") or []), sysctl=dict(sysctl),
         propagation=propagation, annotations=dict(doc.get("annotations") or {}),
-        seccomp=seccomp,
+        seccomp=seccomp, warnings=tuple(warnings),
     )

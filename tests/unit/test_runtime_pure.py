@@ -86,9 +86,14 @@ def test_v2_gets_a_cgroup_namespace():
     (lambda d: d["linux"].update(uidMappings=[{}]), "linux.uidMappings"),
     (lambda d: d["linux"]["namespaces"].append({"type": "user"}), "linux.namespaces"),
     (lambda d: d["linux"].update(namespaces=[{"type": "pid"}]), "linux.namespaces"),
-    (lambda d: d["linux"]["resources"].update(hugepageLimits=[]), "linux.resources.hugepageLimits"),
+    (lambda d: d["linux"]["resources"].update(hugepageLimits=[{"pageSize": "2MB", "limit": 1 << 21}]),
+     "linux.resources.hugepageLimits"),  # defined by the spec, not carried out: refused when set
+    (lambda d: d["linux"]["resources"]["cpu"].update(cpus="0-1"), "linux.resources.cpu.cpus"),
+    (lambda d: d["process"].update(scheduler={"policy": "SCHED_FIFO"}), "process.scheduler"),
+    (lambda d: d["linux"].update(timeOffsets={"monotonic": {"secs": 1}}), "linux.timeOffsets"),
+    (lambda d: d["mounts"].append({"destination": "/m", "type": "bind", "source": "/x", "uidMappings": [{}]}),
+     "mounts[7].uidMappings"),
     (lambda d: d.update(hooks={"prestart": [{"path": "/x"}]}), "hooks"),
-    (lambda d: d.update(solaris={}), "solaris"),
     (lambda d: d["mounts"].append({"destination": "rel", "type": "tmpfs"}), "mounts[7].destination"),
     (lambda d: d.update(domainname="corp"), "domainname"),
     (lambda d: d["linux"].update(rootfsPropagation="sideways"), "linux.rootfsPropagation"),
@@ -111,6 +116,33 @@ def test_parse_rejects_unsupported_fields(mutate, field):
     with pytest.raises(SpecError) as e:
         parse(d)
     assert e.value.field.startswith(field)
+
+
+def test_parse_ignores_what_the_spec_says_to_ignore_with_a_warning():
+    """Unknown properties anywhere, other platforms' objects, and kernel memory limits (as runc):
+    ignored, each named in Spec.warnings; the rest is carried out."""
+    d = _doc(memory_limit=64 << 20)
+    d["futureTopLevel"] = {"x": 1}
+    d["solaris"] = {"anet": []}
+    d["process"]["futureProcessThing"] = True
+    d["process"]["commandLine"] = "cmd.exe"
+    d["linux"]["futureLinuxThing"] = "y"
+    d["linux"]["resources"]["memory"].update(kernel=32 << 20, kernelTCP=16 << 20)
+    d["linux"]["resources"]["futureController"] = {"a": "not an int"}
+    d["linux"]["resources"]["cpu"]["futureCpu"] = "not an int either"
+    d["mounts"][0]["futureMountThing"] = 1
+    d["linux"]["resources"]["hugepageLimits"] = []  # defined and empty: asks for nothing
+    spec = parse(d)
+    assert spec.resources["memory"] == {"limit": 64 << 20, "swap": 64 << 20}  # kernel and kernelTCP dropped
+    assert "futureController" not in spec.resources and "futureCpu" not in spec.resources["cpu"]
+    fields = sorted(w.split(":", 1)[0] for w in spec.warnings)
+    assert fields == sorted(["futureTopLevel", "solaris", "process.futureProcessThing", "process.commandLine",
+                             "linux.futureLinuxThing", "linux.resources.memory.kernel",
+                             "linux.resources.memory.kernelTCP", "linux.resources.futureController",
+                             "linux.resources.cpu.futureCpu", "mounts[0].futureMountThing"]), spec.warnings
+    assert all(w.endswith(": ignored") for w in spec.warnings)
+    assert "deprecated" in next(w for w in spec.warnings if w.startswith("linux.resources.memory.kernel:"))
+    assert parse(_doc()).warnings == ()
 
 
 def test_passwd_and_group_parsing():
