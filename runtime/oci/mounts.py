@@ -29,11 +29,37 @@ def mount_flags(options: list[str]) -> tuple[int, int, list[str]]:
     return flags, prop, data
 
 
+def _unescape(field: str) -> str:
+    """A mountinfo path: space, tab, newline and backslash come octal-escaped."""
+    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+
+
+def parent_mount(mountinfo: str, path: str) -> tuple[str, list[str]]:
+    """(mount point, optional fields such as `shared:7`) of the mount that holds `path` (an
+    absolute path without symlinks), from the text of /proc/self/mountinfo (pure). Of mounts
+    stacked on one point, the last listed is the one on top."""
+    best, tags = "/", []
+    for line in mountinfo.splitlines():
+        f = line.split(" ")
+        if len(f) < 7:
+            continue
+        point = _unescape(f[4])
+        if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+            best, tags = point, f[6:f.index("-")] if "-" in f else []
+    return best, tags
+
+
 def prepare_root(rootfs: str, propagation: str | None) -> None:
-    """The propagation of / (linux.rootfsPropagation, rslave by default), and the rootfs bound
-    on itself: pivot_root needs a mount point."""
+    """The propagation of / (linux.rootfsPropagation, rslave by default), then, as runc: the
+    mount holding the rootfs made private if it is shared (pivot_root refuses a new root whose
+    parent is shared, and the bind below would propagate to the host's namespace), and the
+    rootfs bound on itself: pivot_root needs a mount point."""
     prop = ksys.PROPAGATION.get(propagation or "rslave", ksys.MS_SLAVE | ksys.MS_REC)
     ksys.mount(None, "/", None, prop)
+    with open("/proc/self/mountinfo") as f:
+        point, tags = parent_mount(f.read(), rootfs)
+    if any(t.startswith("shared:") for t in tags):
+        ksys.mount(None, point, None, ksys.MS_PRIVATE)
     ksys.mount(rootfs, rootfs, None, ksys.MS_BIND | ksys.MS_REC)
 
 
