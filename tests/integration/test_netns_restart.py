@@ -109,6 +109,14 @@ def test_a_restarted_process_reads_the_pod_network_back(cfg, ns, tmp_path):
     assert read_back(cfg, "reader")["error"] == "NetworkNotFound"
 
 
+def test_a_host_network_pod_is_read_back_too(cfg, tmp_path):
+    net = setup_pod_network("hostnet-r", None, [{"containerPort": 18977}], config=cfg, host_network=True,
+                            pod=PodDNS("hn"), files_dir=str(tmp_path / "etc"))
+    assert read_back(cfg, "hostnet-r")["repr"] == repr(net)
+    teardown_pod_network("hostnet-r", config=cfg)
+    assert read_back(cfg, "hostnet-r")["error"] == "NetworkNotFound"
+
+
 def test_a_pod_without_network_is_not_found(cfg):
     got = read_back(cfg, "never-set-up")
     assert (got["error"], got["kind"]) == ("NetworkNotFound", "NOT_FOUND") and "never-set-up" in got["message"]

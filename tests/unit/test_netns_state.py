@@ -119,3 +119,12 @@ def test_the_expectations_are_every_rule_setup_makes(ports):
     # the pod's own chains are compared whole, the shared ones only for what jumps to the pod's
     whole = {x.chain for x in expects if x.target is None and x.present}
     assert whole == ({rules.masq_chain(CFG, "u1")} | ({hp, CFG.firewall_chain} if ports else set()))
+
+
+def test_the_checks_and_the_double_load_no_kernel_library():
+    import subprocess
+    import sys
+    code = ("import sys, netns.state, netns.fake, netns.errors, netns.atomicfile; "
+            "print(sorted(m for m in ('pyroute2', 'iptc', 'kubelet_py', 'runtime') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
