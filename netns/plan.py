@@ -25,7 +25,9 @@ ALL_ADDRESSES = "0.0.0.0"     # a hostPort without hostIP listens on every node 
 
 _IFNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _CHAIN_PREFIX_RE = re.compile(r"^[A-Z][A-Z0-9]*$")
-_UID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# a pod uid as the runtime takes it (runtime.sandbox.check_uid): a DNS label, which a
+# Kubernetes UID (a lowercase UUID) and a static pod's hash both are
+_UID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,7 @@ class NetworkConfig:
 def check_uid(pod_uid: object) -> str:
     if not isinstance(pod_uid, str) or not _UID_RE.fullmatch(pod_uid):
         raise PodSpecError(str(pod_uid), "pod_uid", pod_uid,
-                           "must be 1-128 characters of letters, digits, '.', '_', '-'")
+                           "must be 1-63 lowercase letters, digits and '-', starting with a letter or digit")
     return pod_uid
 
 
