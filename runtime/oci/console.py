@@ -1,6 +1,7 @@
 """A container process's terminal (kernel edge, in the forked process): a new pty of the
 container's devpts whose master goes to the caller's console socket (runc's --console-socket
-protocol, SCM_RIGHTS), the slave the process's controlling terminal and stdio."""
+protocol, SCM_RIGHTS), the slave the process's controlling terminal and stdio. Imported only
+when a console is asked for, by the parent before the fork (launch._need_console)."""
 
 from __future__ import annotations
 
@@ -13,17 +14,10 @@ TIOCSPTLCK = 0x40045431
 TIOCGPTN = 0x80045430
 
 
-def need_socket(console: int | None) -> None:
-    """Import the socket module now, in the parent, when a console will need it after the fork
-    (it costs ~5 ms of start-up otherwise)."""
-    if console is not None:
-        import socket  # noqa: F401
-
-
 def console(sock_fd: int, size: tuple[int, int] | None) -> None:
     """A new pty of the container's devpts (/dev/ptmx is pts/ptmx): its master goes to the
     console socket, the slave becomes this process's controlling terminal and stdio. The socket
-    module is imported by the parent (`need_socket`) before the fork."""
+    module is imported by the parent (launch._need_console) before the fork."""
     import socket  # already in sys.modules: no lookup in the container
     master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     try:

@@ -14,11 +14,9 @@ import signal
 import stat
 
 from ..cgroups import Cgroup
-from ..linux import seccomp as kseccomp
 from ..linux import sys as ksys
 from ..linux.net import lo_up
 from . import credentials
-from .console import console as open_console
 from .devices import make_devices
 from .errors import RunError
 from .mounts import mask, mount_one, pivot, prepare_root, readonly, readonly_root
@@ -46,9 +44,10 @@ def find_exe(arg0: str, env: list[str]) -> str:
     raise FileNotFoundError(2, f"executable file {arg0!r} not found in $PATH", arg0)
 
 
-def init(spec: Spec, rootfs: str, cgroup: Cgroup | None, report_fd: int, seccomp: kseccomp.Filter | None,
-         create, go_fd: int | None = None) -> None:
-    """Become the container (`create`: launch.CreateOptions). Never returns: execs or raises."""
+def init(spec: Spec, rootfs: str, cgroup: Cgroup | None, report_fd: int, seccomp, create,
+         go_fd: int | None = None) -> None:
+    """Become the container (`seccomp`: a linux.seccomp.Filter or None; `create`:
+    launch.CreateOptions). Never returns: execs or raises."""
     # the exec fifo is opened on the host side of the mounts (before pivot_root), read-write so
     # that opening never blocks; the last read before execve does
     fifo_fd = os.open(create.exec_fifo, os.O_RDWR | os.O_CLOEXEC) if create.exec_fifo else None
@@ -90,7 +89,7 @@ def _exit_on_signal(signum, _frame):
     os._exit(128 + signum)
 
 
-def _load_seccomp(seccomp: kseccomp.Filter) -> None:
+def _load_seccomp(seccomp) -> None:
     try:
         seccomp.load()
     except OSError as e:
@@ -98,7 +97,7 @@ def _load_seccomp(seccomp: kseccomp.Filter) -> None:
 
 
 def become(spec: Spec, args: list[str], env: list[str], cwd: str, report_fd: int,
-           seccomp: kseccomp.Filter | None = None, console: int | None = None,
+           seccomp=None, console: int | None = None,
            console_size: tuple[int, int] | None = None, fifo_fd: int | None = None) -> None:
     """The last steps of the container's init, and of every exec into the container: limits,
     user and capabilities (in runc's order), no_new_privs, seccomp, clean signals, no fds, cwd,
@@ -115,6 +114,7 @@ def become(spec: Spec, args: list[str], env: list[str], cwd: str, report_fd: int
     With `fifo_fd` (create) the process reports "R" and blocks reading the fifo as its very last
     step, in its final state; `start` writes the byte that lets it execve."""
     if console is not None:
+        from .console import console as open_console  # in sys.modules: the parent imported it
         open_console(console, console_size)  # as root, before the user and capabilities change
     credentials.set_rlimits(spec.rlimits)
     if seccomp is not None and not spec.no_new_privs:

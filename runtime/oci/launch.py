@@ -21,13 +21,22 @@ from ..errors import FAILED_PRECONDITION
 from ..linux import forkreport
 from ..linux import sys as ksys
 from .bundle import env_with_home, load_bundle
-from .console import need_socket
 from .errors import RunError
 from .init import become, init
 from .seccomp_cache import compile_seccomp
 from .spec import Spec, SpecError
 
 reap = forkreport.reap
+
+
+def _need_console(console: int | None) -> None:
+    """Import what a console needs now, in the parent, so that the process after the fork finds
+    it in sys.modules: the socket module (~5 ms of every start otherwise) and console.py
+    (termios)."""
+    if console is not None:
+        import socket  # noqa: F401
+
+        from . import console as _console  # noqa: F401
 
 
 class ExitStatus(namedtuple("ExitStatus", "code oom_killed", defaults=(False,))):
@@ -79,7 +88,7 @@ def start(spec: Spec, rootfs: str, container_id: str, cgroup_parent: str = "kube
     spec = spec._replace(env=env_with_home(spec.env, spec.uid, rootfs))
     create = create or CreateOptions()
     seccomp = compile_seccomp(spec, create.seccomp_cache)  # here, in the parent: the init only loads it
-    need_socket(create.console)
+    _need_console(create.console)
     ns_paths = {t: p for t, p in spec.namespaces if p}
     ns_new = [t for t, p in spec.namespaces if not p]
     flags = 0
@@ -184,7 +193,7 @@ def exec_in(init_pid: int, spec: Spec, cgroup: Cgroup, args: list[str], env: lis
     # the container's root, seen through its init (the slash: follow the magic link)
     env = env_with_home(spec.env if env is None else env, spec.uid, f"/proc/{init_pid}/root/")
     seccomp = compile_seccomp(spec, seccomp_cache)  # in the parent (cached: the init's program)
-    need_socket(console)
+    _need_console(console)
     ns_fds = []
     try:
         for name, flag in _NS_ORDER:

@@ -8,7 +8,6 @@ import json
 import os
 import stat
 
-from ..linux import seccomp as kseccomp
 from .spec import Spec
 
 _LIBSECCOMP = ("/lib/x86_64-linux-gnu/libseccomp.so.2", "/usr/lib/x86_64-linux-gnu/libseccomp.so.2",
@@ -21,13 +20,14 @@ def private(st: os.stat_result, path: str) -> None:
         raise ValueError(f"{path}: not ours alone")
 
 
-def compile_seccomp(spec: Spec, cache_dir: str | None = None) -> kseccomp.Filter | None:
+def compile_seccomp(spec: Spec, cache_dir: str | None = None):
     """The spec's filter, compiled in the parent. With `cache_dir` (the OCI CLI: a fresh process
     per call) compiled programs are kept on disk, keyed by the profile, the kernel and the
     libseccomp file. The directory must be as private as the runtime's state (the CLI's --root,
-    mode 0700)."""
+    mode 0700). A linux.seccomp.Filter, or None."""
     if spec.seccomp is None:
         return None
+    from ..linux import seccomp as kseccomp  # only for a filter (it is the Filter's module)
     if cache_dir is None:
         return kseccomp.compile_filter(spec.seccomp)
     import zlib
