@@ -14,7 +14,7 @@ What runc does and we do the same way (`libcontainer/seccomp/seccomp_linux.go`):
   condition (they OR), otherwise as one rule with all conditions (they AND);
 - SCMP_ACT_KILL is KILL_THREAD; ERRNO and TRACE return `errnoRet`, EPERM when unset;
 - the filter is loaded without libseccomp setting no_new_privs (the spec decides that), so when
-  noNewPrivileges is false the loader must still hold CAP_SYS_ADMIN (see `oci/run.py`);
+  noNewPrivileges is false the loader must still hold CAP_SYS_ADMIN (see `oci/init.py`, become);
 - SECCOMP_FILTER_FLAG_TSYNC is ignored: the process that loads the filter has one thread;
 - more than 32 syscall names: libseccomp's binary-tree optimisation (SCMP_FLTATR_CTL_OPTIMIZE 2).
 
