@@ -125,3 +125,28 @@ def test_share_and_host_pid_together_are_refused(env):
     with pytest.raises(SandboxError, match="exclude each other"):
         create_sandbox(env["run"], "pod-both", "both", cgroup_root=env["cg"], host_pid=True, share_pid=True)
     assert not os.path.exists(os.path.join(env["run"], "pods", "pod-both"))
+
+
+def test_a_pod_init_that_cannot_start_is_a_typed_error_and_leaves_no_process(env):
+    """The pod's PID 1 comes through linux/forkreport.py: a failure of its intermediate (here:
+    a pinned "namespace" that is a plain file) comes back as PodInitError with the kernel's
+    words, and nothing of it stays running or unreaped."""
+    from runtime.cgroups import Cgroup
+    from runtime.linux import sys as ksys
+    from runtime.podinit import INIT_CGROUP, PodInitError, spawn_pod_init
+    pod_dir = env["tmp"] / "pod"
+    (pod_dir / "ns").mkdir(parents=True)
+    (pod_dir / "ns" / "net").write_text("not a namespace")
+    ksys.prctl(ksys.PR_SET_CHILD_SUBREAPER, 1)
+    cg = Cgroup(f"{env['cg']}/podx/{INIT_CGROUP}")
+    try:
+        with pytest.raises(PodInitError, match=r"the pod's init failed: \[Errno 22\] setns") as e:
+            spawn_pod_init(str(pod_dir), f"{env['cg']}/podx")
+        assert e.value.kind == "INTERNAL"
+        assert cg.pids() == [] and not os.path.exists(pod_dir / "ns" / "pid")
+        with pytest.raises(ChildProcessError):
+            os.waitpid(-1, os.WNOHANG)  # the intermediate was reaped; no final process was made
+    finally:
+        ksys.prctl(ksys.PR_SET_CHILD_SUBREAPER, 0)
+        cg.destroy()
+        Cgroup(f"{env['cg']}/podx").destroy()
