@@ -188,7 +188,7 @@ class EventRecorder:
         if old is not None:
             new = replace(old, involved=ref, message=ev.message, last_timestamp=now, count=old.count + 1)
         else:
-            new = Event(name=f"{ref.name}.{int(now * 1e9):x}", involved=ref, type=ev.type,
+            new = Event(name=f"{ref.name}.{round(now * 1e6) * 1000:x}", involved=ref, type=ev.type,
                         reason=ev.reason, message=ev.message, component=ev.component, host=self.host,
                         first_timestamp=now, last_timestamp=now)
         events[dedup_key] = new                   # most recently updated last
