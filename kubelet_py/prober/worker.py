@@ -29,7 +29,7 @@ import functools
 import logging
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, NamedTuple
 
 from .handlers import run_probe
 from .metrics import ProberMetrics
@@ -45,8 +45,7 @@ OnFailure = Callable[[ProbeType, str, str], None]  # (kind, output, container id
 OnEvent = Callable[[str, str, str], None]  # (type, reason, message)
 
 
-@dataclass(frozen=True)
-class ProbeStatus:
+class ProbeStatus(NamedTuple):
     started: bool  # ContainerStatus.started
     ready: bool  # ContainerStatus.ready
 
