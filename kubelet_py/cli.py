@@ -511,6 +511,9 @@ def oci(args):
     sys.exit(oci_main(list(args)))
 
 
+from . import kubectl as _kubectl  # noqa: E402,F401 - registers serve, apply, get, ... on `cli`
+
+
 def main(argv=None) -> None:
     try:
         cli.main(args=argv, prog_name="kubelet-py", standalone_mode=False)

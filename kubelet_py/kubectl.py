@@ -1,0 +1,500 @@
+"""kubectl's habits on the agent: `serve` (the daemon) and the commands that talk to it over its
+socket: apply, get, describe, logs, exec, delete, wait, create namespace, and `run -f`, which
+starts a pod through the daemon when one runs, or else in an embedded agent in the foreground.
+Each command is one `asyncio.run` of a coroutine over `kubelet_py.client.Client`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+import time
+
+import click
+
+from .cli import KpyError, cli
+
+ALIASES = {"pod": "pods", "po": "pods", "pods": "pods", "namespace": "namespaces", "namespaces": "namespaces",
+           "ns": "namespaces"}
+
+
+def _run(coro):
+    from .client import ClientError
+    try:
+        return asyncio.run(coro)
+    except ClientError as e:
+        raise KpyError(f"Error from server ({e.reason}): {e}" if e.code else str(e)) from None
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _client(ctx):
+    from .client import Client
+    return Client(ctx.obj.socket)
+
+
+def _duration(value: str, what: str) -> float:
+    m = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?", value or "")
+    if value.isdigit():
+        return float(value)
+    if not value or not m or not any(m.groups()):
+        raise click.BadParameter(f"{value!r}: a duration like 30s, 5m, 1h", param_hint=what)
+    h, mi, s = m.groups()
+    return int(h or 0) * 3600 + int(mi or 0) * 60 + float(s or 0)
+
+
+# ---- files ------------------------------------------------------------------------------------
+
+def _files(paths: tuple[str, ...], recursive: bool) -> list[tuple[str, str]]:
+    """(name, text) of every manifest named: files, directories (.yaml, .yml, .json; -R enters
+    subdirectories), `-` for standard input."""
+    out = []
+    for p in paths:
+        if p == "-":
+            out.append(("<stdin>", sys.stdin.read()))
+        elif os.path.isdir(p):
+            for root, dirs, files in os.walk(p):
+                dirs[:] = sorted(dirs) if recursive else []
+                for f in sorted(files):
+                    if f.endswith((".yaml", ".yml", ".json")):
+                        out.append((os.path.join(root, f), open(os.path.join(root, f)).read()))
+        elif os.path.exists(p):
+            out.append((p, open(p).read()))
+        else:
+            raise KpyError(f'error: the path "{p}" does not exist')
+    return out
+
+
+def load_manifests(paths: tuple[str, ...], recursive: bool = False, strict: bool = False) -> list[dict]:
+    """Parse and validate every object (all errors of every file at once, nothing sent when any
+    is wrong); warnings go to stderr."""
+    from .api.errors import ApiError
+    from .api.load import load
+    objs, errors = [], []
+    for name, text in _files(paths, recursive):
+        try:
+            docs = load(text, name, strict=strict)
+        except ApiError as e:
+            errors.append(str(e))
+            continue
+        for d in docs:
+            for w in d.warnings:
+                click.echo(f"Warning: {w}", err=True)
+            objs.append(d.obj)
+    if errors:
+        raise KpyError("\n".join(errors))
+    return objs
+
+
+# ---- serve ------------------------------------------------------------------------------------
+
+@cli.command()
+@click.option("--manifests", type=click.Path(file_okay=False), help="Static pods: a directory of pod manifests, watched.")
+@click.option("--node-name", default="", help="The node's name (default: the hostname).")
+@click.option("--pod-cidr", default="10.244.0.0/16", show_default=True, help="The pod network; the bridge takes its .1.")
+@click.option("--bridge", default="kpy0", show_default=True, help="The pods' bridge.")
+@click.option("--chain-prefix", default="KPY", show_default=True, help="Prefix of the agent's iptables chains.")
+@click.option("--max-pods", default=110, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--crashloop-max", type=click.FloatRange(1, 300), help="Cap of the CrashLoopBackOff delay, seconds "
+              "(upstream's KubeletCrashLoopBackOffMax; default 300).")
+@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.pass_context
+def serve(ctx, manifests, node_name, pod_cidr, bridge, chain_prefix, max_pods, crashloop_max, log_level):
+    """Run the node agent: static pods from --manifests, the API on --socket; pods keep running
+    when it stops (SIGTERM)."""
+    import logging
+    from .node import NodeAgent, NodeOptions
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kubelet_py").setLevel(getattr(logging, log_level.upper()))
+    o = ctx.obj
+    opts = NodeOptions(root=o.root, run_root=o.run_root, log_root=o.log_root, socket=o.socket, registries=o.registries,
+                       cgroup_root=o.cgroup_root, node_name=node_name, manifests=manifests and os.path.abspath(manifests),
+                       pod_cidr=pod_cidr, bridge=bridge, chain_prefix=chain_prefix, max_pods=max_pods,
+                       crashloop_max=crashloop_max, image_limits=o.image_limits)
+
+    async def main():
+        agent = NodeAgent(opts)
+        await agent.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for s in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(s, stop.set)
+        logging.getLogger("kubelet_py").info("serving on %s (node %s)", opts.socket, agent.node_name)
+        await stop.wait()
+        await agent.stop()
+    asyncio.run(main())
+
+
+# ---- apply / create / delete ------------------------------------------------------------------
+
+@cli.command()
+@click.option("-f", "--filename", "paths", multiple=True, required=True, help="File, directory or - (repeatable).")
+@click.option("-R", "--recursive", is_flag=True, help="Enter subdirectories of -f directories.")
+@click.option("--strict", is_flag=True, help="Unknown fields are errors, not warnings.")
+@click.pass_context
+def apply(ctx, paths, recursive, strict):
+    """Create or update the objects of the files, as `kubectl apply -f`."""
+    objs = load_manifests(paths, recursive, strict)
+
+    async def go():
+        async with _client(ctx) as c:
+            for r in await c.apply(objs, strict):
+                o = r["object"]
+                for w in r.get("warnings", []):
+                    click.echo(f"Warning: {w}", err=True)
+                click.echo(f"{o['kind'].lower()}/{o['metadata']['name']} {r['action']}")
+    _run(go())
+
+
+@cli.group()
+def create():
+    """Create an object from the command line."""
+
+
+@create.command("namespace")
+@click.argument("name")
+@click.pass_context
+def create_namespace(ctx, name):
+    async def go():
+        async with _client(ctx) as c:
+            await c.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                         "metadata": {"name": name}})
+    _run(go())
+    click.echo(f"namespace/{name} created")
+
+
+def _pod_refs(ctx, kind, names, paths, namespace) -> list[tuple[str, str, str]]:
+    refs = []
+    if paths:
+        for o in load_manifests(paths):
+            refs.append((o["kind"], (o.get("metadata") or {}).get("namespace") or namespace, o["metadata"]["name"]))
+    elif kind:
+        k = ALIASES.get(kind.split("/")[0].lower())
+        if k is None:
+            raise KpyError(f'error: the server doesn\'t have a resource type "{kind}"')
+        if "/" in kind:
+            names = (kind.split("/", 1)[1],) + tuple(names)
+        refs = [("Pod" if k == "pods" else "Namespace", namespace, n) for n in names]
+    if not refs:
+        raise KpyError("error: resource(s) were provided, but no name was specified")
+    return refs
+
+
+def _obj_path(kind: str, ns: str, name: str) -> str:
+    from .client import pod_path
+    return pod_path(ns, name) if kind == "Pod" else f"/api/v1/namespaces/{name}"
+
+
+@cli.command()
+@click.argument("kind", required=False)
+@click.argument("names", nargs=-1)
+@click.option("-f", "--filename", "paths", multiple=True)
+@click.option("-n", "--namespace", default="default")
+@click.option("--grace-period", type=int, default=None, help="Seconds for the pod to stop (default: its own).")
+@click.option("--now", is_flag=True, help="--grace-period=1.")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Return once the objects are gone.")
+@click.pass_context
+def delete(ctx, kind, names, paths, namespace, grace_period, now, wait):
+    """Delete pods or namespaces (`delete pod NAME`, `delete -f FILE`)."""
+    refs = _pod_refs(ctx, kind, names, paths, namespace)
+    if now:
+        grace_period = 1
+
+    async def go():
+        async with _client(ctx) as c:
+            for k, ns, name in refs:
+                params = {"gracePeriodSeconds": str(grace_period)} if grace_period is not None else None
+                await c.delete(_obj_path(k, ns, name), params)
+                click.echo(f'{k.lower()} "{name}" deleted' + (f' from {ns} namespace' if k == "Pod" else ""))
+            if wait:
+                for k, ns, name in refs:
+                    await _wait_gone(c, k, ns, name, None)
+    _run(go())
+
+
+async def _wait_gone(c, kind, ns, name, timeout):
+    from .client import ClientError
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        try:
+            await c.get(_obj_path(kind, ns, name))
+        except ClientError as e:
+            if e.code == 404:
+                return True
+            raise
+        if deadline is not None and time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.1)
+
+
+# ---- get / describe ---------------------------------------------------------------------------
+
+def _print_objects(objs: list[dict], kind: str, output: str | None, all_ns: bool, single: bool) -> None:
+    from .status import printers
+    now = time.time()
+    if output in ("json", "yaml"):
+        doc = objs[0] if single else {"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""},
+                                       "items": objs}
+        if output == "json":
+            click.echo(json.dumps(doc, indent=4))
+        else:
+            import yaml
+            click.echo(yaml.safe_dump(doc, default_flow_style=False, sort_keys=True), nl=False)
+    elif output == "name":
+        for o in objs:
+            click.echo(printers.name_output(o))
+    elif output and output.startswith("jsonpath="):
+        from .status.jsonpath import evaluate
+        doc = objs[0] if single else {"kind": "List", "items": objs}
+        click.echo(evaluate(output.split("=", 1)[1], doc), nl=False)
+    elif kind == "pods":
+        click.echo(printers.pods_table(objs, now, wide=output == "wide", all_namespaces=all_ns), nl=False)
+    else:
+        click.echo(printers.namespaces_table(objs, now), nl=False)
+
+
+@cli.command()
+@click.argument("kind")
+@click.argument("name", required=False)
+@click.option("-n", "--namespace", default="default")
+@click.option("-A", "--all-namespaces", is_flag=True)
+@click.option("-l", "--selector", default="")
+@click.option("-o", "--output", default=None, help="wide, yaml, json, name or jsonpath=TEMPLATE.")
+@click.option("-w", "--watch", is_flag=True, help="After the list, print every change.")
+@click.pass_context
+def get(ctx, kind, name, namespace, all_namespaces, selector, output, watch):
+    """List pods or namespaces as kubectl does (NAME READY STATUS RESTARTS AGE)."""
+    from .client import pod_path
+    k = ALIASES.get(kind.split("/")[0].lower())
+    if k is None:
+        raise KpyError(f'error: the server doesn\'t have a resource type "{kind}"')
+    if "/" in kind:
+        name = kind.split("/", 1)[1]
+    if output and output not in ("wide", "yaml", "json", "name") and not output.startswith("jsonpath="):
+        raise click.BadParameter(f"{output!r}: wide, yaml, json, name or jsonpath=...", param_hint="-o")
+
+    async def go():
+        from .status import printers
+        async with _client(ctx) as c:
+            if k == "namespaces":
+                path = f"/api/v1/namespaces/{name}" if name else "/api/v1/namespaces"
+            else:
+                path = pod_path(namespace, name) if (name or not all_namespaces) else "/api/v1/pods"
+            params = {"labelSelector": selector} if selector and not name else None
+            body = await c.get(path, params)
+            objs = [body] if name else body["items"]
+            if not objs and not watch:
+                click.echo(printers.no_resources_message(None if all_namespaces or k == "namespaces" else namespace),
+                           err=True)
+            elif objs:
+                _print_objects(objs, k, output, all_namespaces, bool(name))
+            if watch and k == "pods":
+                wpath = pod_path(namespace) if not all_namespaces else "/api/v1/pods"
+                wparams = {**({"labelSelector": selector} if selector else {}),
+                           **({"fieldSelector": f"metadata.name={name}"} if name else {})}
+                first = True
+                async for ev in c.watch(wpath, wparams):
+                    if first and ev["type"] == "ADDED":
+                        continue  # already printed above
+                    first = False
+                    obj = ev["object"]
+                    if output in (None, "wide"):
+                        click.echo(printers.pods_table([obj], time.time(), wide=output == "wide",
+                                                       all_namespaces=all_namespaces, no_headers=True), nl=False)
+                    else:
+                        _print_objects([obj], k, output, all_namespaces, True)
+    _run(go())
+
+
+@cli.command()
+@click.argument("kind")
+@click.argument("name")
+@click.option("-n", "--namespace", default="default")
+@click.pass_context
+def describe(ctx, kind, name, namespace):
+    """A pod as `kubectl describe pod` shows it, with its events."""
+    from .client import pod_path
+    if ALIASES.get(kind.lower()) != "pods":
+        raise KpyError(f'error: describe supports pods, not "{kind}"')
+
+    async def go():
+        from .status.describe import describe_pod
+        async with _client(ctx) as c:
+            pod = await c.get(pod_path(namespace, name))
+            events = (await c.get(f"/api/v1/namespaces/{namespace}/events",
+                                  {"fieldSelector": f"involvedObject.name={name}"}))["items"]
+            click.echo(describe_pod(pod, events, time.time()), nl=False)
+    _run(go())
+
+
+# ---- logs / exec ------------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("pod")
+@click.option("-c", "--container")
+@click.option("-n", "--namespace", default="default")
+@click.option("-f", "--follow", is_flag=True)
+@click.option("-p", "--previous", is_flag=True)
+@click.option("--tail", type=int, default=-1)
+@click.option("--timestamps", is_flag=True)
+@click.option("--since", default=None, help="Only newer lines: 10s, 5m, 1h.")
+@click.pass_context
+def logs(ctx, pod, container, namespace, follow, previous, tail, timestamps, since):
+    """A container's log (`logs POD [-c C] [-f] [-p] [--tail N] [--timestamps] [--since 10s]`)."""
+    from .client import pod_path
+    pod = pod.split("/", 1)[1] if pod.startswith(("pod/", "pods/")) else pod
+    params = {k: v for k, v in (("container", container), ("follow", "1" if follow else None),
+                                 ("previous", "1" if previous else None), ("timestamps", "1" if timestamps else None),
+                                 ("tailLines", str(tail) if tail >= 0 else None),
+                                 ("sinceSeconds", str(_duration(since, "--since")) if since else None)) if v is not None}
+
+    async def go():
+        async with _client(ctx) as c:
+            async for chunk in c.stream(pod_path(namespace, pod, "log"), params):
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
+    _run(go())
+
+
+@cli.command(name="exec", context_settings={"ignore_unknown_options": True})
+@click.argument("pod")
+@click.option("-c", "--container")
+@click.option("-n", "--namespace", default="default")
+@click.option("-i", "--stdin", is_flag=True)
+@click.option("-t", "--tty", is_flag=True)
+@click.argument("cmd", nargs=-1, required=True)
+@click.pass_context
+def exec_(ctx, pod, container, namespace, stdin, tty, cmd):
+    """Run CMD in a container of POD (`exec POD [-c C] [-i] [-t] -- CMD`); exits with CMD's code."""
+    from .client import pod_path
+    from .server.execstream import RESIZE, STATUS, STDERR, STDIN, STDOUT
+    params = [("command", a) for a in cmd] + [(k, "1") for k, v in (("stdin", stdin), ("tty", tty)) if v]
+    if container:
+        params.append(("container", container))
+
+    async def go() -> int:
+        import termios
+        import tty as ttymod
+        from aiohttp import WSMsgType
+        async with _client(ctx) as c:
+            try:
+                ws = await c.exec_ws(pod_path(namespace, pod, "exec"), params)
+            except Exception as e:  # noqa: BLE001 - the server's refusal, as one line
+                raise KpyError(f"error: {getattr(e, 'message', e)}") from None
+            loop = asyncio.get_running_loop()
+            old = None
+            if tty and stdin and os.isatty(0):
+                old = termios.tcgetattr(0)
+                ttymod.setraw(0)
+                size = os.get_terminal_size(0)
+                await ws.send_bytes(bytes([RESIZE]) + json.dumps({"Width": size.columns, "Height": size.lines}).encode())
+            if stdin:
+                def readable():
+                    data = os.read(0, 65536)
+                    loop.create_task(ws.send_bytes(bytes([STDIN]) + data))
+                    if not data:
+                        loop.remove_reader(0)
+                loop.add_reader(0, readable)
+            code = 0
+            try:
+                async for msg in ws:
+                    if msg.type != WSMsgType.BINARY or not msg.data:
+                        continue
+                    chan, data = msg.data[0], msg.data[1:]
+                    if chan == STDOUT:
+                        sys.stdout.buffer.write(data)
+                        sys.stdout.buffer.flush()
+                    elif chan == STDERR:
+                        sys.stderr.buffer.write(data)
+                        sys.stderr.buffer.flush()
+                    elif chan == STATUS:
+                        st = json.loads(data)
+                        if st.get("status") != "Success":
+                            causes = (st.get("details") or {}).get("causes") or []
+                            code = int(next((x["message"] for x in causes if x.get("reason") == "ExitCode"), 1))
+                            if not causes:
+                                click.echo(f"error: {st.get('message')}", err=True)
+                        break
+            finally:
+                if stdin:
+                    loop.remove_reader(0)
+                if old is not None:
+                    termios.tcsetattr(0, termios.TCSADRAIN, old)
+                await ws.close()
+            return code
+    sys.exit(_run(go()))
+
+
+# ---- wait -------------------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("target")
+@click.option("--for", "condition", required=True,
+              help="condition=Ready (or any condition, =false too), delete, or jsonpath={.path}=VALUE.")
+@click.option("-n", "--namespace", default="default")
+@click.option("--timeout", default="30s", show_default=True)
+@click.pass_context
+def wait(ctx, target, condition, namespace, timeout):
+    """Wait for pod/NAME to meet a condition, as `kubectl wait`."""
+    from .client import ClientError, pod_path
+    kind, _, name = target.partition("/")
+    if ALIASES.get(kind.lower()) != "pods" or not name:
+        raise click.BadParameter(f"{target!r}: pod/NAME", param_hint="TARGET")
+    limit = _duration(timeout, "--timeout")
+
+    def met(pod: dict) -> bool:
+        if condition.startswith("condition="):
+            ctype, _, want = condition[len("condition="):].partition("=")
+            want = want or "true"
+            for cond in (pod.get("status") or {}).get("conditions") or []:
+                if cond["type"].lower() == ctype.lower():
+                    return cond["status"].lower() == want.lower()
+            return False
+        if condition.startswith("jsonpath="):
+            from .status.jsonpath import evaluate
+            expr, _, want = condition[len("jsonpath="):].rpartition("=")
+            return evaluate(expr, pod).strip() == want.strip("'\"")
+        raise click.BadParameter(f"{condition!r}: condition=NAME[=VALUE], delete or jsonpath=EXPR=VALUE",
+                                 param_hint="--for")
+
+    async def go() -> bool:
+        async with _client(ctx) as c:
+            deadline = time.monotonic() + limit
+            while time.monotonic() < deadline:
+                try:
+                    pod = await c.get(pod_path(namespace, name))
+                except ClientError as e:
+                    if e.code == 404 and condition == "delete":
+                        return True
+                    raise
+                if condition != "delete" and met(pod):
+                    return True
+                await asyncio.sleep(0.1)
+            return False
+    if not _run(go()):
+        raise KpyError(f"error: timed out waiting for the condition on pods/{name}")
+    click.echo(f"pod/{name} condition met")
+
+
+# ---- run -f ------------------------------------------------------------------------------------
+
+@cli.command()
+@click.option("-f", "--filename", "path", required=True, help="A file holding one Pod (and the objects it needs).")
+@click.option("--node-name", default="")
+@click.option("--pod-cidr", default="10.244.0.0/16", show_default=True)
+@click.option("--bridge", default="kpy0", show_default=True)
+@click.pass_context
+def run(ctx, path, node_name, pod_cidr, bridge):
+    """Start the pod, stream its logs, tear it down on Ctrl-C; exit with the container's code
+    when a Never/OnFailure pod completes. Through the daemon when one runs, else in an
+    embedded agent in the foreground."""
+    objs = load_manifests((path,))
+    pods = [o for o in objs if o.get("kind") == "Pod"]
+    if len(pods) != 1:
+        raise KpyError(f"{path}: run -f takes a file with exactly one Pod ({len(pods)} found)")
+    from .runpod import run_pod
+    sys.exit(_run(run_pod(ctx.obj, objs, pods[0], node_name=node_name, pod_cidr=pod_cidr, bridge=bridge)))

@@ -1,0 +1,574 @@
+"""The node agent: desired state (the store and its sources), one worker per pod, the runtime
+and the network below them, the API above. What the kubelet binary puts together.
+
+    NodeAgent(options).start()   read the checkpoint, remove what no desired pod owns, adopt
+                                 what runs, start a worker per pod, the static-pod source and
+                                 the API on the unix socket
+    apply / delete               what the API and the sources call (validated first)
+    make_sandbox, create_container, ...   what the pod workers call, each blocking (a thread)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from runtime import pod as rt
+from runtime.container import Paths
+from runtime.errors import NOT_FOUND, UNAVAILABLE, RuntimeFailure
+from runtime.supervisor.wire import SupervisorError
+
+from .config.store import ObjectStore
+from .pods import translate
+from .pods.images import ensure_image as _ensure_image
+from .pods.worker import PodWorker
+from .status.backoff import Backoff, crashloop_policy
+
+log = logging.getLogger("kubelet_py.node")
+DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+@dataclass(frozen=True)
+class NodeOptions:
+    root: str = "/var/lib/kubelet-py"
+    run_root: str = "/run/kubelet-py"
+    log_root: str = "/var/log/pods"
+    socket: str = "/run/kubelet-py/kubelet-py.sock"
+    registries: str = "/etc/kubelet-py/registries.yaml"
+    cgroup_root: str = "kubelet-py"
+    node_name: str = ""
+    manifests: str | None = None
+    pod_cidr: str = "10.244.0.0/16"
+    bridge: str = "kpy0"
+    chain_prefix: str = "KPY"
+    max_pods: int = 110
+    crashloop_max: float | None = None
+    image_limits: object = None
+    extra: dict = field(default_factory=dict)
+
+
+def rfc3339(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def parse_time(s: str) -> float:
+    base = s.rstrip("Z").split(".")[0]
+    frac = s.rstrip("Z").split(".")[1] if "." in s else ""
+    return calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S")) + (float(f"0.{frac}") if frac else 0.0)
+
+
+class _NodeRuntime:
+    """The node's state and what the pod workers call (runtime, network, images, hooks, events)."""
+    def __init__(self, opts: NodeOptions):
+        from runtime.image.store import ImageStore
+        import netns
+        from netns.plan import NetworkConfig
+        self.opts = opts
+        self.node_name = (opts.node_name or socket.gethostname()).lower()
+        self.paths = Paths(opts.root, opts.run_root, opts.cgroup_root)
+        self.images = ImageStore(opts.root, opts.image_limits) if opts.image_limits else ImageStore(opts.root)
+        gw = _gateway_of(opts.pod_cidr)
+        self.net = NetworkConfig(state_root=opts.root, bridge=opts.bridge, gateway=gw, chain_prefix=opts.chain_prefix,
+                                 veth_prefix=opts.bridge[:7] if opts.bridge != "kpy0" else "kpy")
+        self.netns = netns
+        self.store = ObjectStore(opts.root)
+        self.workers: dict[str, PodWorker] = {}
+        self.backoff = Backoff(crashloop_policy(opts.crashloop_max))
+        self.pull_backoff = Backoff()
+        self.node_ip: str | None = None
+        self._events: list[dict] = []
+        self.runner = None
+        self.loop_alive = time.monotonic()
+        self._registries = None
+        self.static = None
+        from .status.events import EventRecorder
+        self.recorder = EventRecorder(host=self.node_name)
+        from .prober.metrics import ProberMetrics
+        self.prober_metrics = ProberMetrics()
+
+    # ---- helpers the workers use -------------------------------------------------------------
+    rfc3339 = staticmethod(rfc3339)
+    parse_time = staticmethod(parse_time)
+
+    def registries(self):
+        if self._registries is None:
+            from runtime.image.registries import load_registries
+            self._registries = load_registries(self.opts.registries if os.path.exists(self.opts.registries) else None)
+        return self._registries
+
+    def deletion_grace(self, pod: dict) -> float:
+        md = pod["metadata"]
+        if md.get("deletionGracePeriodSeconds") is not None:
+            return float(md["deletionGracePeriodSeconds"])
+        return float(pod["spec"].get("terminationGracePeriodSeconds", 30))
+
+    def event(self, pod: dict, type_: str, reason: str, message: str, field: str | None = None) -> None:
+        from .status.events import EventSpec
+        self.recorder.record(pod, EventSpec(type_, reason, message, field or ""), time.time())
+
+    def events(self, namespace: str, name: str | None) -> list[dict]:
+        now = time.time()
+        out = []
+        for pod in self.store.list("Pod", namespace):
+            if name is None or pod["metadata"]["name"] == name:
+                out += [e.as_dict() for e in self.recorder.events(pod, now)]
+        return sorted(out, key=lambda e: e["lastTimestamp"])
+
+    def unhealthy(self) -> str | None:
+        stuck = time.monotonic() - self.loop_alive
+        return f"the sync loop has not run for {stuck:.0f}s" if stuck > 30 else None
+
+    # ---- runtime and network, blocking (workers call them in threads) -----------------------
+    def make_sandbox(self, pod: dict):
+        cfg = translate.sandbox_config(pod)
+        uid = cfg.uid
+        try:
+            sb = rt.load_sandbox(self.paths.run_root, uid)  # an earlier attempt made it
+        except RuntimeFailure:
+            sb = None
+        if sb is None:
+            sb = rt.run_pod_sandbox(self.paths, cfg)
+        try:
+            from netns.dnsfiles import pod_dns_from_spec
+            md = pod["metadata"]
+            dns = pod_dns_from_spec(uid, md["name"], md.get("namespace", "default"), pod["spec"])
+            net = self.netns.setup_pod_network(uid, sb.namespaces.get("network"), translate.port_mappings(pod),
+                                               config=self.net, pod=dns, files_dir=sb.files_dir,
+                                               host_network=cfg.host_network)
+        except BaseException:
+            rt.remove_pod_sandbox(self.images, self.paths, uid)
+            raise
+        return sb, net
+
+    def create_container(self, worker: PodWorker, lst: str, i: int, restart_count: int) -> str:
+        pod = worker.pod
+        c = pod["spec"][lst][i]
+        cfg = translate.sandbox_config(pod)
+        req = translate.container_request(pod, lst, i)
+        return rt.create_container(
+            self.images, self.paths, worker.uid, c["image"], req,
+            log_path=rt.pod_log_path(self.opts.log_root, cfg, c["name"], restart_count), attempt=restart_count,
+            labels={translate.CONTAINER_NAME_LABEL: c["name"], translate.POD_UID_LABEL: worker.uid,
+                    translate.RESTART_COUNT_LABEL: str(restart_count)},
+            stop_signal=translate.stop_signal(c))
+
+    def runtime_start(self, uid: str, cid: str) -> int:
+        return rt.start_container(self.paths, uid, cid)
+
+    def container_status(self, uid: str, cid: str):
+        return rt.container_status(self.paths, uid, cid)
+
+    def stop_container(self, uid: str, cid: str, grace: float, sig: str | None):
+        return rt.stop_container(self.paths, uid, cid, grace, sig)
+
+    def remove_container(self, uid: str, cid: str) -> None:
+        try:
+            rt.remove_container(self.images, self.paths, uid, cid)
+        except RuntimeFailure as e:
+            log.warning("pod %s: removing container %s: %s", uid, cid, e)
+
+    def remove_sandbox(self, pod: dict) -> None:
+        uid = pod["metadata"]["uid"]
+        rt.remove_pod_sandbox(self.images, self.paths, uid)
+        self.netns.teardown_pod_network(uid, config=self.net)
+
+    async def ensure_image(self, pod: dict, c: dict, fieldpath: str) -> None:
+        image, policy = c["image"], c.get("imagePullPolicy", "IfNotPresent")
+        from .pods.images import image_present
+        present = await asyncio.to_thread(image_present, self.images, image)
+        if present and policy != "Always":
+            self.event(pod, "Normal", "Pulled", f'Container image "{image}" already present on machine', fieldpath)
+            return
+        if policy != "Never":
+            self.event(pod, "Normal", "Pulling", f'Pulling image "{image}"', fieldpath)
+        pulled, secs, size = await asyncio.to_thread(_ensure_image, self.images, self.registries(), image, policy)
+        if pulled:
+            self.event(pod, "Normal", "Pulled", f'Successfully pulled image "{image}" in {secs:.3f}s '
+                       f'({secs:.3f}s including waiting). Image size: {size} bytes.', fieldpath)
+
+    async def run_hook(self, worker: PodWorker, name: str, cid: str, c: dict, hook: dict,
+                       timeout: float | None) -> tuple[bool, str]:
+        """A postStart/preStop handler: exec in the container, httpGet to the pod IP, or sleep;
+        (ok, the failure's event message)."""
+        from .prober.handlers import HookError, run_hook
+        md = worker.pod["metadata"]
+        try:
+            await run_hook(hook, container=c, pod_ip=(worker.record.pod_ips or ("127.0.0.1",))[0],
+                           exec_fn=lambda args, t: rt.exec_sync(self.paths, worker.uid, cid, args, t),
+                           timeout=timeout, pod=f"{md['name']}_{md.get('namespace', 'default')}({worker.uid})")
+        except HookError as e:
+            return False, str(e)
+        return True, ""
+
+    def prober_for(self, worker: PodWorker):
+        from .pods.probes import PodProbes
+        return PodProbes(worker, self)
+
+    async def follow_events(self, worker: PodWorker) -> None:
+        """The pod's supervisor events, as long as the worker lives: an exit wakes the worker."""
+        since, epoch = 0, None
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                stream = await asyncio.to_thread(rt.events, self.paths, worker.uid, since, epoch)
+            except SupervisorError as e:
+                log.warning("pod %s: no events (%s); retrying", worker.uid, e)
+                await asyncio.sleep(1.0)
+                continue
+            ready = asyncio.Event()
+            loop.add_reader(stream.fileno(), ready.set)
+            try:
+                # anything that happened before we listened: compare with what the worker holds
+                for ev in stream.poll(0):
+                    await self._on_event(worker, ev)
+                while True:
+                    await ready.wait()
+                    ready.clear()
+                    for ev in stream.poll(0):
+                        await self._on_event(worker, ev)
+            except SupervisorError as e:
+                log.warning("pod %s: event stream ended (%s)", worker.uid, e)
+            finally:
+                loop.remove_reader(stream.fileno())
+                since, epoch = stream.seq, stream.epoch
+                stream.close()
+            await asyncio.sleep(0.5)
+
+    async def _on_event(self, worker: PodWorker, ev: dict) -> None:
+        if ev["type"] == "exited":
+            await worker.container_exited(ev["id"])
+        elif ev["type"] == "resync":
+            for name, cid in list(worker.cids.items()):
+                await worker.container_exited(cid)
+
+    def publish_status(self, worker: PodWorker) -> None:
+        from .status.podstatus import pod_status
+        pod = self.store.get("Pod", worker.pod["metadata"].get("namespace", "default"), worker.pod["metadata"]["name"])
+        if pod is None or pod["metadata"].get("uid") != worker.uid:
+            return
+        status = pod_status(pod, worker.record, time.time(), pod.get("status"))
+        status.setdefault("hostIP", self.node_ip) if self.node_ip else None
+        if status != pod.get("status"):
+            self.store.put({**pod, "status": status})
+
+    def pod_removed(self, pod: dict) -> None:
+        md = pod["metadata"]
+        cur = self.store.get("Pod", md.get("namespace", "default"), md["name"])
+        if cur is not None and cur["metadata"].get("uid") == md["uid"]:
+            self.store.remove("Pod", md.get("namespace", "default"), md["name"])
+        self.workers.pop(md["uid"], None)
+        self.recorder.forget(pod)
+        if self.static:
+            self.static.poke()
+
+
+def _gateway_of(cidr: str) -> str:
+    import ipaddress
+    net = ipaddress.IPv4Network(cidr, strict=False)
+    return f"{net.network_address + 1}/{net.prefixlen}"
+
+
+class _NodeControl:
+    """Start-up and what the API, the sources and the CLI's embedded mode call."""
+
+    # ---- start-up ------------------------------------------------------------------------------
+    async def start(self, serve_socket: bool = True) -> None:
+        bad = self.store.load()
+        for path in bad:
+            log.error("checkpoint %s skipped", path)
+        for ns in DEFAULT_NAMESPACES:
+            if self.store.get("Namespace", "", ns) is None:
+                self.store.put(self.admit_new({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
+        self.node_ip = await asyncio.to_thread(_node_ip)
+        wanted = {p["metadata"]["uid"] for p in self.store.list("Pod")}
+        removed = await asyncio.to_thread(rt.gc, self.images, self.paths, wanted)
+        for what in removed:
+            log.info("removed %s: it belongs to no desired pod", what)
+        await asyncio.to_thread(self.netns.gc, wanted, config=self.net)
+        for pod in self.store.list("Pod"):
+            await self.adopt(pod)
+        self._watch_task = asyncio.get_running_loop().create_task(self._follow_store(), name="store")
+        self._tick_task = asyncio.get_running_loop().create_task(self._tick(), name="tick")
+        if self.opts.manifests:
+            from .config.static import StaticPods
+            self.static = StaticPods(self, self.opts.manifests)
+            self.static.start()
+        if serve_socket:
+            from .server.api import Api
+            self.runner = await Api(self).start(self.opts.socket)
+
+    async def stop(self) -> None:
+        """Stop serving and watching; pods and supervisors run on (as the kubelet leaves them)."""
+        if self.static:
+            self.static.stop()
+        for t in (getattr(self, "_watch_task", None), getattr(self, "_tick_task", None)):
+            if t:
+                t.cancel()
+        for w in list(self.workers.values()):
+            if w.task:
+                w.task.cancel()
+        if self.runner:
+            await self.runner.cleanup()
+
+    async def _tick(self) -> None:
+        while True:
+            self.loop_alive = time.monotonic()
+            await asyncio.sleep(1.0)
+
+    async def adopt(self, pod: dict) -> None:
+        """A pod the checkpoint holds: what of it runs is taken over as it is (same containers,
+        same pids, restart counts from the attempts), exits recorded while we were away learned."""
+        from .pods.worker import _instance
+        import dataclasses
+        from .status.records import ContainerRecord, PodRecord
+        w = PodWorker(self, pod)
+        uid = w.uid
+        try:
+            st = await asyncio.to_thread(rt.pod_status, self.paths, uid)
+        except RuntimeFailure:
+            st = None
+        if st is not None:
+            if st.sandbox.state != "ready":
+                await asyncio.to_thread(rt.recover_supervisor, self.paths, uid)
+                st = await asyncio.to_thread(rt.pod_status, self.paths, uid)
+            by_name: dict[str, list] = {}
+            for c in st.containers:
+                by_name.setdefault(c.name, []).append(c)
+            recs = {}
+            for name, insts in by_name.items():
+                insts.sort(key=lambda c: c.attempt)
+                cur = insts[-1]
+                prev = insts[-2] if len(insts) > 1 else None
+                for c in insts:
+                    w.names[c.id] = name
+                w.cids[name] = cur.id
+                recs[name] = ContainerRecord(current=_instance(cur), restart_count=cur.attempt,
+                                             previous=_instance(prev).terminated() if prev and prev.state == "exited" else None)
+            try:
+                net = await asyncio.to_thread(self.netns.pod_network, uid, config=self.net)
+                ips = (net.ip,)
+            except Exception as e:  # noqa: BLE001 - a partial network is repaired by the sync
+                log.warning("pod %s: network: %s", uid, e)
+                net, ips = None, ()
+            status = pod.get("status") or {}
+            w.record = PodRecord(containers=recs, sandbox_ready=net is not None, pod_ips=ips,
+                                 host_ips=(self.node_ip,) if self.node_ip else (), start_time=status.get("startTime"))
+            if net is not None:
+                w.sandbox = await asyncio.to_thread(rt.load_sandbox, self.paths.run_root, uid)
+                w.watch_events()
+                w.probes = self.prober_for(w)
+                for name, cid in w.cids.items():
+                    c, _ = w._spec_of(name)
+                    if c is not None and recs[name].state == "running" and w.probes:
+                        w.probes.container_started(name, cid, c)
+        self.workers[uid] = w
+        w.start()
+
+    async def _follow_store(self) -> None:
+        """Pods added, changed or removed in the store reach their workers."""
+        watch = self.store.watch("Pod")
+        while True:
+            event, pod = await watch.queue.get()
+            uid = pod["metadata"]["uid"]
+            if event == "DELETED":
+                continue
+            w = self.workers.get(uid)
+            if w is None:
+                if event == "ADDED":
+                    w = PodWorker(self, pod)
+                    self.workers[uid] = w
+                    w.start()
+            elif pod.get("spec") != w.pod.get("spec") or pod["metadata"].get("deletionTimestamp") != \
+                    w.pod["metadata"].get("deletionTimestamp") or pod["metadata"].get("labels") != w.pod["metadata"].get("labels"):
+                w.update(pod)
+
+    # ---- desired state -------------------------------------------------------------------------
+    def admit_new(self, obj: dict) -> dict:
+        """An object the agent makes itself (its namespaces): defaulted, with create metadata."""
+        from .api.load import admit
+        return _created(admit(obj).obj, time.time())
+
+    async def apply(self, items: list[dict], strict: bool = False, create_only: bool = False,
+                    dry_run: bool = False) -> list[dict]:
+        """Create or update each object as the API server would (admitted first: every error at
+        once, nothing of an invalid object stored). Per object: action, object, warnings."""
+        from .api.errors import ApiError as FieldErrors
+        from .api.load import admit
+        from .api.validation import check_namespaces
+        from .server.api import ApiError
+        admitted = []
+        namespaces = {n["metadata"]["name"] for n in self.store.list("Namespace")}
+        errors = []
+        for obj in items:
+            try:
+                doc = admit(obj, strict=strict)
+            except FieldErrors as e:
+                errors.append(str(e))
+                continue
+            errs = check_namespaces(doc.obj, namespaces | {o["metadata"]["name"] for o, _ in admitted
+                                                          if o.get("kind") == "Namespace"})
+            if errs:
+                errors.append("\n".join(str(e) for e in errs))
+                continue
+            admitted.append((doc.obj, [str(w) for w in doc.warnings]))
+        if errors:
+            raise ApiError(422, "\n".join(errors), "Invalid")
+        out = []
+        for obj, warnings in admitted:
+            kind, md = obj["kind"], obj["metadata"]
+            ns = md.get("namespace") or "default"
+            old = self.store.get(kind, ns, md["name"])
+            if old is not None and create_only:
+                raise ApiError(409, f'{kind.lower()}s "{md["name"]}" already exists')
+            if old is not None and old["metadata"].get("deletionTimestamp"):
+                raise ApiError(409, f'{kind.lower()} "{md["name"]}" is being deleted: apply again once it is gone')
+            if old is None:
+                if kind == "Pod" and len(self.store.list("Pod")) >= self.opts.max_pods:
+                    raise ApiError(422, f"the node runs its maximum of {self.opts.max_pods} pods (--max-pods)")
+                if kind == "Pod" and not obj["spec"].get("nodeName"):  # bound here, as a scheduler would
+                    obj = {**obj, "spec": {**obj["spec"], "nodeName": self.node_name}}
+                stored, action = _created(obj, time.time()), "created"
+            else:
+                stored, action = _updated(old, obj)
+            if not dry_run and action != "unchanged":
+                stored = self.store.put(stored)
+            out.append({"action": action, "object": stored, "warnings": warnings})
+        return out
+
+    async def delete(self, kind: str, namespace: str, name: str, grace: int | None = None) -> dict:
+        from .server.api import ApiError
+        obj = self.store.get(kind, namespace, name)
+        if obj is None:
+            raise ApiError(404, f'{kind.lower()}s "{name}" not found', details={"name": name, "kind": f"{kind.lower()}s"})
+        if kind == "Pod":
+            md = obj["metadata"]
+            g = grace if grace is not None else obj["spec"].get("terminationGracePeriodSeconds", 30)
+            if md.get("deletionTimestamp") and (md.get("deletionGracePeriodSeconds") or 0) <= g:
+                return obj
+            md["deletionTimestamp"] = rfc3339(time.time() + g)
+            md["deletionGracePeriodSeconds"] = g
+            if obj["metadata"]["uid"] not in self.workers:  # nothing runs it: gone at once
+                return self.store.remove(kind, namespace, name)
+            return self.store.put(obj)
+        if kind == "Namespace":
+            if name in ("default", "kube-system", "kube-public"):
+                raise ApiError(403, f'namespace "{name}" may not be deleted', "Forbidden")
+            for pod in self.store.list("Pod", name):
+                await self.delete("Pod", name, pod["metadata"]["name"])
+        return self.store.remove(kind, namespace, name)
+
+    # ---- logs and exec -------------------------------------------------------------------------
+    def _pod_container(self, namespace: str, name: str, container: str | None):
+        from .server.api import ApiError
+        pod = self.store.get("Pod", namespace, name)
+        if pod is None:
+            raise ApiError(404, f'pods "{name}" not found')
+        names = [c["name"] for c in (pod["spec"].get("initContainers") or []) + pod["spec"]["containers"]]
+        if container is None:
+            if len(pod["spec"]["containers"]) > 1:
+                default = (pod["metadata"].get("annotations") or {}).get("kubectl.kubernetes.io/default-container")
+                container = default or pod["spec"]["containers"][0]["name"]
+            else:
+                container = pod["spec"]["containers"][0]["name"]
+        if container not in names:
+            raise ApiError(400, f"container {container} is not valid for pod {name}")
+        return pod, container
+
+    def log_reader(self, namespace: str, name: str, container: str | None, previous: bool, tail: int | None,
+                   since: float | None, timestamps: bool, follow: bool):
+        from .logs import read_log
+        from .server.api import ApiError
+        pod, container = self._pod_container(namespace, name, container)
+        statuses = {s["name"]: s for s in (pod.get("status") or {}).get("containerStatuses", []) +
+                    (pod.get("status") or {}).get("initContainerStatuses", [])}
+        st = statuses.get(container) or {}
+        restarts = int(st.get("restartCount", 0))
+        if previous:
+            if not st.get("lastState", {}).get("terminated"):
+                raise ApiError(400, f'previous terminated container "{container}" in pod "{name}" not found')
+            restarts -= 1
+        if not st.get("state") or "waiting" in st.get("state", {}) and not previous and not st.get("lastState"):
+            raise ApiError(400, f'container "{container}" in pod "{name}" is waiting to start: '
+                           f'{st.get("state", {}).get("waiting", {}).get("reason", "ContainerCreating")}')
+        cfg = translate.sandbox_config(pod)
+        path = rt.pod_log_path(self.opts.log_root, cfg, container, max(restarts, 0))
+        uid = pod["metadata"]["uid"]
+
+        def running() -> bool:
+            w = self.workers.get(uid)
+            return bool(w and not previous and w._rec(container).state == "running" and w.cids.get(container))
+        return read_log(path, tail=tail, since=since, timestamps=timestamps, follow=follow, still_running=running)
+
+    async def exec_session(self, namespace: str, name: str, container: str | None, cmd: list[str], tty: bool,
+                           stdin: bool):
+        from .server.api import ApiError
+        from .server.execstream import ExecSession
+        pod, container = self._pod_container(namespace, name, container)
+        w = self.workers.get(pod["metadata"]["uid"])
+        cid = w.cids.get(container) if w else None
+        if cid is None or w._rec(container).state != "running":
+            raise ApiError(400, f"container {container} is not running")
+        return ExecSession(self.paths, w.uid, cid, cmd, tty=tty, stdin=stdin)
+
+
+def _node_ip() -> str | None:
+    try:
+        import netns.netlink as nl
+        return nl.node_ip()
+    except Exception:  # noqa: BLE001 - no default route: no node IP to report
+        return None
+
+
+class NodeAgent(_NodeControl, _NodeRuntime):
+    """The agent: _NodeRuntime (what workers use) and _NodeControl (start-up, desired state,
+    logs and exec)."""
+    pass
+
+
+def _created(obj: dict, now: float) -> dict:
+    """The metadata the API server sets on create (uid, creationTimestamp, generation), and a
+    new pod's Pending status."""
+    md = {**obj["metadata"], "uid": str(uuid.uuid4()), "creationTimestamp": rfc3339(now)}
+    if obj["kind"] == "Pod":
+        md["generation"] = 1
+    out = {**obj, "metadata": md}
+    if obj["kind"] == "Pod":
+        out["status"] = {"phase": "Pending", "qosClass": _qos(obj)}
+    if obj["kind"] == "Namespace":
+        out["status"] = {"phase": "Active"}
+    return out
+
+
+def _qos(pod: dict) -> str:
+    from .status.qos import qos_class
+    return qos_class(pod)
+
+
+# what an update of a pod may change in place (the API server's ValidatePodUpdate)
+def _updated(old: dict, new: dict) -> tuple[dict, str]:
+    from .server.api import ApiError
+    keep = ("uid", "creationTimestamp", "generation", "resourceVersion", "deletionTimestamp",
+            "deletionGracePeriodSeconds")
+    md = {**new["metadata"], **{k: old["metadata"][k] for k in keep if k in old["metadata"]}}
+    merged = {**new, "metadata": md}
+    if "status" in old:
+        merged["status"] = old["status"]
+    if new["kind"] != "Pod":
+        same = {k: v for k, v in merged.items() if k != "status"} == {k: v for k, v in old.items() if k != "status"}
+        return (old, "unchanged") if same else (merged, "configured")
+    from .api.update import validate_pod_update
+    errs = validate_pod_update(old, merged)
+    if errs:
+        raise ApiError(422, f'Pod "{md["name"]}" is invalid: ' + "; ".join(str(e) for e in errs), "Invalid")
+    if merged == old:
+        return old, "unchanged"
+    if merged.get("spec") != old.get("spec"):
+        md["generation"] = int(old["metadata"].get("generation", 1)) + 1
+    return merged, "configured"

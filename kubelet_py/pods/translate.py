@@ -1,0 +1,114 @@
+"""From a (defaulted) v1 Pod dict to what the runtime and the network take: the sandbox's
+PodConfig, each container's ContainerRequest, the pod's port mappings and DNS fields. Pure:
+what kuberuntime's generateContainerConfig and the CRI's sandbox config do, as plain functions.
+(Environment from ConfigMaps/Secrets/the downward API and volumes are the pod-configuration
+issue's; literal env values are handled here.)"""
+
+from __future__ import annotations
+
+from kubelet_py.quantity import QuantityError, to_bytes, to_milli
+from runtime.oci.generate import ContainerRequest
+from runtime.pod import PodConfig
+from runtime.sandbox import pod_resources, qos_class
+
+APP, INIT = "containers", "initContainers"
+CONTAINER_NAME_LABEL = "io.kubernetes.container.name"  # as the kubelet labels CRI containers
+POD_UID_LABEL = "io.kubernetes.pod.uid"
+RESTART_COUNT_LABEL = "io.kubernetes.container.restartCount"
+
+
+class TranslateError(ValueError):
+    """A field the runtime cannot carry out (the API layer validated the shape already)."""
+
+    def __init__(self, field: str, why: str):
+        super().__init__(f"{field}: {why}")
+        self.field = field
+
+
+def all_containers(pod: dict) -> list[tuple[str, int, dict]]:
+    """(list name, index, container) for init containers then app containers."""
+    spec = pod.get("spec") or {}
+    return [(lst, i, c) for lst in (INIT, APP) for i, c in enumerate(spec.get(lst) or [])]
+
+
+def _resources(c: dict, where: str) -> dict:
+    res = c.get("resources") or {}
+    req, lim = res.get("requests") or {}, res.get("limits") or {}
+    try:
+        return {"cpu_request": to_milli(str(req["cpu"]), f"{where}.resources.requests.cpu") if "cpu" in req else None,
+                "cpu_limit": to_milli(str(lim["cpu"]), f"{where}.resources.limits.cpu") if "cpu" in lim else None,
+                "memory_request": to_bytes(str(req["memory"]), f"{where}.resources.requests.memory") if "memory" in req else None,
+                "memory_limit": to_bytes(str(lim["memory"]), f"{where}.resources.limits.memory") if "memory" in lim else None}
+    except QuantityError as e:
+        raise TranslateError(where, str(e)) from None
+
+
+def pod_qos_inputs(pod: dict) -> list[dict]:
+    """The per-container resource numbers the QoS class and the pod cgroup are computed from."""
+    return [_resources(c, f"spec.{lst}[{i}]") for lst, i, c in all_containers(pod)]
+
+
+def sandbox_config(pod: dict) -> PodConfig:
+    md, spec = pod["metadata"], pod.get("spec") or {}
+    inputs = pod_qos_inputs(pod)
+    app = [_resources(c, f"spec.containers[{i}]") for i, c in enumerate(spec.get(APP) or [])]
+    return PodConfig(uid=md["uid"], name=md["name"], namespace=md.get("namespace", "default"),
+                     hostname=spec.get("hostname") or None, qos=qos_class(inputs),
+                     resources=pod_resources(app), host_network=bool(spec.get("hostNetwork")),
+                     host_ipc=bool(spec.get("hostIPC")), host_pid=bool(spec.get("hostPID")),
+                     share_pid=bool(spec.get("shareProcessNamespace")))
+
+
+def port_mappings(pod: dict) -> list[dict]:
+    """hostPort mappings of every container (what CNI's portmap takes)."""
+    out = []
+    for _lst, _i, c in all_containers(pod):
+        for p in c.get("ports") or []:
+            if p.get("hostPort"):
+                out.append({"containerPort": p["containerPort"], "hostPort": p["hostPort"],
+                            "protocol": p.get("protocol", "TCP"), "hostIP": p.get("hostIP", "")})
+    return out
+
+
+def _caps(names) -> list[str]:
+    return [n if n.upper().startswith("CAP_") else f"CAP_{n.upper()}" for n in names or []]
+
+
+def _seccomp(sc: dict, pod_sc: dict) -> str:
+    prof = sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}
+    t = prof.get("type", "Unconfined")
+    if t == "Localhost":
+        return f"Localhost/{prof.get('localhostProfile', '')}"
+    return t
+
+
+def container_request(pod: dict, lst: str, i: int, env: dict[str, str] | None = None) -> ContainerRequest:
+    """The runtime's request for one container: command/args, env, workingDir, securityContext
+    (the container's over the pod's), resources. `env`: the container's environment as the env
+    builder made it (literal values here when None)."""
+    c = pod["spec"][lst][i]
+    where = f"spec.{lst}[{i}]"
+    pod_sc = pod["spec"].get("securityContext") or {}
+    sc = c.get("securityContext") or {}
+    r = _resources(c, where)
+
+    def pick(k):
+        return sc.get(k) if sc.get(k) is not None else pod_sc.get(k)
+    if env is None:
+        env = {e["name"]: e.get("value", "") for e in c.get("env") or [] if "valueFrom" not in e}
+    caps = sc.get("capabilities") or {}
+    return ContainerRequest(
+        name=c["name"], command=c.get("command"), args=c.get("args"), env=dict(env),
+        working_dir=c.get("workingDir", ""), uid=pick("runAsUser"), gid=pick("runAsGroup"),
+        supplemental_groups=list(pod_sc.get("supplementalGroups") or []),
+        cap_add=_caps(caps.get("add")), cap_drop=_caps(caps.get("drop")), privileged=bool(sc.get("privileged")),
+        allow_privilege_escalation=sc.get("allowPrivilegeEscalation"),
+        read_only_rootfs=bool(sc.get("readOnlyRootFilesystem")), run_as_non_root=bool(pick("runAsNonRoot")),
+        memory_limit=r["memory_limit"], memory_request=r["memory_request"],
+        cpu_request_milli=r["cpu_request"], cpu_limit_milli=r["cpu_limit"],
+        annotations={}, seccomp=_seccomp(sc, pod_sc))
+
+
+def stop_signal(c: dict) -> str | None:
+    """lifecycle.stopSignal (a 1.33 field) when set; else the runtime takes the image's."""
+    return (c.get("lifecycle") or {}).get("stopSignal")

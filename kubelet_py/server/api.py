@@ -1,0 +1,240 @@
+"""The daemon's API: HTTP+JSON on its unix socket (mode 0600, root only), shaped like the
+Kubernetes API where one exists:
+
+    GET    /healthz
+    GET    /api/v1/namespaces[/NAME]                    POST /api/v1/namespaces   DELETE .../NAME
+    GET    /api/v1/pods                                  every namespace (?labelSelector, ?watch=1)
+    GET    /api/v1/namespaces/NS/pods[/NAME]             ?labelSelector=a=b,c!=d  ?watch=1 (a JSON line per event)
+    DELETE /api/v1/namespaces/NS/pods/NAME               ?gracePeriodSeconds=N
+    GET    /api/v1/namespaces/NS/pods/NAME/log           ?container&follow&previous&tailLines&timestamps&sinceSeconds
+    GET    /api/v1/namespaces/NS/pods/NAME/exec          ?container&command=..&stdin&tty  (WebSocket)
+    GET    /api/v1/namespaces/NS/events                  ?fieldSelector=involvedObject.name=NAME
+    POST   /apis/kubelet-py/v1/apply                     {"items": [...], "strict": bool}: create or update each
+    GET    /apis/kubelet-py/v1/kinds/KIND                other kinds the store holds (ConfigMap, Secret, ...)
+
+Errors are `Status` objects (`{"kind": "Status", "status": "Failure", "message", "reason",
+"code"}`) as the API server sends them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+
+from aiohttp import WSMsgType, web
+
+from ..labels import SelectorError, matches, parse_selector
+
+log = logging.getLogger("kubelet_py.server")
+REASONS = {400: "BadRequest", 404: "NotFound", 409: "AlreadyExists", 410: "Gone", 422: "Invalid", 500: "InternalError",
+           503: "ServiceUnavailable"}
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, message: str, reason: str | None = None, details: dict | None = None):
+        super().__init__(message)
+        self.code, self.reason, self.details = code, reason or REASONS.get(code, "Unknown"), details
+
+
+def status_body(code: int, message: str, reason: str, details: dict | None = None) -> dict:
+    body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
+            "reason": reason, "code": code}
+    if details:
+        body["details"] = details
+    return body
+
+
+@web.middleware
+async def _errors(request, handler):
+    try:
+        return await handler(request)
+    except ApiError as e:
+        return web.json_response(status_body(e.code, str(e), e.reason, e.details), status=e.code)
+    except web.HTTPException:
+        raise
+    except Exception as e:  # noqa: BLE001 - every failure is an answer; the daemon goes on
+        log.exception("%s %s", request.method, request.path)
+        return web.json_response(status_body(500, f"{type(e).__name__}: {e}", "InternalError"), status=500)
+
+
+def _list(kind: str, items: list[dict], version: int) -> dict:
+    return {"kind": f"{kind}List", "apiVersion": "v1", "metadata": {"resourceVersion": str(version)}, "items": items}
+
+
+def _selector(request):
+    try:
+        return parse_selector(request.query.get("labelSelector", ""))
+    except SelectorError as e:
+        raise ApiError(400, str(e)) from None
+
+
+def _flag(request, name: str) -> bool:
+    return request.query.get(name, "").lower() in ("1", "true", "yes")
+
+
+class Api:
+    def __init__(self, agent):
+        self.agent = agent
+        self.app = web.Application(middlewares=[_errors], client_max_size=8 << 20)
+        r = self.app.router
+        r.add_get("/healthz", self.healthz)
+        r.add_get("/api/v1/namespaces", self.list_namespaces)
+        r.add_post("/api/v1/namespaces", self.create_namespace)
+        r.add_get("/api/v1/namespaces/{name}", self.get_namespace)
+        r.add_delete("/api/v1/namespaces/{name}", self.delete_namespace)
+        r.add_get("/api/v1/pods", self.list_pods)
+        r.add_get("/api/v1/namespaces/{ns}/pods", self.list_pods)
+        r.add_get("/api/v1/namespaces/{ns}/pods/{name}", self.get_pod)
+        r.add_delete("/api/v1/namespaces/{ns}/pods/{name}", self.delete_pod)
+        r.add_get("/api/v1/namespaces/{ns}/pods/{name}/log", self.pod_log)
+        r.add_get("/api/v1/namespaces/{ns}/pods/{name}/exec", self.pod_exec)
+        r.add_get("/api/v1/namespaces/{ns}/events", self.events)
+        r.add_post("/apis/kubelet-py/v1/apply", self.apply)
+        r.add_get("/apis/kubelet-py/v1/kinds/{kind}", self.list_kind)
+
+    # ---- server life ------------------------------------------------------------------------
+    async def start(self, socket_path: str) -> web.AppRunner:
+        runner = web.AppRunner(self.app, access_log=None)
+        await runner.setup()
+        os.makedirs(os.path.dirname(socket_path), mode=0o700, exist_ok=True)
+        if os.path.exists(socket_path):
+            os.unlink(socket_path)
+        old = os.umask(0o177)  # 0600 from its creation: root only
+        try:
+            await web.UnixSite(runner, socket_path).start()
+        finally:
+            os.umask(old)
+        return runner
+
+    # ---- handlers ---------------------------------------------------------------------------
+    async def healthz(self, request):
+        why = self.agent.unhealthy()
+        if why:
+            return web.Response(status=500, text=why)
+        return web.Response(text="ok")
+
+    async def list_namespaces(self, request):
+        return web.json_response(_list("Namespace", self.agent.store.list("Namespace"), self.agent.store.version))
+
+    async def get_namespace(self, request):
+        obj = self.agent.store.get("Namespace", "", request.match_info["name"])
+        if obj is None:
+            raise ApiError(404, f'namespaces "{request.match_info["name"]}" not found')
+        return web.json_response(obj)
+
+    async def create_namespace(self, request):
+        body = await self._json(request)
+        res = await self.agent.apply([body], strict=False, create_only=True)
+        return web.json_response(res[0]["object"], status=201)
+
+    async def delete_namespace(self, request):
+        obj = await self.agent.delete("Namespace", "", request.match_info["name"])
+        return web.json_response(obj)
+
+    async def list_pods(self, request):
+        ns = request.match_info.get("ns")
+        sel = _selector(request)
+        if _flag(request, "watch"):
+            return await self._watch(request, "Pod", ns, sel)
+        pods = [p for p in self.agent.store.list("Pod", ns) if matches(sel, p)]
+        return web.json_response(_list("Pod", pods, self.agent.store.version))
+
+    async def _watch(self, request, kind: str, ns: str | None, sel) -> web.StreamResponse:
+        """The current objects as ADDED, then every change, a JSON line each (as `?watch=1`)."""
+        store = self.agent.store
+        w = store.watch(kind, ns)
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        try:
+            name = request.query.get("fieldSelector", "").partition("metadata.name=")[2] or None
+            for obj in store.list(kind, ns):
+                if matches(sel, obj) and (name is None or obj["metadata"]["name"] == name):
+                    await resp.write(json.dumps({"type": "ADDED", "object": obj}).encode() + b"\n")
+            while True:
+                event, obj = await w.queue.get()
+                if matches(sel, obj) and (name is None or obj["metadata"]["name"] == name):
+                    await resp.write(json.dumps({"type": event, "object": obj}).encode() + b"\n")
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            w.close()
+        return resp
+
+    async def get_pod(self, request):
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        obj = self.agent.store.get("Pod", ns, name)
+        if obj is None:
+            raise ApiError(404, f'pods "{name}" not found', details={"name": name, "kind": "pods"})
+        return web.json_response(obj)
+
+    async def delete_pod(self, request):
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        grace = request.query.get("gracePeriodSeconds")
+        try:
+            grace_s = int(grace) if grace is not None else None
+        except ValueError:
+            raise ApiError(400, f"gracePeriodSeconds: {grace!r} is not an integer") from None
+        obj = await self.agent.delete("Pod", ns, name, grace_s)
+        return web.json_response(obj)
+
+    async def list_kind(self, request):
+        kind = request.match_info["kind"]
+        ns = request.query.get("namespace")
+        return web.json_response(_list(kind, self.agent.store.list(kind, ns), self.agent.store.version))
+
+    async def events(self, request):
+        ns = request.match_info["ns"]
+        name = request.query.get("fieldSelector", "").partition("involvedObject.name=")[2] or None
+        return web.json_response(_list("Event", self.agent.events(ns, name), self.agent.store.version))
+
+    async def apply(self, request):
+        body = await self._json(request)
+        items = body.get("items")
+        if not isinstance(items, list):
+            raise ApiError(400, "apply: items must be a list of objects")
+        res = await self.agent.apply(items, strict=bool(body.get("strict")), dry_run=bool(body.get("dryRun")))
+        return web.json_response({"items": res})
+
+    async def pod_log(self, request):
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        q = request.query
+        try:
+            tail = int(q["tailLines"]) if "tailLines" in q else None
+            since = float(q["sinceSeconds"]) if "sinceSeconds" in q else None
+        except ValueError as e:
+            raise ApiError(400, str(e)) from None
+        reader = self.agent.log_reader(ns, name, q.get("container"), _flag(request, "previous"), tail, since,
+                                       _flag(request, "timestamps"), _flag(request, "follow"))
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await resp.prepare(request)
+        try:
+            async for chunk in reader:
+                await resp.write(chunk)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        return resp
+
+    async def pod_exec(self, request):
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        cmd = request.query.getall("command", [])
+        if not cmd:
+            raise ApiError(400, "exec: command is required")
+        session = await self.agent.exec_session(ns, name, request.query.get("container"), cmd,
+                                                tty=_flag(request, "tty"), stdin=_flag(request, "stdin"))
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await session.bridge(ws)
+        return ws
+
+    async def _json(self, request) -> dict:
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ApiError(400, f"the request body is not JSON: {e}") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "the request body must be a JSON object")
+        return body
+
+
+__all__ = ["Api", "ApiError", "WSMsgType", "status_body"]
