@@ -280,7 +280,8 @@ async def http_get(url: str, headers=(), *, user_agent: str = PROBE_USER_AGENT, 
                 async with asyncio.timeout_at(deadline):
                     body = await _read_body(reader, status, resp_headers, limit)
             except TimeoutError:
-                body, body_error = b"", "context deadline exceeded (Client.Timeout or context cancellation while reading body)"
+                body = b""
+                body_error = "context deadline exceeded (Client.Timeout or context cancellation while reading body)"
             except (OSError, _Protocol, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as e:
                 body, body_error = b"", _why(e)
             return Reply(cur, status, tuple(resp_headers), body, body_error)

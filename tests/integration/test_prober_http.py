@@ -373,7 +373,8 @@ def test_http_hook_fails_on_a_transport_error():
     with pytest.raises(HookError) as e:
         asyncio.run(run_hook({"httpGet": {"path": "/x", "port": port}}, container={"name": "c"},
                              pod_ip="127.0.0.1", pod="p_default(uid)"))
-    assert str(e.value).startswith('HTTP lifecycle hook (/x) for Container "c" in Pod "p_default(uid)" failed - error: ')
+    assert str(e.value).startswith(
+        'HTTP lifecycle hook (/x) for Container "c" in Pod "p_default(uid)" failed - error: ')
     assert "connection refused" in str(e.value)
 
 
