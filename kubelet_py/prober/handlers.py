@@ -63,7 +63,10 @@ async def run_hook(handler: HookHandler | dict, *, container: dict, pod_ip: str 
     `timeout` bounds exec and httpGet (give the time left of the grace period to a preStop);
     without one they run until done or until the caller cancels. `pod` names the pod in messages."""
     if isinstance(handler, dict):
-        handler = parse_hook(handler)
+        try:
+            handler = parse_hook(handler)
+        except SpecError as e:
+            raise HookError(f"invalid handler: {e}") from None
     name = container.get("name", "")
     if isinstance(handler, SleepAction):
         await asyncio.sleep(handler.seconds)
