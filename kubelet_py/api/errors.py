@@ -27,6 +27,9 @@ TOO_MANY = "Too many"
 # decoding, before validation (upstream answers these as a 400 with free text)
 UNKNOWN_FIELD = "Unknown field"
 PARSE = "Parse error"
+# against the stored object (upstream's 409 statuses): the detail is the whole message
+CONFLICT = "Conflict"
+EXISTS = "Already exists"
 
 # ApiError kinds: the strings of runtime.errors
 INVALID_ARGUMENT = "INVALID_ARGUMENT"
@@ -106,7 +109,7 @@ class FieldError:
         """Upstream's ErrorBody: the reason, the value unless the reason omits it, the detail."""
         if self.reason == UNKNOWN_FIELD:
             return f"unknown field {json.dumps(self.field)}"
-        if self.reason == PARSE:
+        if self.reason in (PARSE, CONFLICT, EXISTS):
             return self.detail
         if self.reason in (REQUIRED, FORBIDDEN, TOO_LONG) or self.value is OMIT:
             s = self.reason
