@@ -371,13 +371,21 @@ def _event_dicts(events: Iterable) -> list[Mapping]:
     return [e.as_dict() if hasattr(e, "as_dict") else e for e in events]
 
 
+def _event_time(e: Mapping) -> float:
+    """kubectl's sort key: the series' last observation, else lastTimestamp, else eventTime."""
+    for value in ((e.get("series") or {}).get("lastObservedTime"), e.get("lastTimestamp"), e.get("eventTime")):
+        if value:
+            return parse_rfc3339(value)
+    return float("-inf")
+
+
 def _events(w: _Writer, events: Iterable, now: float) -> None:
     items = _event_dicts(events)
     if not items:
         w.write(0, "Events:\t<none>\n")
         return
     w.flush()
-    items.sort(key=lambda e: parse_rfc3339(e["lastTimestamp"]) if e.get("lastTimestamp") else float("-inf"))
+    items.sort(key=_event_time)
     w.write(0, "Events:\n  Type\tReason\tAge\tFrom\tMessage\n")
     w.write(1, "----\t------\t----\t----\t-------\n")
     for e in items:

@@ -316,3 +316,23 @@ def test_env_from_resource_fields_and_volumes():
     assert ("    TokenExpirationSeconds:  3607\n    ConfigMapName:           kube-root-ca.crt\n"
             "    Optional:                false\n    DownwardAPI:             true\n") in text
     assert "  odd:\n  <unknown>\n" in text
+
+
+def test_events_sorted_by_series_last_timestamp_then_event_time():
+    pod = {"metadata": {"name": "p", "namespace": "ns"}, "spec": {"containers": []}, "status": {"phase": "Pending"}}
+    events = [
+        {"type": "Normal", "reason": "Late", "message": "m", "count": 1, "source": {"component": "kubelet"},
+         "firstTimestamp": "2024-05-01T12:04:00Z", "lastTimestamp": "2024-05-01T12:04:00Z"},
+        {"type": "Normal", "reason": "Series", "message": "m", "reportingComponent": "ctrl",
+         "eventTime": "2024-05-01T12:00:00.000000Z",
+         "series": {"count": 4, "lastObservedTime": "2024-05-01T12:02:00.000000Z"}},
+        {"type": "Normal", "reason": "Early", "message": "  spaced  ", "source": {"component": "kubelet"},
+         "eventTime": "2024-05-01T12:01:00.000000Z"},
+    ]
+    text = describe_pod(pod, events, NOW)
+    assert text.split("Events:\n")[1] == (
+        "  Type    Reason  Age              From     Message\n"
+        "  ----    ------  ----             ----     -------\n"
+        "  Normal  Early   4m               kubelet  spaced\n"
+        "  Normal  Series  3m (x4 over 5m)  ctrl     m\n"
+        "  Normal  Late    60s              kubelet  m\n")
