@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from kubelet_py.status import ContainerRecord, Instance, PodRecord, Terminated, pod_status
+from kubelet_py.status import ContainerRecord, Instance, PodRecord, pod_status
 from kubelet_py.status.phase import get_phase
 from kubelet_py.status.timefmt import parse_rfc3339
 
