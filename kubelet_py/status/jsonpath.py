@@ -317,7 +317,7 @@ def _compare(a: Any, op: str, b: Any) -> bool:
 def _operand(operand: tuple, item: Any, root: Any) -> list:
     if operand[0] == "lit":
         return [operand[1]]
-    return evaluate(operand[1], item, root)
+    return _evaluate(operand[1], item, root)
 
 
 def _step(step: tuple, values: list, root: Any) -> list:
@@ -366,7 +366,7 @@ def _step(step: tuple, values: list, root: Any) -> list:
     return out
 
 
-def evaluate(expr: _Expr, current: Any, root: Any) -> list:
+def _evaluate(expr: _Expr, current: Any, root: Any) -> list:
     values = [root if expr.root else current]
     for step in expr.steps:
         values = _step(step, values, root)
@@ -391,10 +391,10 @@ def _render(nodes: list, current: Any, root: Any, out: list[str]) -> None:
         if isinstance(node, _Text):
             out.append(node.text)
         elif isinstance(node, _Range):
-            for item in evaluate(node.expr, current, root):
+            for item in _evaluate(node.expr, current, root):
                 _render(node.body, item, root, out)
         else:
-            out.append(" ".join(go_text(v) for v in evaluate(node, current, root)))
+            out.append(" ".join(go_text(v) for v in _evaluate(node, current, root)))
 
 
 def jsonpath(template: str, data: Any) -> str:
@@ -402,3 +402,6 @@ def jsonpath(template: str, data: Any) -> str:
     out: list[str] = []
     _render(parse(template), data, data, out)
     return "".join(out)
+
+
+evaluate = jsonpath   # the name kubelet_py.kubectl imports

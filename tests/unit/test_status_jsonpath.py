@@ -82,3 +82,8 @@ def test_errors(template):
 
 def test_numbers_print_as_go_does():
     assert jsonpath("{.a} {.b} {.c} {.d}", {"a": 3, "b": 1.5, "c": 2.0, "d": False}) == "3 1.5 2 false"
+
+
+def test_evaluate_is_the_same_entry_point():
+    from kubelet_py.status.jsonpath import evaluate
+    assert evaluate("{.metadata.name}", P) == "web"
