@@ -1,13 +1,18 @@
-"""Cgroups, one interface over v1 (cgroupspy) and v2 (cgroup2 files written directly).
+"""Cgroups, one interface over v1 (cgroupspy and files) and v2 (cgroup2 files written directly).
 
 The OCI `linux.resources` of a container become files here; `cgroupsPath` is relative to the
 hierarchy root (e.g. `kpy-test/kubepods/besteffort/pod<uid>/<ctr>`). Which backend is used is
 detected from the host: a unified hierarchy with controllers means v2. Both are held to the same
-tests (v2 in the VM test bed)."""
+tests (v2 in the VM test bed).
+
+On v1 a cgroup is made in every hierarchy mounted under /sys/fs/cgroup (blkio, cpuset, freezer,
+name=systemd, ..., and the empty cgroup2 of a hybrid host), as runc makes it: the container sees
+its own cgroup in each (its /proc/self/cgroup and /sys/fs/cgroup are runc's), and removal covers
+them all. Limits are written to the controllers that have them."""
 
 from __future__ import annotations
 
-from .errors import RuntimeFailure
+from .errors import INVALID_ARGUMENT, RuntimeFailure
 
 import errno
 import os
@@ -16,7 +21,7 @@ import time
 from collections import namedtuple  # not dataclasses: see oci/spec.py (the supervisor's RSS)
 
 ROOT = "/sys/fs/cgroup"
-V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "pids", "devices")
+V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "pids", "devices")  # the ones with limits or stats of ours
 # runc's AllowedDevices, granted before the spec's own rules (type, major, minor, access)
 DEFAULT_DEVICE_RULES = [
     {"allow": True, "type": "c", "major": None, "minor": None, "access": "m"},
@@ -34,19 +39,24 @@ DEFAULT_DEVICE_RULES = [
 
 
 class CgroupError(RuntimeFailure):
-    def __init__(self, path: str, why: str):
-        super().__init__(f"cgroup {path}: {why}")
+    """A cgroup the kernel refused to make, write or remove (INTERNAL); a value of config.json
+    the kernel refuses is INVALID_ARGUMENT with `field` its spec path."""
+
+    def __init__(self, path: str, why: str, field: str | None = None):
+        super().__init__(f"cgroup {path}: {field + ': ' if field else ''}{why}", field=field,
+                         kind=INVALID_ARGUMENT if field else None)
         self.path = path
 
 
 class Resources(namedtuple("Resources", "cpu_shares cpu_quota cpu_period memory_limit memory_swap pids_limit devices "
-                                      "memory_reservation memory_swappiness disable_oom_killer",
-                           defaults=(None, None, None, None, None, None, (), None, None, False))):
+                                      "memory_reservation memory_swappiness disable_oom_killer cpuset_cpus cpuset_mems",
+                           defaults=(None, None, None, None, None, None, (), None, None, False, None, None))):
     """What a container's cgroup holds (from OCI linux.resources); None: leave it as it is.
     cpu_quota: µs per cpu_period; memory_limit and memory_reservation (v1 soft limit, v2
     memory.low): bytes; memory_swap: memory+swap (OCI semantics; == limit means no swap);
     devices: OCI device rules in order (empty: leave the device controller alone);
-    memory_swappiness and disable_oom_killer: v1 only."""
+    memory_swappiness and disable_oom_killer: v1 only; cpuset_cpus and cpuset_mems: cpu and
+    memory node lists as the kernel writes them (`0-3,6`)."""
     __slots__ = ()
 
 
@@ -86,7 +96,7 @@ def resources_from_spec(res: dict | None) -> Resources:
                      tuple(effective_device_rules(res.get("devices"))),
                      mem.get("reservation") if mem.get("reservation", -1) > 0 else None,
                      mem.get("swappiness") if mem.get("swappiness") not in (None, -1, 2**64 - 1) else None,
-                     bool(mem.get("disableOOMKiller")))
+                     bool(mem.get("disableOOMKiller")), cpu.get("cpus") or None, cpu.get("mems") or None)
 
 
 def shares_to_weight(shares: int) -> int:
@@ -96,6 +106,36 @@ def shares_to_weight(shares: int) -> int:
     if shares >= 262144:
         return 10000
     return 1 + (shares - 2) * 9999 // 262142
+
+
+def parse_hierarchies(mountinfo: str, root: str = ROOT) -> list[tuple[str, str, str]]:
+    """(mount point, fstype, super options) of each cgroup hierarchy mounted right below `root`
+    (v1, and the cgroup2 of a hybrid host), from the text of /proc/self/mountinfo (pure). A
+    hierarchy mounted twice (same device) counts once, where it is first listed."""
+    out, seen = [], set()
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        f, r = left.split(" "), right.split(" ")
+        if not sep or len(f) < 5 or len(r) < 3 or r[0] not in ("cgroup", "cgroup2"):
+            continue
+        point = f[4]
+        if os.path.dirname(point) != root or f[2] in seen:
+            continue
+        seen.add(f[2])
+        out.append((point, r[0], r[2]))
+    return out
+
+
+_hierarchies: list | None = None
+
+
+def v1_hierarchies() -> list[tuple[str, str, str]]:
+    """parse_hierarchies of this host (read once per process: hierarchies are mounted at boot)."""
+    global _hierarchies
+    if _hierarchies is None:
+        with open("/proc/self/mountinfo") as f:
+            _hierarchies = parse_hierarchies(f.read())
+    return _hierarchies
 
 
 def detect() -> str:
@@ -133,9 +173,16 @@ class Cgroup:
 
     # ---- where ---------------------------------------------------------------------------
     def dirs(self) -> list[str]:
+        """This cgroup's dir in every hierarchy (v1: each one under /sys/fs/cgroup, the hybrid
+        cgroup2 included)."""
         if self.version == "v2":
             return [f"{ROOT}/{self.path}"]
-        return [f"{ROOT}/{c}/{self.path}" for c in V1_CONTROLLERS if os.path.isdir(f"{ROOT}/{c}")]
+        return [f"{point}/{self.path}" for point, _t, _o in v1_hierarchies()]
+
+    def v1_mounts(self) -> list[tuple[str, str]]:
+        """(name under /sys/fs/cgroup, dir of this cgroup) of each v1 hierarchy: what runc
+        binds into a container's /sys/fs/cgroup (not the hybrid cgroup2)."""
+        return [(os.path.basename(point), f"{point}/{self.path}") for point, t, _o in v1_hierarchies() if t == "cgroup"]
 
     def dir(self, controller: str) -> str:
         return f"{ROOT}/{self.path}" if self.version == "v2" else f"{ROOT}/{controller}/{self.path}"
@@ -146,36 +193,56 @@ class Cgroup:
             self._enable_v2_controllers()
             os.makedirs(self.dir("memory"), exist_ok=True)
         else:
-            for ctrl in V1_CONTROLLERS:
-                if os.path.isdir(f"{ROOT}/{ctrl}"):
-                    self._v1_node(ctrl, create=True)
+            for point, _t, opts in v1_hierarchies():
+                cpuset = "cpuset" in opts.split(",")
+                cur = point
+                for comp in self.path.split("/"):
+                    cur = f"{cur}/{comp}"
+                    try:
+                        os.mkdir(cur, 0o755)
+                    except FileExistsError:
+                        pass
+                    except OSError as e:
+                        raise CgroupError(self.path, f"mkdir {cur}: {e.strerror}") from None
+                    if cpuset:
+                        _cpuset_from_parent(cur)
 
-    def _v1_node(self, ctrl: str, create: bool = False):
-        """The cgroupspy node of this cgroup under controller `ctrl` (v1 goes through cgroupspy,
-        as the design card says), creating missing levels if asked."""
+    def _v1_node(self, ctrl: str):
+        """The cgroupspy node of this cgroup under controller `ctrl`."""
         from cgroupspy.nodes import Node
         node = Node(ctrl.encode(), parent=Node(f"{ROOT}/".encode()))
         for comp in self.path.split("/"):
-            if create and not os.path.isdir(node.full_path + b"/" + comp.encode()):
-                node.create_cgroup(comp)
             node = Node(comp.encode(), parent=node)
         return node
 
-    def _enable_v2_controllers(self) -> None:
-        want = {"cpu", "memory", "pids"}
+    def _enable_v2_controllers(self, need: set[str] = frozenset(("cpu", "memory", "pids"))) -> None:
+        """Every controller the parent has, enabled at each level above this cgroup, as runc
+        does (so the container sees runc's files); one that the kernel refuses is an error only
+        when in `need` (runc ignores them all, and fails when it writes a limit)."""
         cur = ROOT
         for comp in self.path.split("/"):
-            avail = set(_read(f"{cur}/cgroup.controllers").split())
+            avail = _read(f"{cur}/cgroup.controllers").split()
             enabled = set(_read(f"{cur}/cgroup.subtree_control").split())
-            missing = (want & avail) - enabled
+            missing = [c for c in avail if c not in enabled]
             if missing:
-                _write(f"{cur}/cgroup.subtree_control", " ".join(f"+{c}" for c in sorted(missing)))
+                try:
+                    _write(f"{cur}/cgroup.subtree_control", " ".join(f"+{c}" for c in missing))
+                except CgroupError:  # one by one: which one the kernel refuses
+                    for c in missing:
+                        try:
+                            _write(f"{cur}/cgroup.subtree_control", f"+{c}")
+                        except CgroupError:
+                            if c in need:
+                                raise
             cur = f"{cur}/{comp}"
             os.makedirs(cur, exist_ok=True)
 
     def apply(self, r: Resources) -> None:
         if self.version == "v2":
             d = self.dir("cpu")
+            if r.cpuset_cpus is not None or r.cpuset_mems is not None:
+                self._enable_v2_controllers({"cpuset"})
+                self._cpuset(d, r)
             if r.cpu_shares is not None:
                 _write(f"{d}/cpu.weight", str(shares_to_weight(r.cpu_shares)))
             if r.cpu_quota is not None or r.cpu_period is not None:
@@ -195,6 +262,8 @@ class Cgroup:
                 from .linux.devfilter import attach_device_filter
                 attach_device_filter(d, list(r.devices))
             return
+        if r.cpuset_cpus is not None or r.cpuset_mems is not None:
+            self._cpuset(self.dir("cpuset"), r)
         if r.cpu_shares is not None:
             _write(f"{self.dir('cpu')}/cpu.shares", str(r.cpu_shares))
         if r.cpu_period is not None:
@@ -219,6 +288,19 @@ class Cgroup:
             _write(f"{self.dir('pids')}/pids.max", str(r.pids_limit))
         for rule in r.devices:
             _write(f"{self.dir('devices')}/devices.{'allow' if rule.get('allow') else 'deny'}", device_rule_line(rule))
+
+    def _cpuset(self, d: str, r: Resources) -> None:
+        """cpuset.cpus, then cpuset.mems (runc's order); a list the kernel refuses (a cpu the
+        parent does not have) is an error naming the field."""
+        for f, v, field in (("cpuset.cpus", r.cpuset_cpus, "linux.resources.cpu.cpus"),
+                            ("cpuset.mems", r.cpuset_mems, "linux.resources.cpu.mems")):
+            if v is None:
+                continue
+            try:
+                with open(f"{d}/{f}", "w") as fh:
+                    fh.write(v)
+            except OSError as e:
+                raise CgroupError(self.path, f"writing {v!r} to {f}: {e.strerror}", field) from None
 
     def add(self, pid: int) -> None:
         for d in self.dirs():
@@ -295,6 +377,15 @@ class Cgroup:
                 rel = os.path.relpath(dirpath, base)
                 Cgroup(self.path if rel == "." else f"{self.path}/{rel}", self.version).kill_all()
                 _rmdir(dirpath, self.path)
+
+
+def _cpuset_from_parent(d: str) -> None:
+    """A new v1 cpuset cgroup starts with no cpus and no mems, and no process can join it: each
+    is copied from the parent while empty (runc's cpuset ensureParent)."""
+    parent = os.path.dirname(d)
+    for f in ("cpuset.cpus", "cpuset.mems"):
+        if not _read(f"{d}/{f}"):
+            _write(f"{d}/{f}", _read(f"{parent}/{f}"))
 
 
 def _rmdir(d: str, path: str, timeout: float = 2.0) -> None:

@@ -54,11 +54,10 @@ def init(spec: Spec, rootfs: str, cgroup: Cgroup | None, report_fd: int, seccomp
     if any(t == "network" and not p for t, p in spec.namespaces):
         lo_up()
     prepare_root(rootfs, spec.propagation)
-    own_cgroupns = any(t == "cgroup" for t, _ in spec.namespaces)  # entered by the intermediate
     rootfs_fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     for m in spec.mounts:
         try:
-            mount_one(rootfs_fd, m, cgroup, own_cgroupns)
+            mount_one(rootfs_fd, m, cgroup)
         except OSError as e:
             raise RunError(f"mounting {m.type} on {m.destination}: {e.strerror or e}") from None
     make_devices(rootfs_fd, spec)

@@ -73,7 +73,7 @@ def on_top(rootfs_fd: int, dest: str, flags: int) -> None:
         os.close(fd)
 
 
-def mount_one(rootfs_fd: int, m: Mount, cgroup: Cgroup | None, own_cgroupns: bool = False) -> None:
+def mount_one(rootfs_fd: int, m: Mount, cgroup: Cgroup | None) -> None:
     flags, prop, data = mount_flags(m.options)
     is_bind = m.type == "bind" or flags & ksys.MS_BIND
     if is_bind:
@@ -95,33 +95,50 @@ def mount_one(rootfs_fd: int, m: Mount, cgroup: Cgroup | None, own_cgroupns: boo
         target = proc_fd(fd)
         if m.type == "cgroup" and cgroup is not None and cgroup.version == "v2":
             # as runc on a unified host: cgroup2, which in the container's own cgroup namespace
-            # shows its own cgroup; without one, a bind of that cgroup's dir shows the same
-            if own_cgroupns:
-                ksys.mount("cgroup2", target, "cgroup2", flags | ksys.MS_NOSUID | ksys.MS_NODEV | ksys.MS_NOEXEC)
-            else:
-                ksys.mount(cgroup.dir("cpu"), target, None, ksys.MS_BIND)
-                on_top(rootfs_fd, m.destination, ksys.MS_BIND | ksys.MS_REMOUNT | flags | ksys.MS_NOSUID
-                       | ksys.MS_NODEV | ksys.MS_NOEXEC)
-        elif m.type == "cgroup":  # v1: a tmpfs with the container's own cgroup of each controller
-            ksys.mount("tmpfs", target, "tmpfs", ksys.MS_NOSUID | ksys.MS_NODEV | ksys.MS_NOEXEC, "mode=755")
+            # shows its own cgroup, and without one the whole hierarchy (the config's choice;
+            # the generator gives every unprivileged container a cgroup namespace on v2)
+            ksys.mount("cgroup2", target, "cgroup2", flags | ksys.MS_NOSUID | ksys.MS_NODEV | ksys.MS_NOEXEC)
+        elif m.type == "cgroup":  # v1: runc's view, see mount_cgroup_v1
             os.close(fd)
-            fd = open_in_root(rootfs_fd, m.destination)  # now the tmpfs, not the dir below it
-            target = proc_fd(fd)
-            for d in (cgroup.dirs() if cgroup else []):
-                ctrl = d[len("/sys/fs/cgroup/"):].split("/", 1)[0]
-                sub = open_in_root(rootfs_fd, f"{m.destination}/{ctrl}", "dir", 0o555)
-                try:
-                    ksys.mount(d, proc_fd(sub), None, ksys.MS_BIND)
-                finally:
-                    os.close(sub)
-                on_top(rootfs_fd, f"{m.destination}/{ctrl}", ksys.MS_BIND | ksys.MS_REMOUNT | flags | ksys.MS_RDONLY)
-            if flags & ksys.MS_RDONLY:
-                on_top(rootfs_fd, m.destination, ksys.MS_BIND | ksys.MS_REMOUNT | ksys.MS_RDONLY | ksys.MS_NOSUID
-                       | ksys.MS_NODEV | ksys.MS_NOEXEC)
+            fd = None
+            mount_cgroup_v1(rootfs_fd, m.destination, flags, cgroup)
         else:
             ksys.mount(m.source, target, m.type, flags, ",".join(data) or None)
         if prop:
             on_top(rootfs_fd, m.destination, prop)
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def mount_cgroup_v1(rootfs_fd: int, dest: str, flags: int, cgroup: Cgroup | None) -> None:
+    """runc's /sys/fs/cgroup on v1: a tmpfs (rw, mode 755: runc does not make it read-only),
+    in it the container's own cgroup of every v1 hierarchy bound at the hierarchy's name with the
+    mount's flags (`ro`), and for a hierarchy of several controllers (`cpu,cpuacct`) a link
+    per controller to it. The hybrid host's cgroup2 is not shown, as runc does not show it."""
+    fd = open_in_root(rootfs_fd, dest, "dir")
+    try:
+        ksys.mount("tmpfs", proc_fd(fd), "tmpfs", ksys.MS_NOSUID | ksys.MS_NODEV | ksys.MS_NOEXEC, "mode=755")
+    finally:
+        os.close(fd)
+    fd = open_in_root(rootfs_fd, dest)  # now the tmpfs, not the dir below it
+    try:
+        links = []
+        for name, d in (cgroup.v1_mounts() if cgroup else []):
+            sub = open_in_root(rootfs_fd, f"{dest}/{name}", "dir", 0o755)
+            try:
+                ksys.mount(d, proc_fd(sub), None, ksys.MS_BIND | ksys.MS_REC)
+            finally:
+                os.close(sub)
+            on_top(rootfs_fd, f"{dest}/{name}", ksys.MS_BIND | ksys.MS_REMOUNT | flags | ksys.MS_NOSUID
+                   | ksys.MS_NODEV | ksys.MS_NOEXEC)
+            if "," in name:
+                links += [(ctrl, name) for ctrl in name.split(",")]
+        for ctrl, name in links:
+            try:
+                os.symlink(name, ctrl, dir_fd=fd)
+            except FileExistsError:
+                pass
     finally:
         os.close(fd)
 

@@ -76,11 +76,9 @@ _PROPS = {
                                {"useHierarchy": "memory.use_hierarchy", "checkBeforeUpdate": "checked updates"},
                                {"kernel": "kernel memory limits are deprecated (none in cgroup v2; runc ignores them)",
                                 "kernelTCP": "kernel memory limits are deprecated (none in cgroup v2; runc ignores them)"}),
-    # (cpus and mems: the cgroup writer has no cpuset controller yet)
-    "linux.resources.cpu": ({"shares", "quota", "period"},
+    "linux.resources.cpu": ({"shares", "quota", "period", "cpus", "mems"},
                             {"burst": "CPU burst", "realtimeRuntime": "real-time scheduling",
-                             "realtimePeriod": "real-time scheduling", "cpus": "cpusets", "mems": "cpusets",
-                             "idle": "SCHED_IDLE cgroups"}, {}),
+                             "realtimePeriod": "real-time scheduling", "idle": "SCHED_IDLE cgroups"}, {}),
     "linux.resources.pids": ({"limit"}, {}, {}),
 }
 RLIMITS = {"RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_DATA", "RLIMIT_STACK", "RLIMIT_CORE", "RLIMIT_RSS",
@@ -103,6 +101,7 @@ IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", 
                "kernel.shmmni", "kernel.shm_rmid_forced"}
 UTS_SYSCTLS = {"kernel.hostname", "kernel.domainname"}
 _SYSCTL_KEY = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+$")
+_CPU_LIST = re.compile(r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$")  # cpuset.cpus/mems: `0-3,6`
 
 
 def check_sysctl(key: str, value, namespaces: set[str]) -> None:
@@ -286,7 +285,10 @@ def parse(doc: dict) -> Spec:
             continue
         res[k] = _props(_object(res, k, where), where, where, warnings)
         for kk, vv in res[k].items():
-            if not isinstance(vv, (int, bool)):
+            if k == "cpu" and kk in ("cpus", "mems"):
+                if not isinstance(vv, str) or (vv and not _CPU_LIST.match(vv)):
+                    raise SpecError(f"{where}.{kk}", f"{vv!r}: must be a list such as \"0-3,6\"")
+            elif not isinstance(vv, (int, bool)):
                 raise SpecError(f"{where}.{kk}", "must be an integer")
     return Spec(  # every list and dict is the Spec's own: nothing of `doc` is shared, or changed
         args=list(args), env=list(env), cwd=cwd, uid=ids[0], gid=ids[1], additional_gids=list(groups),

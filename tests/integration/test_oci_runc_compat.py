@@ -5,9 +5,9 @@
   spec says, with a warning in our log;
 - linux.resources.memory.kernel/kernelTCP are ignored with a warning, the rest of memory applied;
 - linux.rootfsPropagation shared/rshared/slave work, also with the rootfs on a shared mount, and
-  give the container the propagation runc gives it.
-
-(linux.resources.cpu.cpus/mems, cpusets, stay refused: the cgroup writer has no cpuset.)"""
+  give the container the propagation runc gives it;
+- linux.resources.cpu.cpus/mems (cpusets) limit the container as runc limits it, and a cpu the
+  host lacks fails both."""
 
 from __future__ import annotations
 
@@ -30,13 +30,14 @@ pytestmark = [pytest.mark.root, pytest.mark.cgroups]
 OCI = os.path.join(os.path.dirname(sys.executable), "kubelet-py-oci")
 PROBE = r"""
 echo ok
-for f in memory/memory.limit_in_bytes memory/memory.memsw.limit_in_bytes memory.max memory.swap.max; do
+for f in memory/memory.limit_in_bytes memory/memory.memsw.limit_in_bytes memory.max memory.swap.max \
+         cpuset/cpuset.cpus cpuset/cpuset.mems cpuset.cpus cpuset.mems cpuset.cpus.effective; do
   [ -f /sys/fs/cgroup/$f ] && echo "cg $f=$(cat /sys/fs/cgroup/$f)"
 done
-# mount point and propagation (peer group numbers dropped); the cgroup controllers differ on
-# purpose on v1 (test_vs_runc.py's KNOWN)
+grep -E '^(Cpus|Mems)_allowed_list:' /proc/self/status
+# mount point and propagation (peer group numbers dropped), the cgroup hierarchies included
 awk '{o=""; for (i = 7; $i != "-"; i++) { f = $i; sub(/:[0-9]+$/, "", f); o = o " " f }; print "mnt", $5, "[" o " ]"}' \
-    /proc/self/mountinfo | grep -v ' /sys/fs/cgroup/' | sort
+    /proc/self/mountinfo | sort
 """
 
 
@@ -158,13 +159,45 @@ def test_a_rootfs_on_a_shared_mount_works_and_nothing_reaches_the_host(tmp_path,
     assert mounts_under(str(tmp_path)) == [str(shared_dir)]
 
 
+def _cpus() -> list[int]:
+    return sorted(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("cpus", ["0", "last", "all"])
+def test_cpusets_as_runc(tmp_path, rootfs, cpus):
+    """linux.resources.cpu.cpus and mems: the container runs on those cpus only, and its
+    cgroup says so (v1: the cpuset hierarchy's own dir, its parents' copied; v2: cpuset enabled
+    along the path), as under runc."""
+    have = _cpus()
+    want = {"0": "0", "last": str(have[-1]), "all": f"{have[0]}-{have[-1]}"}[cpus]
+    if cpus == "all" and have != list(range(have[0], have[-1] + 1)):
+        pytest.skip(f"this process may not run on a contiguous range of cpus: {have}")
+    doc = _runc_spec(tmp_path, rootfs)
+    doc["linux"].setdefault("resources", {})["cpu"] = {"cpus": want, "mems": "0"}
+    ours, theirs = Both(tmp_path, doc).ok()
+    assert ours == theirs, "\n".join(sorted(set(ours) ^ set(theirs)))
+    assert f"Cpus_allowed_list:\t{want}" in ours and "Mems_allowed_list:\t0" in ours, ours
+    assert any(ln.startswith("cg ") and "cpuset.cpus=" in ln and ln.endswith(f"={want}") for ln in ours), ours
+
+
+def test_a_cpuset_the_host_lacks_fails_as_under_runc(tmp_path, rootfs):
+    doc = _runc_spec(tmp_path, rootfs)
+    doc["linux"].setdefault("resources", {})["cpu"] = {"cpus": f"{_cpus()[-1] + 64}"}
+    both = Both(tmp_path, doc)
+    assert both.results["runc"].returncode != 0, both.results["runc"]
+    ours = both.results["ours"]
+    assert ours.returncode == 1 and "linux.resources.cpu.cpus: writing" in ours.stderr, ours.stderr
+    assert not os.path.exists(tmp_path / "oci-state" / f"{both.cid}-ours")
+
+
 def test_known_fields_that_cannot_be_carried_out_are_still_refused(tmp_path, rootfs):
     doc = _runc_spec(tmp_path, rootfs)
-    doc["linux"].setdefault("resources", {})["cpu"] = {"cpus": "0"}
+    doc["linux"].setdefault("resources", {})["hugepageLimits"] = [{"pageSize": "2MB", "limit": 1 << 21}]
     b = tmp_path / "bundle"
     b.mkdir()
     (b / "config.json").write_text(json.dumps(doc))
     p = subprocess.run([OCI, "--root", str(tmp_path / "state"), "run", "--bundle", str(b), "refused"],
                        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
-    assert p.returncode == 1 and re.search(r"linux\.resources\.cpu\.cpus: cpusets: not supported", p.stderr), p.stderr
+    assert p.returncode == 1 and re.search(r"linux\.resources\.hugepageLimits: huge page limits: not supported",
+                                           p.stderr), p.stderr
     assert not os.path.exists(tmp_path / "state" / "refused")

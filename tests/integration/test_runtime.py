@@ -327,3 +327,39 @@ def test_relative_bind_sources_and_a_fake_dev_null(tmp_path):
     left = cgroups_under("kpyrel")
     remove_cgroup_tree("kpyrel")
     assert left == [] and mounts_under(str(tmp_path)) == []
+
+
+def test_the_container_cgroup_is_in_every_hierarchy_and_removed_from_all(env, tmp_path):
+    """As runc: on v1 the container (and a process exec'd into it) is in its own cgroup in every
+    hierarchy of the host, name=systemd, cpuset (whose cpus and mems are copied from the parent,
+    or no process could join) and the hybrid cgroup2 included; `rm` removes them all (the env's
+    leak check looks in every hierarchy)."""
+    from tests.conftest import host_is_cgroup2
+    from tests.integration.leaks import cgroup_hierarchies
+    base = [sys.executable, "-m", "kubelet_py.cli", "--root", env["root"], "--run-root", env["run"],
+            "--cgroup-root", env["cg"], "--log-root", str(tmp_path / "logs")]
+    cid = subprocess.run(base + ["runtime", "run", "-d", "--image", DEFAULT_IMAGE, "--name", "cg", "--", "sh", "-c",
+                                 "trap 'exit 0' TERM; while true; do sleep 0.1; done"],
+                         capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    try:
+        p = subprocess.run(base + ["runtime", "exec", cid, "--", "sh", "-c",
+                                   "cat /proc/self/cgroup; ls /sys/fs/cgroup"], capture_output=True, text=True,
+                           timeout=60)
+        assert p.returncode == 0, p.stderr
+        lines = p.stdout.splitlines()
+        paths = {ln.split(":", 2)[2] for ln in lines if ln.count(":") >= 2}
+        n = len(cgroup_hierarchies())
+        assert len([ln for ln in lines if ln.count(":") >= 2]) == n, lines
+        if host_is_cgroup2():
+            assert paths == {"/"}, lines  # its own cgroup namespace
+        else:
+            (path,) = paths
+            assert path.startswith(f"/{env['cg']}/") and path.endswith(f"/{cid}"), lines
+            names = {os.path.basename(point) for point, _ in cgroup_hierarchies()} - {"unified"}
+            assert names <= set(lines), (names, lines)  # each v1 hierarchy in its /sys/fs/cgroup
+            if os.path.isdir("/sys/fs/cgroup/cpuset"):
+                with open(f"/sys/fs/cgroup/cpuset{path}/cpuset.cpus") as f:
+                    assert f.read().strip()
+    finally:
+        p = subprocess.run(base + ["runtime", "rm", cid], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr

@@ -38,23 +38,31 @@ for p in /proc/sys /proc/sysrq-trigger /proc/irq /proc/bus /proc/fs /sys; do tou
 env | grep -v '^HOSTNAME=' | sort | sed 's/^/env /'
 # mount point, per-mount options, propagation (peer group numbers dropped), type, super options
 awk '{opt=""; for (i = 7; $i != "-"; i++) { f = $i; sub(/:[0-9]+$/, "", f); opt = opt " " f }
-      print "mnt", $5, $6, "prop[" opt " ]", $(i+1), $(i+3)}' /proc/self/mountinfo | grep -vE ' /sys/fs/cgroup/' | sort
+      print "mnt", $5, $6, "prop[" opt " ]", $(i+1), $(i+3)}' /proc/self/mountinfo | sort
+# what /sys/fs/cgroup holds (a dir or a link per hierarchy), the container's own cgroup in each
+# hierarchy (its path, made the same for both runtimes by _run_both) and its cpuset
+for e in /sys/fs/cgroup/*; do echo "cgentry $e $(stat -c %F "$e") $(readlink "$e")"; done
+sed 's/^/cgself /' /proc/self/cgroup
+for f in cpuset.cpus cpuset.mems cpuset/cpuset.cpus cpuset/cpuset.mems; do
+  [ -f /sys/fs/cgroup/$f ] && echo "cg $f=$(cat /sys/fs/cgroup/$f)"
+done
+grep -E '^(Cpus|Mems)_allowed_list:' /proc/self/status
 """
 
 # (mount point, what differs, why) -- kubelet-py's choice in each case
-KNOWN = {
-    "mnt /sys/fs/cgroup": "v1: runc leaves the tmpfs holding the controller dirs rw; ours is ro (stricter). "
-                          "We bind only the controllers we manage (cpu, cpuacct, memory, pids), runc binds all.",
-    "mnt /proc/acpi": "masked dir: we mount the 1-inode tmpfs runc mounts, options differ only in size=4k,nr_inodes=1",
-    "mnt /sys/firmware": "masked dir: as /proc/acpi",
-}
 
 
-def _normalise(out: str) -> list[str]:
+# (mount point, what differs, why) -- none: the same bundle gives the same view (issue 15, item 1)
+KNOWN: dict[str, str] = {}
+
+
+def _normalise(out: str, cgroup_path: str = "") -> list[str]:
     lines = []
     for ln in out.splitlines():
         if not ln.strip():
             continue
+        if cgroup_path:  # each runtime has its own cgroupsPath: the same name for both
+            ln = ln.replace(cgroup_path, "/CONTAINER")
         if ln.startswith("mnt "):
             parts = ln.split()
             if any(parts[1].startswith(k.split()[1]) for k in KNOWN):
@@ -102,7 +110,7 @@ def _run_both(tmp_path, doc: dict) -> tuple[list[str], list[str]]:
     assert left == [], left
     assert cgroup_places(cid) == []
     assert mounts_under(str(tmp_path), doc["root"]["path"]) == []
-    return _normalise(ours.stdout), _normalise(theirs.stdout)
+    return _normalise(ours.stdout, f"/{cid}/ours"), _normalise(theirs.stdout, f"/{cid}/runc")
 
 
 def test_leak_check_finds_runc_cgroups_where_runc_puts_them(tmp_path, rootfs):
@@ -177,3 +185,20 @@ def test_runc_spec_same_view(tmp_path, rootfs):
     ours, theirs = _run_both(tmp_path, doc)
     assert ours == theirs, _diff(ours, theirs)
     assert "host=runc" in ours
+
+
+def test_runc_spec_with_a_cgroup_namespace_same_view(tmp_path, rootfs):
+    """In its own cgroup namespace the container sees its cgroups as roots (on v1 runc mounts
+    each hierarchy afresh there; we bind the container's dirs: the same view)."""
+    runc = need_tool("runc")
+    d = tmp_path / "spec"
+    d.mkdir()
+    subprocess.run([runc, "spec"], cwd=d, check=True)
+    doc = json.loads((d / "config.json").read_text())
+    doc["process"]["terminal"] = False
+    doc["process"]["args"] = ["sh", "/probe.sh"]
+    doc["root"]["path"] = rootfs
+    doc["linux"]["namespaces"].append({"type": "cgroup"})
+    ours, theirs = _run_both(tmp_path, doc)
+    assert ours == theirs, _diff(ours, theirs)
+    assert "cgself 0::/" in ours

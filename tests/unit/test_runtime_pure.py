@@ -88,7 +88,10 @@ def test_v2_gets_a_cgroup_namespace():
     (lambda d: d["linux"].update(namespaces=[{"type": "pid"}]), "linux.namespaces"),
     (lambda d: d["linux"]["resources"].update(hugepageLimits=[{"pageSize": "2MB", "limit": 1 << 21}]),
      "linux.resources.hugepageLimits"),  # defined by the spec, not carried out: refused when set
-    (lambda d: d["linux"]["resources"]["cpu"].update(cpus="0-1"), "linux.resources.cpu.cpus"),
+    (lambda d: d["linux"]["resources"]["cpu"].update(cpus=1), "linux.resources.cpu.cpus"),
+    (lambda d: d["linux"]["resources"]["cpu"].update(cpus="0-"), "linux.resources.cpu.cpus"),
+    (lambda d: d["linux"]["resources"]["cpu"].update(mems="0\n1"), "linux.resources.cpu.mems"),
+    (lambda d: d["linux"]["resources"]["cpu"].update(realtimeRuntime=1000), "linux.resources.cpu.realtimeRuntime"),
     (lambda d: d["process"].update(scheduler={"policy": "SCHED_FIFO"}), "process.scheduler"),
     (lambda d: d["linux"].update(timeOffsets={"monotonic": {"secs": 1}}), "linux.timeOffsets"),
     (lambda d: d["mounts"].append({"destination": "/m", "type": "bind", "source": "/x", "uidMappings": [{}]}),
@@ -251,3 +254,16 @@ def test_which_commands_re_execute_sealed_before_start_up():
     assert not forks_containers(["runtime", "run", "-d", "--image", "x"])
     assert not forks_containers(["runtime", "exec", "id", "--", "true"])
     assert not forks_containers(["image", "ls"]) and not forks_containers([])
+
+
+def test_cpusets_reach_the_cgroup_plan():
+    """linux.resources.cpu.cpus/mems (what the kubelet's static CPU manager writes) are carried
+    out, as the kernel's list syntax; empty strings ask for nothing, as runc."""
+    d = _doc()
+    d["linux"]["resources"]["cpu"].update(cpus="0-1,3", mems="0")
+    r = resources_from_spec(parse(d).resources)
+    assert (r.cpuset_cpus, r.cpuset_mems) == ("0-1,3", "0")
+    d["linux"]["resources"]["cpu"].update(cpus="", mems="")
+    r = resources_from_spec(parse(d).resources)
+    assert (r.cpuset_cpus, r.cpuset_mems) == (None, None)
+    assert resources_from_spec(parse(_doc()).resources).cpuset_cpus is None
