@@ -745,7 +745,8 @@ def _tolerations(tolerations: list, path: Path) -> list[FieldError]:
             errs.append(invalid(p.child("operator"), op, "operator must be Exists when `key` is empty, which means "
                                                          "\"match all values and all keys\""))
         if "tolerationSeconds" in t and effect != "NoExecute":
-            errs.append(invalid(p.child("effect"), effect, "effect must be 'NoExecute' when `tolerationSeconds` is set"))
+            errs.append(invalid(p.child("effect"), effect,
+                                "effect must be 'NoExecute' when `tolerationSeconds` is set"))
         if op in ("Equal", ""):
             errs += messages_as_errors(p.child("operator"), value, names.is_valid_label_value(value))
         elif op == "Exists":

@@ -220,9 +220,9 @@ def _scalar(value, t: Scalar, path: str, errors: list):
             return _DROP
     elif t is B64:
         if isinstance(value, str):
-            try:
-                base64.b64decode(value, validate=True)
-                return value
+            try:  # Go's decoder skips line breaks; the stored form is re-encoded without them
+                raw = base64.b64decode(value.replace("\r", "").replace("\n", ""), validate=True)
+                return base64.b64encode(raw).decode()
             except (binascii.Error, ValueError):
                 errors.append(FieldError(INVALID, path, OMIT, "illegal base64 data"))
                 return _DROP

@@ -152,7 +152,8 @@ def validate_pod_update(new: dict, old: dict) -> list[FieldError]:
             return errs + [invalid(adl, n, "must be less than or equal to previous value")]
     elif "activeDeadlineSeconds" in ospec:
         errs.append(invalid(adl, None, "must not update from a positive integer to nil value"))
-    errs += _only_added_tolerations(nspec.get("tolerations", []), ospec.get("tolerations", []), spec.child("tolerations"))
+    errs += _only_added_tolerations(nspec.get("tolerations", []), ospec.get("tolerations", []),
+                                    spec.child("tolerations"))
     munged = copy.deepcopy(nspec)
     for key in ("containers", "initContainers"):
         for c, oc in zip(munged.get(key, []), ospec.get(key, [])):

@@ -145,9 +145,10 @@ def test_unknown_fields_warn_or_fail_in_strict_mode():
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("    workingDir: 1.25\n", None, 'spec.containers[0].workingDir: Invalid value: 1.25: must be a string (quote it)'),
-    ("    workingDir: yes\n", None, "spec.containers[0].workingDir: Invalid value: true: must be a string (YAML reads unquoted "
-                               "yes/no/on/off/true/false as booleans: quote it)"),
+    ("    workingDir: 1.25\n", None,
+     "spec.containers[0].workingDir: Invalid value: 1.25: must be a string (quote it)"),
+    ("    workingDir: yes\n", None, "spec.containers[0].workingDir: Invalid value: true: must be a string (YAML "
+                                    "reads unquoted yes/no/on/off/true/false as booleans: quote it)"),
     ("    ports: [{containerPort: '80'}]\n", None,
      'spec.containers[0].ports[0].containerPort: Invalid value: "80": must be a 32-bit integer'),
     ("    ports: [{containerPort: 3000000000}]\n", None,
@@ -199,6 +200,8 @@ def test_config_map_value_must_be_a_string():
 def test_secret_base64_is_checked_and_string_data_folded():
     text = "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {a: '!!notb64'}\n"
     assert errors(text) == ["web.yaml: secret default/s: data[a]: Invalid value: illegal base64 data"]
+    wrapped = "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata:\n  a: |\n    YWJj\n    ZA==\n"
+    assert load(wrapped, "s.yaml")[0].obj["data"] == {"a": "YWJjZA=="}
     text = "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {a: YQ==}\nstringData: {b: hi, a: x}\n"
     s = load(text, "s.yaml")[0].obj
     assert s["data"] == {"a": "eA==", "b": "aGk="} and "stringData" not in s and s["type"] == "Opaque"
