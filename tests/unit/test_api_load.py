@@ -216,3 +216,18 @@ def test_services_and_endpointslices_are_accepted():
     assert errors(bad)[0].startswith('web.yaml: service default/1web: metadata.name: Invalid value: "1web": a DNS-1035 '
                                      "label must consist of lower case alphanumeric characters or '-', start with an "
                                      "alphabetic character")
+
+
+def test_examples_outside_default_need_their_namespace():
+    from kubelet_py.api import check_namespaces
+    missing = {}
+    for rel in EXAMPLE_FILES:
+        for d in load((EXAMPLES / rel).read_bytes(), rel):
+            for e in check_namespaces(d.obj, {"default"}, d.source):
+                missing.setdefault(e.value, []).append(rel)
+    assert missing == {
+        "cpu-example": ["pods/resource/cpu-request-limit.yaml"],
+        "mem-example": ["pods/resource/memory-request-limit-2.yaml", "pods/resource/memory-request-limit-3.yaml",
+                        "pods/resource/memory-request-limit.yaml"],
+        "qos-example": ["pods/qos/qos-pod-2.yaml", "pods/qos/qos-pod-3.yaml", "pods/qos/qos-pod-4.yaml",
+                        "pods/qos/qos-pod.yaml"]}
