@@ -7,9 +7,11 @@ Objects are plain dicts in the Kubernetes JSON shape. Nothing here changes its a
     check_namespaces(obj, existing)                 the one check that needs the store
     load_static(data, path, node_name)              a static pod from the manifest directory
     qos_class, container_resources, pod_requests, container_port, iter_containers
+    to_yaml(obj)                                    YAML that go-yaml v2 (kubectl) reads back the same
 """
 
 from kubelet_py.api.defaults import set_defaults
+from kubelet_py.api.dump import to_yaml
 from kubelet_py.api.errors import ApiError, FieldError, Source
 from kubelet_py.api.load import Document, admit, decode, load, read_objects
 from kubelet_py.api.resources import (ContainerKind, ContainerResources, container_port, container_resources,
@@ -21,4 +23,4 @@ from kubelet_py.api.validation import check_namespaces, validate
 __all__ = ["ApiError", "FieldError", "Source", "Document", "load", "read_objects", "decode", "admit", "set_defaults",
            "validate", "check_namespaces", "create", "update", "load_static", "static_pod", "static_uid",
            "qos_class", "container_resources", "ContainerResources", "pod_requests", "container_port",
-           "iter_containers", "ContainerKind"]
+           "iter_containers", "ContainerKind", "to_yaml"]
