@@ -199,7 +199,7 @@ def _init_containers(spec: dict, volumes: dict, grace, path: Path) -> list[Field
             errs.append(duplicate(p.child("name"), name))
         elif name:
             seen.add(name)
-        errs += _host_port_conflicts([c], ipath)
+        errs += _host_port_conflicts([c], ipath, first=i)  # init containers run one at a time
         if sidecar:
             errs += _lifecycle(c.get("lifecycle"), grace, spec, p.child("lifecycle"))
             errs += _liveness_or_startup(c.get("livenessProbe"), p.child("livenessProbe"))
@@ -269,10 +269,10 @@ def _ports(ports: list, path: Path) -> list[FieldError]:
     return errs
 
 
-def _host_port_conflicts(containers: list, path: Path) -> list[FieldError]:
+def _host_port_conflicts(containers: list, path: Path, first: int = 0) -> list[FieldError]:
     """checkHostPortConflicts: one hostIP/protocol/hostPort per pod (init containers each alone)."""
     errs, seen = [], set()
-    for ci, c in enumerate(containers):
+    for ci, c in enumerate(containers, first):
         for pi, port in enumerate(c.get("ports", [])):
             if not port.get("hostPort"):
                 continue

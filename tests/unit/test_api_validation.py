@@ -103,6 +103,10 @@ CASES = [
     ("spec.containers[1].ports", [{"containerPort": 8080, "hostPort": 8080}, {"containerPort": 8081, "hostPort": 8080}],
      ['spec.containers[1].ports[1].hostPort: Duplicate value: "/TCP/8080"']),
     # env
+    ("spec.initContainers", [{"name": "i", "image": "x", "ports": [{"containerPort": 1, "hostPort": 9}]},
+                             {"name": "j", "image": "x", "ports": [{"containerPort": 1, "hostPort": 9},
+                                                                    {"containerPort": 2, "hostPort": 9}]}],
+     ['spec.initContainers[1].ports[1].hostPort: Duplicate value: "/TCP/9"']),
     ("spec.containers[1].env", [{"name": ""}], ["spec.containers[1].env[0].name: Required value"]),
     ("spec.containers[1].env", [{"name": "A=B"}], [
         'spec.containers[1].env[0].name: Invalid value: "A=B": a valid environment variable name must consist only of '
