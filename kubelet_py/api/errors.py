@@ -164,10 +164,6 @@ def too_long(field: str, max_bytes: int) -> FieldError:
     return FieldError(TOO_LONG, field, OMIT, f"may not be more than {max_bytes} bytes")
 
 
-def too_many(field: str, actual: int, max_items: int) -> FieldError:
-    return FieldError(TOO_MANY, field, actual, f"must have at most {max_items} items")
-
-
 class ApiError(Exception):
     """Every error found in what was given, at once. `kind`: INVALID_ARGUMENT (bad input),
     ALREADY_EXISTS, NOT_FOUND or FAILED_PRECONDITION (a conflict with the stored object)."""

@@ -759,10 +759,6 @@ def _tolerations(tolerations: list, path: Path) -> list[FieldError]:
     return errs
 
 
-def validate_tolerations(tolerations: list, path: Path = SPEC.child("tolerations")) -> list[FieldError]:
-    return _tolerations(tolerations, path)
-
-
 def _host_aliases(aliases: list, path: Path) -> list[FieldError]:
     errs = []
     for i, a in enumerate(aliases):

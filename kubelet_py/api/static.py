@@ -34,7 +34,6 @@ from kubelet_py.api.validation import validate
 CONFIG_HASH = "kubernetes.io/config.hash"
 CONFIG_SOURCE = "kubernetes.io/config.source"
 CONFIG_SEEN = "kubernetes.io/config.seen"
-CONFIG_MIRROR = "kubernetes.io/config.mirror"
 
 _FNV128_OFFSET = 0x6C62272E07BB014262B821756295C58D
 _FNV128_PRIME = 0x0000000001000000000000000000013B

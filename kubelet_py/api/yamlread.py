@@ -159,18 +159,6 @@ _NOKEY = object()
 _MERGE = object()
 
 
-def _count(value) -> int:
-    n, stack = 0, [value]
-    while stack:
-        v = stack.pop()
-        n += 1
-        if isinstance(v, dict):
-            stack.extend(v.values())
-        elif isinstance(v, list):
-            stack.extend(v)
-    return n
-
-
 @dataclass
 class _Doc:
     index: int
