@@ -1,26 +1,25 @@
 """A Pod's spec, checked as upstream's ValidatePodCreate does (pkg/apis/core/validation):
-containers, init containers and sidecars, ports, env, volumes and mounts, resources, probes
-and hooks, security contexts, DNS, tolerations. Each function returns a list of FieldErrors;
+containers, init containers and sidecars, ports, env, mounts, resources, probes and hooks,
+security contexts, DNS, tolerations (volumes: volume_validation.py). Each function returns a list of FieldErrors;
 none stops at the first. Paths and wording are upstream's."""
 
 from __future__ import annotations
 
-import posixpath
 import re
 
 from kubelet_py.api import names, quantity
 from kubelet_py.api.errors import FieldError, Path, duplicate, forbidden, invalid, not_found, not_supported, required
 from kubelet_py.api.meta_validation import messages_as_errors, validate_labels
+from kubelet_py.api.volume_validation import (ENV_FIELD_PATHS, PULL_POLICIES, enum_errors, field_ref_errors,
+                                              local_descending_path, resource_field_ref_errors, validate_volumes)
 
 SPEC = Path("spec")
 NONNEGATIVE = "must be greater than or equal to 0"
 INIT_ONLY_ALWAYS = "may not be set for init containers without restartPolicy=Always"
-FILE_MODE = "must be a number between 0 and 0777 (octal), both inclusive"
 MAX_INT32 = 2**31 - 1
 
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
 DNS_POLICIES = ("ClusterFirstWithHostNet", "ClusterFirst", "Default", "None")
-PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 PROTOCOLS = ("SCTP", "TCP", "UDP")
 TERMINATION_MESSAGE_POLICIES = ("File", "FallbackToLogsOnError")
 SECCOMP_TYPES = ("Localhost", "RuntimeDefault", "Unconfined")
@@ -28,7 +27,6 @@ APPARMOR_TYPES = ("Localhost", "RuntimeDefault", "Unconfined")
 PROC_MOUNTS = ("Default", "Unmasked")
 PROPAGATIONS = ("Bidirectional", "HostToContainer", "None")
 RECURSIVE_READ_ONLY = ("Disabled", "Enabled", "IfPossible")
-HOST_PATH_TYPES = ("", "BlockDevice", "CharDevice", "Directory", "DirectoryOrCreate", "File", "FileOrCreate", "Socket")
 URI_SCHEMES = ("HTTP", "HTTPS")
 TOLERATION_OPERATORS = ("Equal", "Exists")
 TAINT_EFFECTS = ("NoExecute", "NoSchedule", "PreferNoSchedule")
@@ -46,24 +44,11 @@ STOP_SIGNALS_LINUX = tuple(sorted(
     [f"SIG{s}" for s in "ABRT ALRM BUS CHLD CLD CONT FPE HUP ILL INT IO IOT KILL PIPE POLL PROF PWR QUIT SEGV "
      "STKFLT STOP SYS TERM TRAP TSTP TTIN TTOU URG USR1 USR2 VTALRM WINCH XCPU XFSZ".split()]
     + [f"SIGRTMIN+{i}" for i in range(1, 16)] + [f"SIGRTMAX-{i}" for i in range(1, 15)] + ["SIGRTMIN", "SIGRTMAX"]))
-ENV_FIELD_PATHS = ("metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName", "spec.serviceAccountName",
-                   "status.hostIP", "status.hostIPs", "status.podIP", "status.podIPs")
-VOLUME_FIELD_PATHS = ("metadata.annotations", "metadata.labels", "metadata.name", "metadata.namespace", "metadata.uid")
-# what ConvertDownwardAPIFieldLabel knows, before the narrower lists above
-KNOWN_FIELD_LABELS = frozenset(ENV_FIELD_PATHS + VOLUME_FIELD_PATHS + (
-    "spec.restartPolicy", "spec.schedulerName", "status.phase"))
-RESOURCE_FIELD_PATHS = ("limits.cpu", "limits.ephemeral-storage", "limits.memory", "requests.cpu",
-                        "requests.ephemeral-storage", "requests.memory")
 STANDARD_CONTAINER_RESOURCES = ("cpu", "memory", "ephemeral-storage")
 SYSCTL_FMT = r"([a-z0-9]([-_a-z0-9]*[a-z0-9])?[\./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?"
 MAX_DNS_NAMESERVERS = 3
 MAX_DNS_SEARCH_PATHS = 32
 MAX_DNS_SEARCH_CHARS = 2048
-VOLUME_SOURCES = ("hostPath", "emptyDir", "gcePersistentDisk", "awsElasticBlockStore", "gitRepo", "secret", "nfs",
-                  "iscsi", "glusterfs", "persistentVolumeClaim", "rbd", "flexVolume", "cinder", "cephfs", "flocker",
-                  "downwardAPI", "fc", "azureFile", "configMap", "vsphereVolume", "quobyte", "azureDisk",
-                  "photonPersistentDisk", "projected", "portworxVolume", "scaleIO", "storageos", "csi", "ephemeral",
-                  "image")
 
 
 def validate_pod(pod: dict) -> list[FieldError]:
@@ -98,8 +83,8 @@ def validate_pod_spec(spec: dict, path: Path) -> list[FieldError]:
                     errs.append(invalid(path.child("containers").index(ci).child("ports").index(pi)
                                         .child("containerPort"), p.get("containerPort", 0),
                                         "must match `hostPort` when `hostNetwork` is true"))
-    errs += _enum(spec.get("restartPolicy", ""), path.child("restartPolicy"), RESTART_POLICIES)
-    errs += _enum(spec.get("dnsPolicy", ""), path.child("dnsPolicy"), DNS_POLICIES)
+    errs += enum_errors(spec.get("restartPolicy", ""), path.child("restartPolicy"), RESTART_POLICIES)
+    errs += enum_errors(spec.get("dnsPolicy", ""), path.child("dnsPolicy"), DNS_POLICIES)
     errs += validate_labels(spec.get("nodeSelector"), path.child("nodeSelector"))
     errs += _pod_security_context(spec, path)
     for i, s in enumerate(spec.get("imagePullSecrets", [])):
@@ -133,7 +118,7 @@ def validate_pod_spec(spec: dict, path: Path) -> list[FieldError]:
     errs += _tolerations(spec.get("tolerations", []), path.child("tolerations"))
     errs += _host_aliases(spec.get("hostAliases", []), path.child("hostAliases"))
     if "preemptionPolicy" in spec:
-        errs += _enum(spec["preemptionPolicy"], path.child("preemptionPolicy"), PREEMPTION_POLICIES)
+        errs += enum_errors(spec["preemptionPolicy"], path.child("preemptionPolicy"), PREEMPTION_POLICIES)
     if "overhead" in spec:
         errs += _resource_list(spec["overhead"], path.child("overhead"))
     if "os" in spec:
@@ -148,14 +133,6 @@ def validate_pod_spec(spec: dict, path: Path) -> list[FieldError]:
     if "resources" in spec:
         errs += validate_resources(spec["resources"], path.child("resources"))
     return errs
-
-
-def _enum(value: str, path: Path, supported: tuple) -> list[FieldError]:
-    if value in supported:
-        return []
-    if value == "":
-        return [required(path)]
-    return [not_supported(path, value, supported)]
 
 
 # --- containers --------------------------------------------------------------------------
@@ -232,12 +209,12 @@ def _container_common(c: dict, volumes: dict, spec: dict, p: Path) -> list[Field
     errs += _env(c.get("env", []), p.child("env"))
     errs += _env_from(c.get("envFrom", []), p.child("envFrom"))
     errs += _volume_mounts(c, volumes, p.child("volumeMounts"))
-    errs += _enum(c.get("imagePullPolicy", ""), p.child("imagePullPolicy"), PULL_POLICIES)
+    errs += enum_errors(c.get("imagePullPolicy", ""), p.child("imagePullPolicy"), PULL_POLICIES)
     errs += validate_resources(c.get("resources", {}), p.child("resources"))
     for i, rp in enumerate(c.get("resizePolicy", [])):
         rpath = p.child("resizePolicy").index(i)
-        errs += _enum(rp.get("resourceName", ""), rpath.child("resourceName"), ("cpu", "memory"))
-        errs += _enum(rp.get("restartPolicy", ""), rpath.child("restartPolicy"), RESIZE_RESTART_POLICIES)
+        errs += enum_errors(rp.get("resourceName", ""), rpath.child("resourceName"), ("cpu", "memory"))
+        errs += enum_errors(rp.get("restartPolicy", ""), rpath.child("restartPolicy"), RESIZE_RESTART_POLICIES)
     errs += _security_context(c.get("securityContext"), p.child("securityContext"))
     return errs
 
@@ -263,7 +240,7 @@ def _ports(ports: list, path: Path) -> list[FieldError]:
         hport = port.get("hostPort", 0)
         if hport:
             errs += messages_as_errors(p.child("hostPort"), hport, names.is_valid_port_num(hport))
-        errs += _enum(port.get("protocol", ""), p.child("protocol"), PROTOCOLS)
+        errs += enum_errors(port.get("protocol", ""), p.child("protocol"), PROTOCOLS)
         if port.get("hostIP"):
             errs += messages_as_errors(p.child("hostIP"), port["hostIP"], names.is_valid_ip(port["hostIP"]))
     return errs
@@ -302,10 +279,10 @@ def _env_value_from(e: dict, path: Path) -> list[FieldError]:
     errs, n = [], 0
     if "fieldRef" in src:
         n += 1
-        errs += _field_ref(src["fieldRef"], ENV_FIELD_PATHS, path.child("fieldRef"))
+        errs += field_ref_errors(src["fieldRef"], ENV_FIELD_PATHS, path.child("fieldRef"))
     if "resourceFieldRef" in src:
         n += 1
-        errs += _resource_field_ref(src["resourceFieldRef"], path.child("resourceFieldRef"), volume=False)
+        errs += resource_field_ref_errors(src["resourceFieldRef"], path.child("resourceFieldRef"), volume=False)
     for key in ("configMapKeyRef", "secretKeyRef"):
         if key in src:
             n += 1
@@ -325,52 +302,6 @@ def _env_value_from(e: dict, path: Path) -> list[FieldError]:
         errs.append(invalid(path, "", "may not be specified when `value` is not empty"))
     elif n > 1:
         errs.append(invalid(path, "", "may not have more than one field specified at a time"))
-    return errs
-
-
-def _field_ref(ref: dict, allowed: tuple, path: Path) -> list[FieldError]:
-    version, fpath = ref.get("apiVersion", ""), ref.get("fieldPath", "")
-    if not version:
-        return [required(path.child("apiVersion"))]
-    if not fpath:
-        return [required(path.child("fieldPath"))]
-    if version != "v1":
-        return [invalid(path.child("fieldPath"), fpath, f"error converting fieldPath: unsupported pod version: "
-                                                        f"{version}")]
-    m = re.fullmatch(r"(metadata\.(?:labels|annotations))\['(.*)'\]", fpath)
-    if m:
-        key = m.group(2).lower() if m.group(1).endswith("annotations") else m.group(2)
-        return messages_as_errors(path, key, names.is_qualified_name(key))
-    if fpath not in KNOWN_FIELD_LABELS:
-        return [invalid(path.child("fieldPath"), fpath, f"error converting fieldPath: field label not supported: "
-                                                        f"{fpath}")]
-    if fpath not in allowed:
-        return [not_supported(path.child("fieldPath"), fpath, allowed)]
-    return []
-
-
-def _resource_field_ref(ref: dict, path: Path, volume: bool) -> list[FieldError]:
-    errs = []
-    resource = ref.get("resource", "")
-    if volume and not ref.get("containerName"):
-        errs.append(required(path.child("containerName")))
-    elif not resource:
-        errs.append(required(path.child("resource")))
-    elif resource not in RESOURCE_FIELD_PATHS and not re.fullmatch(r"(limits|requests)\.hugepages-.+", resource):
-        errs.append(not_supported(path.child("resource"), resource, RESOURCE_FIELD_PATHS))
-    divisor = ref.get("divisor")
-    if divisor is not None and resource:
-        d = quantity.value(divisor)
-        if resource.endswith(".cpu"):
-            if d not in (quantity.value("1m"), 1):
-                errs.append(invalid(path.child("divisor"), divisor,
-                                    "only divisor's values 1m and 1 are supported with the cpu resource"))
-        elif d not in {quantity.value(s) for s in ("1", "1k", "1M", "1G", "1T", "1P", "1E", "1Ki", "1Mi", "1Gi",
-                                                   "1Ti", "1Pi", "1Ei")}:
-            what = "memory" if "memory" in resource else "local ephemeral storage" \
-                if "ephemeral" in resource else "hugepages"
-            errs.append(invalid(path.child("divisor"), divisor, "only divisor's values 1, 1k, 1M, 1G, 1T, 1P, 1E, "
-                                f"1Ki, 1Mi, 1Gi, 1Ti, 1Pi, 1Ei are supported with the {what} resource"))
     return errs
 
 
@@ -412,12 +343,12 @@ def _volume_mounts(c: dict, volumes: dict, path: Path) -> list[FieldError]:
         if any(d.get("devicePath") == mount_path for d in devices):
             errs.append(invalid(p.child("mountPath"), mount_path, "must not already exist as a path in volumeDevices"))
         if m.get("subPath"):
-            errs += _local_descending_path(m["subPath"], p.child("subPath"))
+            errs += local_descending_path(m["subPath"], p.child("subPath"))
         if m.get("subPathExpr"):
             if m.get("subPath"):
                 errs.append(invalid(p.child("subPathExpr"), m["subPathExpr"],
                                     "subPathExpr and subPath are mutually exclusive"))
-            errs += _local_descending_path(m["subPathExpr"], p.child("subPathExpr"))
+            errs += local_descending_path(m["subPathExpr"], p.child("subPathExpr"))
         if "mountPropagation" in m:
             prop = m["mountPropagation"]
             if prop not in PROPAGATIONS:
@@ -436,22 +367,6 @@ def _volume_mounts(c: dict, volumes: dict, path: Path) -> list[FieldError]:
                 if m.get("mountPropagation", "None") != "None":
                     errs.append(forbidden(rpath, "may only be specified when mountPropagation is None or not "
                                                  "specified"))
-    return errs
-
-
-def _local_descending_path(target: str, path: Path) -> list[FieldError]:
-    errs = []
-    if posixpath.isabs(target):
-        errs.append(invalid(path, target, "must be a relative path"))
-    if ".." in target.split("/"):
-        errs.append(invalid(path, target, "must not contain '..'"))
-    return errs
-
-
-def _local_non_reserved_path(target: str, path: Path) -> list[FieldError]:
-    errs = _local_descending_path(target, path)
-    if target.startswith("..") and not target.startswith("../"):
-        errs.append(invalid(path, target, "must not start with '..'"))
     return errs
 
 
@@ -631,7 +546,7 @@ def _profile(profile, path: Path, kind: str, types: tuple) -> list[FieldError]:
         if "localhostProfile" not in profile:
             errs.append(required(path.child("localhostProfile"), f"must be set when {kind} type is Localhost"))
         else:
-            errs += _local_descending_path(profile["localhostProfile"], path.child("localhostProfile"))
+            errs += local_descending_path(profile["localhostProfile"], path.child("localhostProfile"))
     elif "localhostProfile" in profile:
         errs.append(invalid(path.child("localhostProfile"), profile,
                             f"can only be set when {kind} type is Localhost"))
@@ -680,9 +595,9 @@ def _pod_security_context(spec: dict, spec_path: Path) -> list[FieldError]:
     for i, gid in enumerate(sc.get("supplementalGroups", [])):
         errs += messages_as_errors(path.child("supplementalGroups").index(i), gid, names.is_valid_group_id(gid))
     if "fsGroupChangePolicy" in sc:
-        errs += _enum(sc["fsGroupChangePolicy"], path.child("fsGroupChangePolicy"), FS_GROUP_CHANGE_POLICIES)
+        errs += enum_errors(sc["fsGroupChangePolicy"], path.child("fsGroupChangePolicy"), FS_GROUP_CHANGE_POLICIES)
     if "supplementalGroupsPolicy" in sc:
-        errs += _enum(sc["supplementalGroupsPolicy"], path.child("supplementalGroupsPolicy"),
+        errs += enum_errors(sc["supplementalGroupsPolicy"], path.child("supplementalGroupsPolicy"),
                       SUPPLEMENTAL_GROUPS_POLICIES)
     errs += _profile(sc.get("seccompProfile"), path.child("seccompProfile"), "seccomp", SECCOMP_TYPES)
     errs += _profile(sc.get("appArmorProfile"), path.child("appArmorProfile"), "apparmor", APPARMOR_TYPES)
@@ -767,140 +682,3 @@ def _host_aliases(aliases: list, path: Path) -> list[FieldError]:
         for j, h in enumerate(a.get("hostnames", [])):
             errs += messages_as_errors(p.child("hostnames").index(j), h, names.is_dns1123_subdomain(h))
     return errs
-
-
-# --- volumes -----------------------------------------------------------------------------
-
-def validate_volumes(volumes: list, path: Path) -> tuple[dict, list[FieldError]]:
-    """(the valid volumes by name, errors): a mount of an invalid volume is also `Not found`, as upstream."""
-    errs, valid, seen = [], {}, set()
-    for i, vol in enumerate(volumes):
-        p = path.index(i)
-        el = _volume_source(vol, p)
-        name = vol.get("name", "")
-        if not name:
-            el.append(required(p.child("name")))
-        else:
-            el += messages_as_errors(p.child("name"), name, names.is_dns1123_label(name))
-        if name in seen:
-            el.append(duplicate(p.child("name"), name))
-        seen.add(name)
-        if el:
-            errs += el
-        else:
-            valid[name] = vol
-    return valid, errs
-
-
-def _mode(src: dict, key: str, path: Path) -> list[FieldError]:
-    if key in src and not 0 <= src[key] <= 0o777:
-        return [invalid(path.child(key), src[key], FILE_MODE)]
-    return []
-
-
-def _key_to_paths(items: list, path: Path) -> list[FieldError]:
-    errs = []
-    for i, kp in enumerate(items):
-        p = path.index(i)
-        if not kp.get("key"):
-            errs.append(required(p.child("key")))
-        if not kp.get("path"):
-            errs.append(required(p.child("path")))
-        errs += _local_non_reserved_path(kp.get("path", ""), p.child("path"))
-        errs += _mode(kp, "mode", p)
-    return errs
-
-
-def _downward_items(items: list, path: Path) -> list[FieldError]:
-    errs = []
-    for i, f in enumerate(items):
-        p = path.index(i)
-        if not f.get("path"):
-            errs.append(required(p.child("path")))
-        errs += _local_non_reserved_path(f.get("path", ""), p.child("path"))
-        if "fieldRef" in f:
-            errs += _field_ref(f["fieldRef"], VOLUME_FIELD_PATHS, p.child("fieldRef"))
-            if "resourceFieldRef" in f:
-                errs.append(invalid(p, "resource", "fieldRef and resourceFieldRef can not be specified simultaneously"))
-        elif "resourceFieldRef" in f:
-            errs += _resource_field_ref(f["resourceFieldRef"], p.child("resourceFieldRef"), volume=True)
-        else:
-            errs.append(required(p, "one of fieldRef and resourceFieldRef is required"))
-        errs += _mode(f, "mode", p)
-    return errs
-
-
-def _volume_source(vol: dict, path: Path) -> list[FieldError]:
-    present = [s for s in VOLUME_SOURCES if s in vol]
-    if not present:
-        return [required(path, "must specify a volume type")]
-    errs = [forbidden(path.child(s), "may not specify more than 1 volume type") for s in present[1:]]
-    kind = present[0]
-    src, p = vol[kind], path.child(kind)
-    if kind == "hostPath":
-        if not src.get("path"):
-            errs.append(required(p.child("path")))
-        else:
-            if ".." in src["path"].split("/"):
-                errs.append(invalid(p.child("path"), src["path"], "must not contain '..'"))
-            if src.get("type", "") not in HOST_PATH_TYPES:
-                errs.append(not_supported(p.child("type"), src["type"], HOST_PATH_TYPES))
-    elif kind == "emptyDir":
-        if "sizeLimit" in src and quantity.value(src["sizeLimit"]) < 0:
-            errs.append(forbidden(p.child("sizeLimit"), "SizeLimit field must be a valid resource quantity"))
-    elif kind in ("secret", "configMap"):
-        name_key = "secretName" if kind == "secret" else "name"
-        if not src.get(name_key):
-            errs.append(required(p.child(name_key)))
-        errs += _mode(src, "defaultMode", p)
-        errs += _key_to_paths(src.get("items", []), p.child("items"))
-    elif kind == "downwardAPI":
-        errs += _mode(src, "defaultMode", p)
-        errs += _downward_items(src.get("items", []), p.child("items"))
-    elif kind == "projected":
-        errs += _mode(src, "defaultMode", p)
-        errs += _projected(src.get("sources", []), p.child("sources"))
-    elif kind == "persistentVolumeClaim":
-        if not src.get("claimName"):
-            errs.append(required(p.child("claimName")))
-    elif kind == "image":
-        if not src.get("reference"):
-            errs.append(required(p.child("reference")))
-        if "pullPolicy" in src:
-            errs += _enum(src["pullPolicy"], p.child("pullPolicy"), PULL_POLICIES)
-    return errs
-
-
-def _projected(sources: list, path: Path) -> list[FieldError]:
-    errs, paths = [], set()
-    for i, src in enumerate(sources):
-        p = path.index(i)
-        kinds = [k for k in ("secret", "configMap", "downwardAPI", "serviceAccountToken", "clusterTrustBundle",
-                             "podCertificate") if k in src]
-        if len(kinds) > 1:
-            errs.append(forbidden(p, "may not specify more than 1 volume type per source"))
-        for k in kinds:
-            s, sp = src[k], p.child(k)
-            if k in ("secret", "configMap"):
-                if not s.get("name"):
-                    errs.append(required(sp.child("name")))
-                errs += _key_to_paths(s.get("items", []), sp.child("items"))
-                item_paths = [kp.get("path", "") for kp in s.get("items", [])]
-            elif k == "downwardAPI":
-                errs += _downward_items(s.get("items", []), sp.child("items"))
-                item_paths = [f.get("path", "") for f in s.get("items", [])]
-            elif k == "serviceAccountToken":
-                if s.get("expirationSeconds", 3600) < 600:
-                    errs.append(invalid(sp.child("expirationSeconds"), s["expirationSeconds"],
-                                        "may not specify a duration less than 10 minutes"))
-                if not s.get("path"):
-                    errs.append(required(sp.child("path")))
-                item_paths = [s.get("path", "")]
-            else:
-                item_paths = []
-            for ip in item_paths:
-                if ip and ip in paths:
-                    errs.append(invalid(path, ip, "conflicting duplicate paths"))
-                paths.add(ip)
-    return errs
-
