@@ -194,12 +194,25 @@ def _obj_path(kind: str, ns: str, name: str) -> str:
 @click.argument("names", nargs=-1)
 @click.option("-f", "--filename", "paths", multiple=True)
 @click.option("-n", "--namespace", default="default")
+@click.option("--all", "all_", is_flag=True, help="Every pod of the namespace.")
 @click.option("--grace-period", type=int, default=None, help="Seconds for the pod to stop (default: its own).")
 @click.option("--now", is_flag=True, help="--grace-period=1.")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Return once the objects are gone.")
 @click.pass_context
-def delete(ctx, kind, names, paths, namespace, grace_period, now, wait):
-    """Delete pods or namespaces (`delete pod NAME`, `delete -f FILE`)."""
+def delete(ctx, kind, names, paths, namespace, all_, grace_period, now, wait):
+    """Delete pods or namespaces (`delete pod NAME`, `delete -f FILE`, `delete pods --all`)."""
+    if all_:
+        if ALIASES.get((kind or "").lower()) != "pods":
+            raise KpyError("error: --all works with pods")
+
+        async def names_of():
+            from .client import pod_path
+            async with _client(ctx) as c:
+                return [p["metadata"]["name"] for p in (await c.get(pod_path(namespace)))["items"]]
+        names = tuple(_run(names_of()))
+        if not names:
+            click.echo(f"No resources found in {namespace} namespace.", err=True)
+            return
     refs = _pod_refs(ctx, kind, names, paths, namespace)
     if now:
         grace_period = 1
@@ -242,15 +255,15 @@ def _print_objects(objs: list[dict], kind: str, output: str | None, all_ns: bool
         if output == "json":
             click.echo(json.dumps(doc, indent=4))
         else:
-            import yaml
-            click.echo(yaml.safe_dump(doc, default_flow_style=False, sort_keys=True), nl=False)
+            from .api.dump import to_yaml
+            click.echo(to_yaml(doc), nl=False)
     elif output == "name":
         for o in objs:
             click.echo(printers.name_output(o))
     elif output and output.startswith("jsonpath="):
-        from .status.jsonpath import evaluate
+        from .status.jsonpath import jsonpath
         doc = objs[0] if single else {"kind": "List", "items": objs}
-        click.echo(evaluate(output.split("=", 1)[1], doc), nl=False)
+        click.echo(jsonpath(output.split("=", 1)[1], doc), nl=False)
     elif kind == "pods":
         click.echo(printers.pods_table(objs, now, wide=output == "wide", all_namespaces=all_ns), nl=False)
     else:
@@ -287,10 +300,10 @@ def get(ctx, kind, name, namespace, all_namespaces, selector, output, watch):
             params = {"labelSelector": selector} if selector and not name else None
             body = await c.get(path, params)
             objs = [body] if name else body["items"]
-            if not objs and not watch:
+            if not objs and not watch and output not in ("json", "yaml"):
                 click.echo(printers.no_resources_message(None if all_namespaces or k == "namespaces" else namespace),
                            err=True)
-            elif objs:
+            elif objs or output in ("json", "yaml"):
                 _print_objects(objs, k, output, all_namespaces, bool(name))
             if watch and k == "pods":
                 wpath = pod_path(namespace) if not all_namespaces else "/api/v1/pods"
@@ -455,9 +468,9 @@ def wait(ctx, target, condition, namespace, timeout):
                     return cond["status"].lower() == want.lower()
             return False
         if condition.startswith("jsonpath="):
-            from .status.jsonpath import evaluate
+            from .status.jsonpath import jsonpath
             expr, _, want = condition[len("jsonpath="):].rpartition("=")
-            return evaluate(expr, pod).strip() == want.strip("'\"")
+            return jsonpath(expr, pod).strip() == want.strip("'\"")
         raise click.BadParameter(f"{condition!r}: condition=NAME[=VALUE], delete or jsonpath=EXPR=VALUE",
                                  param_hint="--for")
 

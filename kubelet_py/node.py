@@ -259,7 +259,11 @@ class _NodeRuntime:
             self.store.put({**pod, "status": status})
 
     def pod_removed(self, pod: dict) -> None:
+        """The pod's worker is done after a deletion: the object goes, with its logs."""
+        import shutil
         md = pod["metadata"]
+        shutil.rmtree(os.path.join(self.opts.log_root, f"{md.get('namespace', 'default')}_{md['name']}_{md['uid']}"),
+                      ignore_errors=True)
         cur = self.store.get("Pod", md.get("namespace", "default"), md["name"])
         if cur is not None and cur["metadata"].get("uid") == md["uid"]:
             self.store.remove("Pod", md.get("namespace", "default"), md["name"])
@@ -393,7 +397,14 @@ class _NodeControl:
     def admit_new(self, obj: dict) -> dict:
         """An object the agent makes itself (its namespaces): defaulted, with create metadata."""
         from .api.load import admit
-        return _created(admit(obj).obj, time.time())
+        from .api.update import create
+        return create(admit(obj).obj, time.time(), lambda: str(uuid.uuid4()))
+
+    def admit_static(self, pod: dict) -> dict:
+        """A static pod as stored: create's metadata, with the uid its content gave it."""
+        from .api.update import create
+        uid = pod["metadata"]["uid"]
+        return create(pod, time.time(), lambda: uid)
 
     async def apply(self, items: list[dict], strict: bool = False, create_only: bool = False,
                     dry_run: bool = False) -> list[dict]:
@@ -401,6 +412,7 @@ class _NodeControl:
         once, nothing of an invalid object stored). Per object: action, object, warnings."""
         from .api.errors import ApiError as FieldErrors
         from .api.load import admit
+        from .api.update import create, update
         from .api.validation import check_namespaces
         from .server.api import ApiError
         admitted = []
@@ -434,9 +446,13 @@ class _NodeControl:
                     raise ApiError(422, f"the node runs its maximum of {self.opts.max_pods} pods (--max-pods)")
                 if kind == "Pod" and not obj["spec"].get("nodeName"):  # bound here, as a scheduler would
                     obj = {**obj, "spec": {**obj["spec"], "nodeName": self.node_name}}
-                stored, action = _created(obj, time.time()), "created"
+                stored, action = create(obj, time.time(), lambda: str(uuid.uuid4())), "created"
             else:
-                stored, action = _updated(old, obj)
+                try:
+                    stored = update(old, obj)
+                except FieldErrors as e:
+                    raise ApiError(422, str(e), "Invalid") from None
+                action = "unchanged" if stored is old or stored == old else "configured"
             if not dry_run and action != "unchanged":
                 stored = self.store.put(stored)
             out.append({"action": action, "object": stored, "warnings": warnings})
@@ -532,43 +548,9 @@ class NodeAgent(_NodeControl, _NodeRuntime):
     pass
 
 
-def _created(obj: dict, now: float) -> dict:
-    """The metadata the API server sets on create (uid, creationTimestamp, generation), and a
-    new pod's Pending status."""
-    md = {**obj["metadata"], "uid": str(uuid.uuid4()), "creationTimestamp": rfc3339(now)}
-    if obj["kind"] == "Pod":
-        md["generation"] = 1
-    out = {**obj, "metadata": md}
-    if obj["kind"] == "Pod":
-        out["status"] = {"phase": "Pending", "qosClass": _qos(obj)}
-    if obj["kind"] == "Namespace":
-        out["status"] = {"phase": "Active"}
-    return out
 
+class NodeAgent(_NodeControl, _NodeRuntime):
+    """The agent: _NodeRuntime (what workers use) and _NodeControl (start-up, desired state,
+    logs and exec)."""
+    pass
 
-def _qos(pod: dict) -> str:
-    from .status.qos import qos_class
-    return qos_class(pod)
-
-
-# what an update of a pod may change in place (the API server's ValidatePodUpdate)
-def _updated(old: dict, new: dict) -> tuple[dict, str]:
-    from .server.api import ApiError
-    keep = ("uid", "creationTimestamp", "generation", "resourceVersion", "deletionTimestamp",
-            "deletionGracePeriodSeconds")
-    md = {**new["metadata"], **{k: old["metadata"][k] for k in keep if k in old["metadata"]}}
-    merged = {**new, "metadata": md}
-    if "status" in old:
-        merged["status"] = old["status"]
-    if new["kind"] != "Pod":
-        same = {k: v for k, v in merged.items() if k != "status"} == {k: v for k, v in old.items() if k != "status"}
-        return (old, "unchanged") if same else (merged, "configured")
-    from .api.update import validate_pod_update
-    errs = validate_pod_update(old, merged)
-    if errs:
-        raise ApiError(422, f'Pod "{md["name"]}" is invalid: ' + "; ".join(str(e) for e in errs), "Invalid")
-    if merged == old:
-        return old, "unchanged"
-    if merged.get("spec") != old.get("spec"):
-        md["generation"] = int(old["metadata"].get("generation", 1)) + 1
-    return merged, "configured"

@@ -70,19 +70,14 @@ class StaticPods:
             ino.close()
 
     def _read(self, path: str) -> dict | None:
-        from ..api.load import load
-        from ..api.static import static_pod
+        from ..api.static import load_static
         try:
             if os.path.getsize(path) > MAX_FILE:
                 raise ValueError(f"larger than {MAX_FILE} bytes")
             with open(path, "rb") as f:
                 data = f.read()
-            docs = load(data, path)
-            pods = [d.obj for d in docs if d.obj.get("kind") == "Pod"]
-            if len(docs) != 1 or len(pods) != 1:
-                raise ValueError(f"a static pod file holds exactly one Pod ({len(docs)} objects found)")
-            pod = static_pod(pods[0], self.agent.node_name, path)
-            for w in docs[0].warnings:
+            pod, warnings = load_static(data, path, self.agent.node_name)
+            for w in warnings:
                 log.warning("static pod %s: %s", path, w)
         except Exception as e:  # noqa: BLE001 - a bad file is reported, never fatal to the others
             why = str(e)
@@ -121,7 +116,7 @@ class StaticPods:
                     continue  # the old pod is still stopping; the next scan creates the new one
                 self.current[path] = existing
                 continue
-            stored = self.agent.store.put(pod)
+            stored = self.agent.store.put(self.agent.admit_static(pod))
             self.current[path] = stored
 
     def _stored(self, pod: dict) -> bool:

@@ -51,13 +51,16 @@ class PodProbes:
         if probes is not None and probes.container_id:
             probes.container_exited(probes.container_id)
 
-    def stop_all(self) -> None:
+    async def stop_all(self) -> None:
+        """Every probe task of the pod ends (an exec in flight within its timeout)."""
+        probes, self.by_name = list(self.by_name.values()), {}
+        await asyncio.gather(*(p.stop() for p in probes))
+
+    def pod_deleting(self) -> None:
         for probes in self.by_name.values():
-            asyncio.get_running_loop().create_task(probes.stop())
-        self.by_name.clear()
+            probes.pod_deleting()
 
     def _changed(self, update) -> None:
-        probes = self.by_name.get(update.container)
         name = update.container or next((n for n, p in self.by_name.items() if p.container_id == update.container_id), None)
         probes = self.by_name.get(name)
         if probes is None or probes.container_id != update.container_id:

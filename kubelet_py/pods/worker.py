@@ -87,7 +87,7 @@ class PodWorker:
             if self.stream_task:
                 self.stream_task.cancel()
             if self.probes:
-                self.probes.stop_all()
+                await self.probes.stop_all()
             self.done.set()
 
     def _wake_in(self, seconds: float) -> None:
@@ -109,6 +109,8 @@ class PodWorker:
         pod = self.pod
         md = pod["metadata"]
         if md.get("deletionTimestamp"):
+            if self.probes:
+                self.probes.pod_deleting()
             await self.kill_pod(self.agent.deletion_grace(pod), "Stopping container")
             self.agent.pod_removed(pod)
             return True
@@ -289,6 +291,7 @@ class PodWorker:
         self._set(name, current=_instance(st), previous=previous, restart_count=restart_count, waiting_reason="",
                   waiting_message="", started=False if has_startup else None, ready=False)
         self.agent.event(self.pod, "Normal", "Started", f"Started container {name}", field=fieldpath)
+        self.wake.set()  # the next step (the next init container, the status) follows at once
         if self.probes:
             self.probes.container_started(name, cid, c)
         hook = (c.get("lifecycle") or {}).get("postStart")
@@ -380,7 +383,7 @@ class PodWorker:
         await asyncio.gather(*(self.kill_container(n, grace, reason) for n in apps if self._rec(n).state == "running"))
         await asyncio.gather(*(self.kill_container(n, grace, reason) for n in inits if self._rec(n).state == "running"))
         if self.probes:
-            self.probes.stop_all()
+            await self.probes.stop_all()
         if self.stream_task:
             self.stream_task.cancel()
             self.stream_task = None

@@ -111,8 +111,12 @@ class Daemon:
                              f"{json.dumps((pod or {}).get('status'), indent=1)}\n--- daemon log ---\n{self.daemon_log()[-6000:]}")
 
     def cleanup(self) -> list[str]:
-        """Stop the daemon, remove whatever its pods left (a failed test's), and return what
-        leaked before that clean-up."""
+        """Delete every pod (as a user would), stop the daemon, report what deleting left behind,
+        then remove whatever is left (a failed test's)."""
+        if self.proc and self.proc.poll() is None:
+            for ns in json.loads(self.cli("get", "ns", "-o", "json", check=False).stdout or '{"items": []}')["items"]:
+                self.cli("delete", "pods", "--all", "-n", ns["metadata"]["name"], "--grace-period", "1",
+                         check=False, timeout=60)
         self.stop()
         leaks = []
         if mounts_under(self.root, self.run):

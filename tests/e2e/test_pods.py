@@ -1,0 +1,291 @@
+"""The kubelet end to end: a real `kubelet-py serve` (private roots, bridge, CIDR, chains), driven
+through the CLI as a user would, on the built-in busybox image."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import textwrap
+import time
+import urllib.request
+
+import pytest
+
+from tests.e2e.daemon import Daemon, condition, status_of
+
+pytestmark = [pytest.mark.root]
+IMAGE = "kubelet-py.local/busybox:1.35"
+
+
+@pytest.fixture
+def d(tmp_path):
+    daemon = Daemon(tmp_path).start()
+    yield daemon
+    leaks = daemon.cleanup()
+    assert leaks == [], leaks
+
+
+def _pod(name: str, containers: list[dict], **spec) -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                       "spec": {"containers": containers, **spec}})
+
+
+def _c(name: str, script: str, **kw) -> dict:
+    return {"name": name, "image": IMAGE, "command": ["sh", "-c", script], **kw}
+
+
+def _phase(p):
+    return (p.get("status") or {}).get("phase")
+
+
+def _nothing_left(d: Daemon, uid: str) -> None:
+    from runtime import pod as rt
+    from runtime.container import Paths
+    assert rt.list_objects(Paths(d.root, d.run, d.cg)) == []
+    assert not any(uid in n for n in os.listdir(d.logs)) if os.path.isdir(d.logs) else True
+    ipam = os.path.join(d.root, "ipam")
+    for dirpath, _dirs, files in os.walk(ipam):
+        for f in files:
+            assert uid not in open(os.path.join(dirpath, f), errors="replace").read(), f
+    links = os.popen("ip -o link").read()
+    assert f"{d.bridge[:7]}" not in links.replace(d.bridge, ""), links  # no veth of ours
+    rules = os.popen("iptables-legacy-save 2>/dev/null; iptables-save 2>/dev/null").read()
+    assert uid not in rules and uid[:8] not in rules
+
+
+def test_a_web_pod_runs_ready_serves_and_leaves_nothing(d):
+    d.apply(_pod("web", [_c("web", "echo hello; mkdir -p /www; echo hi-from-web > /www/index.html; "
+                                   "exec httpd -f -p 8080 -h /www",
+                           ports=[{"containerPort": 8080, "name": "http"}],
+                           readinessProbe={"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
+                           livenessProbe={"tcpSocket": {"port": 8080}, "periodSeconds": 1})]))
+    pod = d.wait_for("web", lambda p: condition(p, "Ready") == "True", 30, what="Ready")
+    ip = pod["status"]["podIP"]
+    assert pod["status"]["qosClass"] == "BestEffort" and pod["spec"]["nodeName"]
+    assert urllib.request.urlopen(f"http://{ip}:8080/", timeout=5).read() == b"hi-from-web\n"
+    table = d.cli("get", "pods", "-o", "wide").stdout.splitlines()
+    assert table[0].split()[:7] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"]
+    assert table[1].split()[:4] == ["web", "1/1", "Running", "0"] and ip in table[1]
+    assert d.cli("logs", "web").stdout == "hello\n"
+    assert d.cli("logs", "web", "--timestamps").stdout.split(" ", 1)[1] == "hello\n"
+    p = d.cli("exec", "web", "--", "sh", "-c", "hostname; exit 3", check=False)
+    assert (p.returncode, p.stdout) == (3, "web\n")
+    assert d.cli("get", "pod", "web", "-o", "jsonpath={.status.podIP}").stdout == ip
+    assert d.cli("get", "pods", "-l", "app=none").stdout == ""
+    d.cli("delete", "pod", "web", "--grace-period", "1")
+    assert d.cli("get", "pods", check=False).stderr.strip() == "No resources found in default namespace."
+    _nothing_left(d, pod["metadata"]["uid"])
+
+
+@pytest.mark.parametrize("policy,code,want_phase,restarts", [
+    ("Never", 0, "Succeeded", 0), ("Never", 1, "Failed", 0),
+    ("OnFailure", 0, "Succeeded", 0), ("OnFailure", 1, "Running", 1),
+    ("Always", 0, "Running", 1), ("Always", 1, "Running", 1)])
+def test_restart_policies_on_exit_0_and_1(d, policy, code, want_phase, restarts):
+    d.apply(_pod("rp", [_c("c", f"echo run; exit {code}")], restartPolicy=policy))
+    if restarts:
+        pod = d.wait_for("rp", lambda p: status_of(p, "c").get("restartCount", 0) >= restarts, 30, what="a restart")
+        assert _phase(pod) == want_phase
+        last = status_of(pod, "c")["lastState"]["terminated"]
+        assert last["exitCode"] == code and last["reason"] == ("Completed" if code == 0 else "Error")
+    else:
+        pod = d.wait_for("rp", lambda p: _phase(p) == want_phase, 30, what=want_phase)
+        time.sleep(1.5)
+        pod = d.pod("rp")
+        st = status_of(pod, "c")
+        assert st["restartCount"] == 0 and st["state"]["terminated"]["exitCode"] == code, st
+        assert _phase(pod) == want_phase
+        assert d.cli("get", "pods").stdout.split("\n")[1].split()[2] == ("Completed" if code == 0 else "Error")
+
+
+def test_exec_liveness_failure_restarts_with_backoff(d):
+    """The probe fails once /tmp/healthy is gone: the container is killed and restarted
+    (restartCount counts), an Unhealthy event carries the probe's output, and the restarts are
+    spaced by the back-off (CrashLoopBackOff seen between them)."""
+    d.apply(_pod("live", [_c("c", "touch /tmp/healthy; sleep 1; rm /tmp/healthy; sleep 600",
+                             livenessProbe={"exec": {"command": ["cat", "/tmp/healthy"]}, "periodSeconds": 1,
+                                            "failureThreshold": 1})],
+                 terminationGracePeriodSeconds=1))
+    pod = d.wait_for("live", lambda p: status_of(p, "c").get("restartCount", 0) >= 1, 40, what="a restart")
+    events = d.cli("describe", "pod", "live").stdout
+    assert "Unhealthy" in events and "Liveness probe failed" in events and "/tmp/healthy" in events, events
+    assert "failed liveness probe, will be restarted" in events
+    seen_backoff = False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and status_of(pod, "c").get("restartCount", 0) < 3:
+        pod = d.pod("live")
+        waiting = (status_of(pod, "c").get("state") or {}).get("waiting") or {}
+        seen_backoff |= waiting.get("reason") == "CrashLoopBackOff"
+        time.sleep(0.1)
+    assert status_of(pod, "c")["restartCount"] >= 3
+    assert seen_backoff
+
+
+def test_readiness_flips_ready_both_ways(d):
+    d.apply(_pod("rd", [_c("c", "sleep 600", readinessProbe={"exec": {"command": ["test", "-f", "/tmp/ready"]},
+                                                               "periodSeconds": 1})]))
+    pod = d.wait_for("rd", lambda p: status_of(p, "c").get("state", {}).get("running"), 30, what="running")
+    assert condition(pod, "Ready") == "False" and status_of(pod, "c")["ready"] is False
+    d.cli("exec", "rd", "--", "touch", "/tmp/ready")
+    d.wait_for("rd", lambda p: condition(p, "Ready") == "True" and condition(p, "ContainersReady") == "True", 15,
+               what="Ready")
+    d.cli("exec", "rd", "--", "rm", "/tmp/ready")
+    pod = d.wait_for("rd", lambda p: condition(p, "Ready") == "False", 15, what="not Ready again")
+    assert status_of(pod, "c")["restartCount"] == 0  # readiness never restarts
+
+
+def test_init_containers_run_in_order_then_the_app(d):
+    d.apply(_pod("ini", [_c("app", "cat /proc/1/cmdline >/dev/null; echo app; sleep 600")],
+                 initContainers=[_c("one", "echo one"), _c("two", "echo two")]))
+    pod = d.wait_for("ini", lambda p: status_of(p, "app").get("state", {}).get("running"), 30, what="app running")
+    ones = status_of(pod, "one")["state"]["terminated"]
+    twos = status_of(pod, "two")["state"]["terminated"]
+    assert ones["exitCode"] == 0 and twos["exitCode"] == 0
+    assert ones["finishedAt"] <= twos["startedAt"]
+    assert twos["finishedAt"] <= status_of(pod, "app")["state"]["running"]["startedAt"]
+    assert condition(pod, "Initialized") == "True"
+
+
+def test_a_failing_init_container_with_never_fails_the_pod(d):
+    d.apply(_pod("inif", [_c("app", "echo never-here")], initContainers=[_c("bad", "exit 2")], restartPolicy="Never"))
+    pod = d.wait_for("inif", lambda p: _phase(p) == "Failed", 30, what="Failed")
+    assert status_of(pod, "app").get("state", {}).get("waiting", {}).get("reason") == "PodInitializing"
+    assert d.cli("get", "pods").stdout.split("\n")[1].split()[2] == "Init:Error"
+
+
+def test_a_sidecar_starts_before_the_app_and_keeps_running(d):
+    d.apply(_pod("side", [_c("app", "sleep 600")],
+                 initContainers=[_c("log", "sleep 600", restartPolicy="Always"), _c("after", "echo after")]))
+    pod = d.wait_for("side", lambda p: status_of(p, "app").get("state", {}).get("running"), 30, what="app running")
+    side = status_of(pod, "log")
+    assert "running" in side["state"] and side["started"] is True
+    assert side["state"]["running"]["startedAt"] <= status_of(pod, "after")["state"]["terminated"]["startedAt"]
+    assert d.cli("get", "pods").stdout.split("\n")[1].split()[1] == "2/2"
+
+
+def test_prestop_runs_before_the_stop_signal(d):
+    d.apply(_pod("stop", [_c("c", "trap 'echo got-term >> /dev/shm/order; exit 0' TERM; sleep 600 & wait",
+                             lifecycle={"preStop": {"exec": {"command": ["sh", "-c", "echo prestop >> /dev/shm/order"]}}})],
+                 terminationGracePeriodSeconds=10))
+    d.wait_for("stop", lambda p: status_of(p, "c").get("state", {}).get("running"), 30, what="running")
+    time.sleep(0.3)
+    watcher = d.cli("exec", "stop", "--", "sh", "-c", "sleep 0.1; cat /dev/shm/order 2>/dev/null; true").stdout
+    assert watcher == ""
+    events_before = time.monotonic()
+    # read the file from a second container's view is impossible after deletion: the pod's
+    # shm is gone; so the order is read through the container's own log
+    d.apply(_pod("stop2", [_c("c", "trap 'echo got-term; exit 0' TERM; echo up; sleep 600 & wait",
+                              lifecycle={"preStop": {"exec": {"command": ["sh", "-c", "echo prestop > /proc/1/fd/1"]}}})],
+                 terminationGracePeriodSeconds=10))
+    d.wait_for("stop2", lambda p: status_of(p, "c").get("state", {}).get("running"), 30, what="running")
+    time.sleep(0.3)
+    log_dir = [n for n in os.listdir(d.logs) if n.startswith("default_stop2_")][0]
+    log = open(os.path.join(d.logs, log_dir, "c", "0.log"))  # held: the pod's logs go with it
+    d.cli("delete", "pod", "stop2", "--no-wait")
+    deadline = time.monotonic() + 15
+    lines, text = [], ""
+    while time.monotonic() < deadline:
+        text += log.read()
+        lines = [ln.split(" ", 3)[3] for ln in text.splitlines()]
+        if "got-term" in lines:
+            break
+        time.sleep(0.05)
+    assert lines[:3] == ["up", "prestop", "got-term"], lines
+    assert time.monotonic() - events_before < 15
+    d.cli("delete", "pod", "stop", "--grace-period", "1")
+
+
+def test_active_deadline_fails_the_pod(d):
+    d.apply(_pod("dl", [_c("c", "sleep 600")], activeDeadlineSeconds=2, terminationGracePeriodSeconds=1))
+    pod = d.wait_for("dl", lambda p: _phase(p) == "Failed", 30, what="Failed")
+    assert pod["status"]["reason"] == "DeadlineExceeded"
+    assert "terminated" in status_of(pod, "c")["state"]
+
+
+def test_an_oom_kill_is_reported(d):
+    d.apply(_pod("oom", [_c("c", "head -c 64m /dev/zero | tail >/dev/null",
+                            resources={"limits": {"memory": "16Mi"}})], restartPolicy="Never"))
+    pod = d.wait_for("oom", lambda p: _phase(p) == "Failed", 30, what="Failed")
+    term = status_of(pod, "c")["state"]["terminated"]
+    assert (term["reason"], term["exitCode"]) == ("OOMKilled", 137)
+
+
+def test_a_daemon_sigkill_and_restart_keeps_containers_pids_and_counts(d):
+    d.apply(_pod("keep", [_c("a", "echo a; sleep 600"), _c("b", "exit 1")], restartPolicy="OnFailure"))
+    pod = d.wait_for("keep", lambda p: status_of(p, "b").get("restartCount", 0) >= 1
+                     and status_of(p, "a").get("state", {}).get("running"), 40, what="b restarted")
+    a_id = status_of(pod, "a")["containerID"]
+    from runtime import pod as rt
+    from runtime.container import Paths
+    a_pid = rt.container_status(Paths(d.root, d.run, d.cg), pod["metadata"]["uid"], a_id.split("//")[1]).pid
+    d.kill9()
+    b_restarts = status_of(pod, "b")["restartCount"]
+    time.sleep(3)  # b exits again while the daemon is down
+    d.start()
+    pod = d.wait_for("keep", lambda p: status_of(p, "b").get("restartCount", 0) > b_restarts, 40,
+                     what="b's exit while down learned")
+    assert status_of(pod, "a")["containerID"] == a_id and status_of(pod, "a")["restartCount"] == 0
+    assert "running" in status_of(pod, "a")["state"]
+    assert a_pid and os.path.exists(f"/proc/{a_pid}")
+    assert d.cli("logs", "keep", "-c", "a").stdout == "a\n"
+    d.cli("delete", "pod", "keep", "--grace-period", "1")
+
+
+def test_a_bad_manifest_names_file_field_and_creates_nothing(d, tmp_path):
+    bad = tmp_path / "web.yaml"
+    bad.write_text(textwrap.dedent(f"""\
+        apiVersion: v1
+        kind: Pod
+        metadata: {{name: web}}
+        spec:
+          containers:
+          - {{name: a, image: {IMAGE}}}
+          - name: b
+            image: {IMAGE}
+            livenessProbe: {{httpGet: {{port: 0}}}}
+        ---
+        apiVersion: v1
+        kind: Pod
+        metadata: {{name: Bad_Name}}
+        spec: {{containers: [{{name: c, image: {IMAGE}}}]}}
+        """))
+    p = d.cli("apply", "-f", str(bad), check=False)
+    assert p.returncode != 0
+    assert "web.yaml" in p.stderr and "spec.containers[1].livenessProbe.httpGet.port" in p.stderr
+    assert "Bad_Name" in p.stderr
+    assert "Traceback" not in p.stderr
+    assert d.cli("get", "pods", check=False).stderr.strip() == "No resources found in default namespace."
+
+
+def test_static_pods_beside_a_bad_file(tmp_path):
+    man = tmp_path / "manifests"
+    man.mkdir()
+    (man / "good.yaml").write_text(_pod("stat", [_c("c", "sleep 600")], terminationGracePeriodSeconds=1))
+    (man / "bad.yaml").write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec: {containers: 7}\n")
+    (man / ".hidden.yaml").write_text("garbage: [")
+    d = Daemon(tmp_path, manifests=str(man)).start()
+    try:
+        node = d.cli("get", "pods", "-o", "json").stdout
+        name = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not name:
+            items = json.loads(d.cli("get", "pods", "-o", "json").stdout)["items"]
+            name = next((p["metadata"]["name"] for p in items if p["metadata"]["name"].startswith("stat-")), None)
+            time.sleep(0.2)
+        assert name, node
+        pod = d.wait_for(name, lambda p: status_of(p, "c").get("state", {}).get("running"), 30, what="running")
+        uid = pod["metadata"]["uid"]
+        assert "bad.yaml" in d.daemon_log()
+        # an edit makes a new pod (new uid); removing the file deletes it
+        (man / "good.yaml").write_text(_pod("stat", [_c("c", "sleep 601")], terminationGracePeriodSeconds=1))
+        pod = d.wait_for(name, lambda p: p["metadata"]["uid"] != uid
+                         and status_of(p, "c").get("state", {}).get("running"), 60, what="the new pod")
+        (man / "good.yaml").unlink()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and d.cli("get", "pod", name, check=False).returncode == 0:
+            time.sleep(0.2)
+        assert d.cli("get", "pod", name, check=False).returncode != 0
+    finally:
+        leaks = d.cleanup()
+    assert leaks == []
