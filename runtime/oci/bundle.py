@@ -29,10 +29,10 @@ def read_config(bundle: str) -> dict:
     return doc
 
 
-def spec_from(doc: dict, bundle: str) -> tuple[Spec, str]:
+def spec_from(doc: dict, bundle: str, host_mounts: bool = False) -> tuple[Spec, str]:
     """Parse a config.json document of `bundle` (strict: errors name the field) and resolve its
-    root.path."""
-    spec = parse(doc)
+    root.path. `host_mounts`: as parse()."""
+    spec = parse(doc, host_mounts)
     bundle_dir = os.path.realpath(bundle)
     spec = spec._replace(mounts=[  # a relative bind source is the bundle's, as runc reads it
         m._replace(source=os.path.join(bundle_dir, m.source))

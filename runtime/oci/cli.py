@@ -338,7 +338,7 @@ def _config(bundle: str, process: dict | None = None):
         cs = proc.pop("consoleSize", None)
         if isinstance(cs, dict) and cs.get("height") and cs.get("width"):
             size = (int(cs["height"]), int(cs["width"]))
-    spec, rootfs = R.spec_from(doc, bundle)
+    spec, rootfs = R.spec_from(doc, bundle, host_mounts=True)  # as runc: no mount namespace is the config's choice
     return spec, rootfs, hooks, terminal, size
 
 
@@ -414,7 +414,8 @@ def _create(ctx: Ctx, o) -> int:
             raise _err("the container's process exited during create", o.id)
         keep = {k: v for k, v in hooks.items() if k in ("startContainer", "poststart", "poststop")}
         rec = Recorded(o.id, started.pid, bundle, started.cgroup.path, st_time, _created_time(),
-                       spec.annotations, keep, "root" if os.geteuid() == 0 else str(os.geteuid()))
+                       spec.annotations, keep, "root" if os.geteuid() == 0 else str(os.geteuid()),
+                       started.rootfs if started.host_mounts else "", list(started.host_mounts))
         _write_atomic(os.path.join(d, "state.json"), json.dumps(rec.to_json()))
         if o.pid_file:
             _write_atomic(os.path.abspath(o.pid_file), str(started.pid))
@@ -541,6 +542,9 @@ def _delete(ctx: Ctx, rec, status: str, force: bool) -> None:
     if cg.pids():  # processes the init left (a shared pid namespace): they go with it
         cg.kill_all()
     cg.destroy()
+    if rec.host_mounts:  # made in our mount namespace (no mount namespace of its own)
+        from .mounts import detach_host_root
+        detach_host_root(rec.rootfs, rec.host_mounts)
     import shutil
     shutil.rmtree(_dir(ctx, rec.id), ignore_errors=True)
     from .state import hook_state

@@ -19,7 +19,7 @@ from ..linux.net import lo_up
 from . import credentials
 from .devices import make_devices
 from .errors import RunError
-from .mounts import mask, mount_one, pivot, prepare_root, readonly, readonly_root
+from .mounts import chroot, host_root, mask, mount_one, pivot, prepare_root, readonly, readonly_root
 from .spec import Spec
 
 _CATCHABLE = [s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP) and s < signal.SIGRTMIN]
@@ -53,7 +53,11 @@ def init(spec: Spec, rootfs: str, cgroup: Cgroup | None, report_fd: int, seccomp
     fifo_fd = os.open(create.exec_fifo, os.O_RDWR | os.O_CLOEXEC) if create.exec_fifo else None
     if any(t == "network" and not p for t, p in spec.namespaces):
         lo_up()
-    prepare_root(rootfs, spec.propagation)
+    own_mounts = any(t == "mount" for t, _ in spec.namespaces)
+    if own_mounts:
+        prepare_root(rootfs, spec.propagation)
+    else:  # the caller's mount namespace (the OCI CLI only): nothing of it changes but below rootfs
+        host_root(rootfs)
     rootfs_fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     for m in spec.mounts:
         try:
@@ -66,7 +70,10 @@ def init(spec: Spec, rootfs: str, cgroup: Cgroup | None, report_fd: int, seccomp
         os.write(report_fd, b"H\n")  # the parent runs the hooks, then lets us go on
         if os.read(go_fd, 1) != b"h":
             os._exit(126)  # the parent gave up (a hook failed): it reports the error
-    pivot(rootfs)
+    if own_mounts:
+        pivot(rootfs)
+    else:
+        chroot(rootfs)
     # sysctls (validated by the parser: namespaced keys only) before /proc/sys goes read-only,
     # as runc writes them
     for k, v in spec.sysctl.items():

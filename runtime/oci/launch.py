@@ -23,6 +23,7 @@ from ..linux import sys as ksys
 from .bundle import env_with_home, load_bundle
 from .errors import RunError
 from .init import become, init
+from .mounts import chroot, detach_host_root, mount_ids_at
 from .seccomp_cache import compile_seccomp
 from .spec import Spec, SpecError
 
@@ -67,13 +68,16 @@ class CreateOptions(namedtuple("CreateOptions", "exec_fifo console console_size 
     __slots__ = ()
 
 
-class Started(namedtuple("Started", "pid cgroup")):
-    """A container whose init has exec'd its command (or exited), and its Cgroup."""
+class Started(namedtuple("Started", "pid cgroup rootfs host_mounts", defaults=("", ()))):
+    """A container whose init has exec'd its command (or exited), and its Cgroup. host_mounts:
+    ids of the mounts at `rootfs` that the init made in the caller's mount namespace (a config
+    without a mount namespace), for cleanup() or a later delete to detach."""
     __slots__ = ()
 
     def cleanup(self) -> None:
         self.cgroup.kill_all()
         self.cgroup.destroy()
+        detach_host_root(self.rootfs, self.host_mounts)
 
     def status(self, code: int) -> ExitStatus:
         return ExitStatus(code, code == 137 and self.cgroup.oom_killed())
@@ -102,6 +106,8 @@ def start(spec: Spec, rootfs: str, container_id: str, cgroup_parent: str = "kube
                 ns_fds[t] = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
             except OSError as e:
                 raise SpecError(f"linux.namespaces[{t}].path", f"{p}: {e.strerror}") from None
+        # without a mount namespace the init's mounts are made in ours: which are new at rootfs
+        at_root = None if "mount" in ns_paths or "mount" in ns_new else set(_mounts_at(rootfs))
         cgroup = Cgroup(spec.cgroups_path or f"{cgroup_parent}/{container_id}")
         cgroup.create()
         try:
@@ -110,11 +116,19 @@ def start(spec: Spec, rootfs: str, container_id: str, cgroup_parent: str = "kube
         except BaseException:
             cgroup.kill_all()
             cgroup.destroy()
+            if at_root is not None:
+                detach_host_root(rootfs, [i for i in _mounts_at(rootfs) if i not in at_root])
             raise
-        return Started(pid, cgroup)
+        return Started(pid, cgroup, rootfs, () if at_root is None else
+                       tuple(i for i in _mounts_at(rootfs) if i not in at_root))
     finally:
         for fd in ns_fds.values():
             os.close(fd)
+
+
+def _mounts_at(path: str) -> list[int]:
+    with open("/proc/self/mountinfo") as f:
+        return mount_ids_at(f.read(), path)
 
 
 def run(spec: Spec, rootfs: str, container_id: str, cgroup_parent: str = "kubelet-py") -> ExitStatus:
@@ -205,12 +219,17 @@ def exec_in(init_pid: int, spec: Spec, cgroup: Cgroup, args: list[str], env: lis
                 os.close(fd)  # the host's own (hostNetwork and the like): nothing to join
                 continue
             ns_fds.append((fd, flag))
+        # a container without a mount namespace of its own (the OCI CLI's, chroot'ed): the
+        # process goes into its root too (runc's exec would stay in the host's root)
+        own_root = not any(flag == ksys.CLONE_NEWNS for _fd, flag in ns_fds)
 
         def enter():
             for fd, flag in ns_fds:
                 ksys.setns(fd, flag)
 
         def final(rep, _go):
+            if own_root:
+                chroot(f"/proc/{init_pid}/root")
             os.chdir("/")
             become(spec, args, env, cwd or spec.cwd, rep, seccomp, console, console_size)
         return _launch(cgroup, stdio, enter, final, "exec")

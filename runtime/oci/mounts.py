@@ -63,6 +63,39 @@ def prepare_root(rootfs: str, propagation: str | None) -> None:
     ksys.mount(rootfs, rootfs, None, ksys.MS_BIND | ksys.MS_REC)
 
 
+def mount_ids_at(mountinfo: str, path: str) -> list[int]:
+    """Ids of the mounts whose mount point is `path`, bottom first, from the text of
+    /proc/self/mountinfo (pure)."""
+    out = []
+    for line in mountinfo.splitlines():
+        f = line.split(" ")
+        if len(f) > 4 and _unescape(f[4]) == path:
+            out.append(int(f[0]))
+    return out
+
+
+def host_root(rootfs: str) -> None:
+    """Without a mount namespace (the config's choice, in the caller's namespace): the rootfs
+    bound on itself, as runc binds it, so that the container's mounts hang below one mount that
+    delete detaches (detach_host_root). Unlike runc, the propagation of the caller's `/` is left
+    as it is, and no mount of the caller's is made private."""
+    ksys.mount(rootfs, rootfs, None, ksys.MS_BIND | ksys.MS_REC)
+
+
+def detach_host_root(rootfs: str, ours: list[int] | tuple[int, ...]) -> None:
+    """Detach, with everything below it, the mounts at `rootfs` that host_root made (`ours`:
+    their ids), the topmost first, while the top one is ours; repeatable (a mount already gone
+    is not found again, and a mount that is not ours is never touched)."""
+    ours = set(ours)
+    while ours:
+        with open("/proc/self/mountinfo") as f:
+            ids = mount_ids_at(f.read(), rootfs)
+        if not ids or ids[-1] not in ours:
+            return
+        ksys.umount2(rootfs, ksys.MNT_DETACH | ksys.UMOUNT_NOFOLLOW)
+        ours.discard(ids[-1])
+
+
 def on_top(rootfs_fd: int, dest: str, flags: int) -> None:
     """mount(2) on what is now mounted at `dest`: an fd opened before the mount names the dir
     below it, so the target is resolved again (still inside the root, race-safe)."""
@@ -139,6 +172,18 @@ def mount_cgroup_v1(rootfs_fd: int, dest: str, flags: int, cgroup: Cgroup | None
                 os.symlink(name, ctrl, dir_fd=fd)
             except FileExistsError:
                 pass
+    finally:
+        os.close(fd)
+
+
+def chroot(rootfs: str) -> None:
+    """Without a mount namespace, as runc: the root changes for this process alone (pivot_root
+    would change it for the caller's whole namespace)."""
+    fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fchdir(fd)
+        os.chroot(".")
+        os.chdir("/")
     finally:
         os.close(fd)
 

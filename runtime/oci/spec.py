@@ -171,7 +171,10 @@ def _props(d: dict, kind: str, where: str, warnings: list[str]) -> dict:
     return {k: v for k, v in d.items() if k in carried}
 
 
-def parse(doc: dict) -> Spec:
+def parse(doc: dict, host_mounts: bool = False) -> Spec:
+    """`host_mounts`: a config without a mount namespace is carried out (the OCI CLI, as runc:
+    the container's mounts are then made in the caller's mount namespace); without it, refused
+    (the kubelet's containers always have their own)."""
     if not isinstance(doc, dict):
         raise SpecError("(document)", "must be an object")
     warnings: list[str] = []
@@ -266,7 +269,16 @@ def parse(doc: dict) -> Spec:
         seen.add(t)
         nss.append((t, n.get("path")))
     if "mount" not in seen:
-        raise SpecError("linux.namespaces", "a mount namespace is required (kubelet-py never runs in the host's)")
+        if not host_mounts:
+            raise SpecError("linux.namespaces", "a mount namespace is required (kubelet-py never runs in the host's; "
+                            "kubelet-py-oci runs such a config)")
+        # what would change the mounts of the caller's namespace beyond the rootfs
+        for k in ("maskedPaths", "readonlyPaths"):
+            if linux.get(k):
+                raise SpecError(f"linux.{k}", "needs a mount namespace (it would change the host's /proc and /sys)")
+        if linux.get("rootfsPropagation"):
+            raise SpecError("linux.rootfsPropagation", "needs a mount namespace (it would change the propagation "
+                            "of the host's /)")
     if doc.get("domainname"):
         raise SpecError("domainname", "setting the NIS domain name is not supported by kubelet-py's executor")
     propagation = linux.get("rootfsPropagation")

@@ -43,15 +43,20 @@ class Recorded:
 
     cgroup: path below each hierarchy's root; start_time: field 22 of /proc/<pid>/stat, which
     tells a reused pid from our init; created: RFC 3339; hooks: the startContainer, poststart and
-    poststop hooks of config.json, run by later verbs."""
-    FIELDS = ("id", "pid", "bundle", "cgroup", "start_time", "created", "annotations", "hooks", "owner")
+    poststop hooks of config.json, run by later verbs; rootfs and host_mounts: for a config
+    without a mount namespace, the ids of the mounts the container made at its rootfs in the
+    caller's mount namespace, which delete detaches."""
+    FIELDS = ("id", "pid", "bundle", "cgroup", "start_time", "created", "annotations", "hooks", "owner", "rootfs",
+              "host_mounts")
     REQUIRED = 6
 
     def __init__(self, id: str, pid: int, bundle: str, cgroup: str, start_time: int, created: str,
-                 annotations: dict | None = None, hooks: dict | None = None, owner: str = ""):
+                 annotations: dict | None = None, hooks: dict | None = None, owner: str = "", rootfs: str = "",
+                 host_mounts: list | None = None):
         self.id, self.pid, self.bundle, self.cgroup = id, pid, bundle, cgroup
         self.start_time, self.created = start_time, created
         self.annotations, self.hooks, self.owner = dict(annotations or {}), dict(hooks or {}), owner
+        self.rootfs, self.host_mounts = rootfs, list(host_mounts or [])
 
     def to_json(self) -> dict:
         return {k: getattr(self, k) for k in self.FIELDS}

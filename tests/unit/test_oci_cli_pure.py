@@ -47,6 +47,10 @@ def test_state_document_is_the_specs():
 def test_recorded_round_trip_and_corrupt():
     r = _rec(hooks={"poststop": [{"path": "/x", "args": ["/x"], "env": [], "timeout": None}]})
     assert Recorded.from_json(json.loads(json.dumps(r.to_json()))) == r
+    r = _rec(rootfs="/b/rootfs", host_mounts=[301])  # no mount namespace: what delete detaches
+    assert Recorded.from_json(json.loads(json.dumps(r.to_json()))).host_mounts == [301]
+    old = {k: v for k, v in _rec().to_json().items() if k not in ("rootfs", "host_mounts")}  # a state of before
+    assert Recorded.from_json(old).host_mounts == []
     with pytest.raises(OciError):
         Recorded.from_json({"id": "c1"})
     with pytest.raises(OciError):

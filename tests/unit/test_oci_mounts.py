@@ -4,7 +4,7 @@ path according to /proc/self/mountinfo (the one rootfsPropagation may have to ma
 from __future__ import annotations
 
 from runtime.linux import sys as ksys
-from runtime.oci.mounts import mount_flags, parent_mount
+from runtime.oci.mounts import mount_flags, mount_ids_at, parent_mount
 
 MOUNTINFO = """\
 27 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
@@ -29,3 +29,11 @@ def test_mount_flags_split_flags_propagation_and_data():
     flags, prop, data = mount_flags(["rbind", "ro", "nosuid", "rslave", "mode=755", "rw"])
     assert flags == ksys.MS_BIND | ksys.MS_REC | ksys.MS_NOSUID  # the later rw cancels ro
     assert prop == ksys.MS_SLAVE | ksys.MS_REC and data == ["mode=755"]
+
+
+def test_mount_ids_at_a_point_bottom_first():
+    """Which mounts a container without a mount namespace made at its rootfs: the ids at that
+    point (delete detaches only those it recorded, the top one first)."""
+    assert mount_ids_at(MOUNTINFO, "/tmp/a b") == [41, 43]
+    assert mount_ids_at(MOUNTINFO, "/tmp") == [40]
+    assert mount_ids_at(MOUNTINFO, "/tmp/a") == []

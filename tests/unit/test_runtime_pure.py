@@ -267,3 +267,21 @@ def test_cpusets_reach_the_cgroup_plan():
     r = resources_from_spec(parse(d).resources)
     assert (r.cpuset_cpus, r.cpuset_mems) == (None, None)
     assert resources_from_spec(parse(_doc()).resources).cpuset_cpus is None
+
+
+def test_no_mount_namespace_only_where_asked_and_without_host_changes():
+    """The kubelet's containers always have a mount namespace; the OCI CLI (host_mounts) runs a
+    config without one, as runc, but not what would change the host's mounts beyond the rootfs."""
+    d = _doc()
+    d["linux"]["namespaces"] = [n for n in d["linux"]["namespaces"] if n["type"] != "mount"]
+    d["linux"].pop("maskedPaths", None)
+    d["linux"].pop("readonlyPaths", None)
+    with pytest.raises(SpecError) as e:
+        parse(d)
+    assert e.value.field == "linux.namespaces"
+    assert "mount" not in {t for t, _ in parse(d, host_mounts=True).namespaces}
+    for k, v in (("maskedPaths", ["/proc/kcore"]), ("readonlyPaths", ["/proc/sys"]), ("rootfsPropagation", "slave")):
+        bad = dict(d, linux=dict(d["linux"], **{k: v}))
+        with pytest.raises(SpecError) as e:
+            parse(bad, host_mounts=True)
+        assert e.value.field == f"linux.{k}" and "mount namespace" in e.value.why
