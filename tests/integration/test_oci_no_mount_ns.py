@@ -189,3 +189,23 @@ def test_the_kubelet_path_keeps_refusing_it(tmp_path, rootfs):
     p = subprocess.run([sys.executable, "-m", "kubelet_py.cli", "runtime", "run", "--bundle", str(b), "nomnt"],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode != 0 and "linux.namespaces: a mount namespace is required" in p.stderr, p.stderr
+
+
+def test_a_failed_create_without_a_mount_namespace_leaves_no_mount(tmp_path, rootfs):
+    """The init fails after its mounts (no such program): create fails, and detaches them."""
+    doc = _doc(rootfs, tmp_path)
+    doc["process"]["args"] = ["/no-such-program"]
+    cid = f"kpynm-{uuid.uuid4().hex[:8]}"
+    doc["linux"]["cgroupsPath"] = f"/{cid}/c"
+    b = tmp_path / "bundle"
+    b.mkdir()
+    (b / "config.json").write_text(json.dumps(doc))
+    try:
+        p = _in_own_mount_ns(f"{shlex.quote(OCI)} --root {shlex.quote(str(tmp_path / 'state'))} create "
+                             f"--bundle {shlex.quote(str(b))} {cid}; echo create=$?; {AFTER}", rootfs)
+    finally:
+        left = cgroups_under(cid)
+        remove_cgroup_tree(cid)
+    assert "create=1" in p.stdout and "no-such-program" in p.stderr, (p.stdout, p.stderr)
+    assert p.stdout.split("---after---\n")[1].splitlines() == ["root-shared=yes"], p.stdout
+    assert left == [] and not os.path.exists(tmp_path / "state" / cid)
