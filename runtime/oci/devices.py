@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import stat
 
+from ..linux import sys as ksys
 from ..linux.paths import open_in_root, proc_fd
 from .errors import RunError
 from .spec import Spec
@@ -17,11 +18,17 @@ DEV_LINKS = [("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"), ("
 _KIND = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
 
 
-def make_devices(rootfs_fd: int, spec: Spec) -> None:
+def make_devices(rootfs_fd: int, spec: Spec, bind: bool = False) -> None:
+    """`bind`: in a user namespace, where mknod(2) is not allowed, the host's node of the same
+    path is bound on an empty file instead, as runc does (its owner and mode are then the
+    host's)."""
     devs = [{"path": p, "type": "c", "major": a, "minor": b, "fileMode": 0o666, "uid": 0, "gid": 0}
             for p, a, b in DEFAULT_DEVICES]
     devs += spec.devices
     for d in devs:
+        if bind:
+            _bind_device(rootfs_fd, d)
+            continue
         parent_fd = open_in_root(rootfs_fd, os.path.dirname(d["path"]), "dir")
         try:
             pfd = os.open(proc_fd(parent_fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -39,6 +46,33 @@ def make_devices(rootfs_fd: int, spec: Spec) -> None:
             os.close(pfd)
         finally:
             os.close(parent_fd)
+    _links(rootfs_fd)
+
+
+def _bind_device(rootfs_fd: int, d: dict) -> None:
+    """The host's node (we are before pivot_root), taken by handle and checked to be the device
+    asked for, bound on an empty file at the same path in the rootfs."""
+    kind = _KIND[d.get("type", "c")]
+    try:
+        src = os.open(d["path"], os.O_PATH | os.O_CLOEXEC)
+    except OSError as e:
+        raise RunError(f"device {d['path']}: in a user namespace the host's node is bound, and {e.strerror}") from None
+    try:
+        st = os.fstat(src)
+        if stat.S_IFMT(st.st_mode) != kind or (kind != stat.S_IFIFO and
+                                               st.st_rdev != os.makedev(d.get("major", 0), d.get("minor", 0))):
+            raise RunError(f"device {d['path']}: in a user namespace the host's node is bound, and the host's is "
+                           f"not {d.get('type', 'c')} {d.get('major', 0)}:{d.get('minor', 0)}")
+        fd = open_in_root(rootfs_fd, d["path"], "file")
+        try:
+            ksys.mount(proc_fd(src), proc_fd(fd), None, ksys.MS_BIND)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(src)
+
+
+def _links(rootfs_fd: int) -> None:
     links = DEV_LINKS + ([("/proc/kcore", "/dev/core")] if os.path.exists("/proc/kcore") else [])  # as runc
     dev = open_in_root(rootfs_fd, "/dev", "dir")
     try:

@@ -48,12 +48,13 @@ def init(spec: Spec, rootfs: str, cgroup: Cgroup | None, report_fd: int, seccomp
          go_fd: int | None = None) -> None:
     """Become the container (`seccomp`: a linux.seccomp.Filter or None; `create`:
     launch.CreateOptions). Never returns: execs or raises."""
-    # the exec fifo is opened on the host side of the mounts (before pivot_root), read-write so
-    # that opening never blocks; the last read before execve does
-    fifo_fd = os.open(create.exec_fifo, os.O_RDWR | os.O_CLOEXEC) if create.exec_fifo else None
+    # the exec fifo, opened read-write by start() (so that opening never blocks) and inherited:
+    # the last read before execve blocks
+    fifo_fd = create.exec_fifo_fd
     if any(t == "network" and not p for t, p in spec.namespaces):
         lo_up()
     own_mounts = any(t == "mount" for t, _ in spec.namespaces)
+    in_userns = any(t == "user" for t, _ in spec.namespaces)
     if own_mounts:
         prepare_root(rootfs, spec.propagation)
     else:  # the caller's mount namespace (the OCI CLI only): nothing of it changes but below rootfs
@@ -64,7 +65,7 @@ def init(spec: Spec, rootfs: str, cgroup: Cgroup | None, report_fd: int, seccomp
             mount_one(rootfs_fd, m, cgroup)
         except OSError as e:
             raise RunError(f"mounting {m.type} on {m.destination}: {e.strerror or e}") from None
-    make_devices(rootfs_fd, spec)
+    make_devices(rootfs_fd, spec, bind=in_userns)
     os.close(rootfs_fd)
     if create.before_pivot is not None:
         os.write(report_fd, b"H\n")  # the parent runs the hooks, then lets us go on
@@ -85,7 +86,7 @@ def init(spec: Spec, rootfs: str, cgroup: Cgroup | None, report_fd: int, seccomp
         readonly_root()
     if spec.hostname and any(t == "uts" for t, _ in spec.namespaces):
         ksys.sethostname(spec.hostname)
-    if spec.oom_score_adj is not None:
+    if spec.oom_score_adj is not None and not in_userns:  # else set before the join (launch.py)
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write(str(spec.oom_score_adj))
     become(spec, spec.args, spec.env, spec.cwd, report_fd, seccomp, create.console, create.console_size, fifo_fd)

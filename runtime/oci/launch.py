@@ -20,6 +20,8 @@ from ..cgroups import Cgroup, resources_from_spec
 from ..errors import FAILED_PRECONDITION
 from ..linux import forkreport
 from ..linux import sys as ksys
+from ..linux.userns import become_root, new_userns
+from . import credentials
 from .bundle import env_with_home, load_bundle
 from .errors import RunError
 from .init import become, init
@@ -49,11 +51,11 @@ class ExitStatus(namedtuple("ExitStatus", "code oom_killed", defaults=(False,)))
         return "OOMKilled" if self.oom_killed else ("Completed" if self.code == 0 else "Error")
 
 
-class CreateOptions(namedtuple("CreateOptions", "exec_fifo console console_size before_pivot seccomp_cache",
-                               defaults=(None, None, None, None, None))):
+class CreateOptions(namedtuple("CreateOptions", "exec_fifo console console_size before_pivot seccomp_cache "
+                                                "exec_fifo_fd", defaults=(None, None, None, None, None, None))):
     """What the OCI command line's `create` adds to a start (runc's create/start split).
 
-    exec_fifo: host path of a fifo; the init opens it before pivot_root and, as its very last step
+    exec_fifo: host path of a fifo; start() opens it for the init, which, as its very last step
       before execve (in its final user, capabilities and seccomp filter), blocks reading it until
       `start` writes a byte. `start()` returns when the init is waiting there ("R" on the report
       pipe), not at the exec.
@@ -64,7 +66,8 @@ class CreateOptions(namedtuple("CreateOptions", "exec_fifo console console_size 
     before_pivot: called in the parent with the init's pid once the container's mounts are made
       and before pivot_root (the prestart, createRuntime and createContainer hooks); raising
       aborts the start.
-    seccomp_cache: a private dir for compiled seccomp programs (see seccomp_cache.py)."""
+    seccomp_cache: a private dir for compiled seccomp programs (see seccomp_cache.py).
+    exec_fifo_fd: set by start(): the fifo opened for the init to inherit."""
     __slots__ = ()
 
 
@@ -97,7 +100,7 @@ def start(spec: Spec, rootfs: str, container_id: str, cgroup_parent: str = "kube
     ns_new = [t for t, p in spec.namespaces if not p]
     flags = 0
     for t in ns_new:
-        if t != "cgroup":
+        if t not in ("cgroup", "user"):
             flags |= ksys.NAMESPACES[t]
     ns_fds = {}
     try:
@@ -106,6 +109,17 @@ def start(spec: Spec, rootfs: str, container_id: str, cgroup_parent: str = "kube
                 ns_fds[t] = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
             except OSError as e:
                 raise SpecError(f"linux.namespaces[{t}].path", f"{p}: {e.strerror}") from None
+        if "user" in ns_new:  # made now, its maps written: the intermediate joins it like a path
+            try:
+                ns_fds["user"] = new_userns(spec.uid_mappings, spec.gid_mappings)
+            except OSError as e:
+                raise SpecError("linux.uidMappings", e.strerror or str(e)) from None
+        if create.exec_fifo:
+            # opened here, read-write so that it never blocks, and inherited by the init: neither
+            # the fifo (0600) nor the dirs above it (--root, 0700) need be open to the container's
+            # root, which a user namespace maps to another host uid
+            ns_fds["fifo"] = os.open(create.exec_fifo, os.O_RDWR | os.O_CLOEXEC)
+            create = create._replace(exec_fifo_fd=ns_fds["fifo"])
         # without a mount namespace the init's mounts are made in ours: which are new at rootfs
         at_root = None if "mount" in ns_paths or "mount" in ns_new else set(_mounts_at(rootfs))
         cgroup = Cgroup(spec.cgroups_path or f"{cgroup_parent}/{container_id}")
@@ -179,20 +193,41 @@ def _launch(cgroup: Cgroup, stdio, enter, final, what: str, ready: bool = False,
     return pid
 
 
+def _before_userns(spec: Spec) -> None:
+    """What needs the host's privileges and is inherited: rlimits above the caller's hard limit
+    and a lower oom_score_adj (CAP_SYS_RESOURCE of the host's user namespace), set before the
+    process joins the container's user namespace (runc sets them from outside)."""
+    credentials.set_rlimits(spec.rlimits)
+    if spec.oom_score_adj is not None:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(spec.oom_score_adj))
+
+
 def _spawn(spec, rootfs, cgroup, flags, ns_fds, new_cgroupns, stdio, seccomp, create: CreateOptions) -> int:
     def enter():
+        # the namespaces joined by path first (the host's user namespace owns them, or the
+        # container's: either way we may join them as the host's root), then the user namespace,
+        # then the new ones: they belong to it
         for t in ("network", "ipc", "uts", "pid", "mount", "cgroup"):
             if t in ns_fds:
                 ksys.setns(ns_fds[t], ksys.NAMESPACES[t])
+        if "user" in ns_fds:
+            _before_userns(spec)
+            ksys.setns(ns_fds["user"], ksys.CLONE_NEWUSER)
+            become_root(gid_too=False)
         ksys.unshare(flags)
         if new_cgroupns:
             ksys.unshare(ksys.CLONE_NEWCGROUP)
+        if "user" in ns_fds:
+            become_root()
     return _launch(cgroup, stdio, enter, lambda rep, go: init(spec, rootfs, cgroup, rep, seccomp, create, go),
                    "container start", ready=create.exec_fifo is not None, on_hook=create.before_pivot)
 
 
+# the user namespace last: the others are joined with the host's privileges
 _NS_ORDER = (("ipc", ksys.CLONE_NEWIPC), ("uts", ksys.CLONE_NEWUTS), ("net", ksys.CLONE_NEWNET),
-             ("pid", ksys.CLONE_NEWPID), ("cgroup", ksys.CLONE_NEWCGROUP), ("mnt", ksys.CLONE_NEWNS))
+             ("pid", ksys.CLONE_NEWPID), ("cgroup", ksys.CLONE_NEWCGROUP), ("mnt", ksys.CLONE_NEWNS),
+             ("user", ksys.CLONE_NEWUSER))
 
 
 def exec_in(init_pid: int, spec: Spec, cgroup: Cgroup, args: list[str], env: list[str] | None = None,
@@ -225,7 +260,11 @@ def exec_in(init_pid: int, spec: Spec, cgroup: Cgroup, args: list[str], env: lis
 
         def enter():
             for fd, flag in ns_fds:
+                if flag == ksys.CLONE_NEWUSER:
+                    _before_userns(spec)
                 ksys.setns(fd, flag)
+                if flag == ksys.CLONE_NEWUSER:
+                    become_root()
 
         def final(rep, _go):
             if own_root:

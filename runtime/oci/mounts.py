@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import stat
 
+from ..cgroups import ROOT as ROOT_CGROUP
 from ..cgroups import Cgroup
 from ..linux import sys as ksys
 from ..linux.paths import open_in_root, proc_fd
@@ -130,13 +131,27 @@ def mount_one(rootfs_fd: int, m: Mount, cgroup: Cgroup | None) -> None:
             # as runc on a unified host: cgroup2, which in the container's own cgroup namespace
             # shows its own cgroup, and without one the whole hierarchy (the config's choice;
             # the generator gives every unprivileged container a cgroup namespace on v2)
-            ksys.mount("cgroup2", target, "cgroup2", flags | ksys.MS_NOSUID | ksys.MS_NODEV | ksys.MS_NOEXEC)
+            try:
+                ksys.mount("cgroup2", target, "cgroup2", flags | ksys.MS_NOSUID | ksys.MS_NODEV | ksys.MS_NOEXEC)
+            except PermissionError:  # a user namespace without a cgroup namespace of its own: as runc
+                ksys.mount(ROOT_CGROUP, target, None, ksys.MS_BIND | ksys.MS_REC)
+                on_top(rootfs_fd, m.destination, ksys.MS_BIND | ksys.MS_REMOUNT | flags | ksys.MS_NOSUID
+                       | ksys.MS_NODEV | ksys.MS_NOEXEC)
         elif m.type == "cgroup":  # v1: runc's view, see mount_cgroup_v1
             os.close(fd)
             fd = None
             mount_cgroup_v1(rootfs_fd, m.destination, flags, cgroup)
         else:
-            ksys.mount(m.source, target, m.type, flags, ",".join(data) or None)
+            try:
+                ksys.mount(m.source, target, m.type, flags, ",".join(data) or None)
+            except PermissionError:
+                # in a user namespace that does not own the network (or cgroup) namespace the
+                # kernel refuses a new sysfs (cgroup2): the host's is bound instead, as runc does
+                host = {"sysfs": "/sys", "cgroup2": "/sys/fs/cgroup"}.get(m.type)
+                if host is None:
+                    raise
+                ksys.mount(host, target, None, ksys.MS_BIND | ksys.MS_REC)
+                on_top(rootfs_fd, m.destination, ksys.MS_BIND | ksys.MS_REMOUNT | flags)
         if prop:
             on_top(rootfs_fd, m.destination, prop)
     finally:

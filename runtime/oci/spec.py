@@ -34,11 +34,12 @@ class Mount(namedtuple("Mount", "destination type source options")):
     __slots__ = ()
 
 
-class Spec(namedtuple("Spec", "args env cwd uid gid additional_gids umask caps rlimits no_new_privs oom_score_adj root_path root_readonly hostname mounts namespaces cgroups_path resources devices masked readonly sysctl propagation annotations seccomp warnings", defaults=(None, ()))):
+class Spec(namedtuple("Spec", "args env cwd uid gid additional_gids umask caps rlimits no_new_privs oom_score_adj root_path root_readonly hostname mounts namespaces cgroups_path resources devices masked readonly sysctl propagation annotations seccomp warnings uid_mappings gid_mappings", defaults=(None, (), (), ()))):
     """What the executor carries out, parsed from config.json by parse(). caps: bounding,
     effective, permitted, inheritable, ambient -> mask; rlimits: (name, soft, hard); namespaces:
     (type, path or None); seccomp: the validated linux.seccomp (seccomp_profile.validate), None:
-    unconfined; warnings: what the document asks for that is ignored ("field: why: ignored"),
+    unconfined; uid_mappings, gid_mappings: (container id, host id, size) of a new user
+    namespace; warnings: what the document asks for that is ignored ("field: why: ignored"),
     for the caller to log. Immutable but for its lists and dicts, which are its own (never the parsed
     document's); the executor changes none of them: a changed value is a new Spec (`_replace`)."""
     __slots__ = ()
@@ -64,8 +65,8 @@ _PROPS = {
     "mounts[]": ({"destination", "type", "source", "options"},
                  {"uidMappings": "idmapped mounts", "gidMappings": "idmapped mounts"}, {}),
     "linux": ({"namespaces", "resources", "cgroupsPath", "devices", "maskedPaths", "readonlyPaths", "sysctl",
-               "rootfsPropagation", "seccomp"},
-              {"uidMappings": "user namespaces", "gidMappings": "user namespaces", "timeOffsets": "time namespaces",
+               "rootfsPropagation", "seccomp", "uidMappings", "gidMappings"},
+              {"timeOffsets": "time namespaces",
                "mountLabel": "SELinux", "intelRdt": "Intel RDT", "personality": "personality",
                "netDevices": "network devices", "memoryPolicy": "NUMA memory policies"}, {}),
     "linux.resources": ({"devices", "memory", "cpu", "pids"},
@@ -122,6 +123,47 @@ def check_sysctl(key: str, value, namespaces: set[str]) -> None:
         raise SpecError(where, "not a namespaced sysctl: it would change the host")
     if need not in namespaces:
         raise SpecError(where, f"needs a {need} namespace of the container's (it would change the host's)")
+
+
+MAX_ID_MAP_LINES = 340  # the kernel's limit on the lines of a uid_map/gid_map
+
+
+def id_mappings(v, where: str) -> tuple[tuple[int, int, int], ...]:
+    """linux.uidMappings/gidMappings: (containerID, hostID, size) each, ids and sizes in the
+    kernel's 32-bit range, container ranges and host ranges each without overlaps (the kernel's
+    rules for a map, checked here to name the entry)."""
+    if not isinstance(v, list) or not v:
+        raise SpecError(where, "must be a non-empty list of {containerID, hostID, size}")
+    if len(v) > MAX_ID_MAP_LINES:
+        raise SpecError(where, f"{len(v)} entries: the kernel takes at most {MAX_ID_MAP_LINES}")
+    out = []
+    for i, m in enumerate(v):
+        if not isinstance(m, dict):
+            raise SpecError(f"{where}[{i}]", "must be an object")
+        vals = []
+        for k in ("containerID", "hostID", "size"):
+            x = m.get(k)
+            if not isinstance(x, int) or isinstance(x, bool) or not 0 <= x <= 2**32 - 1:
+                raise SpecError(f"{where}[{i}].{k}", f"must be an integer in 0..2^32-1, not {x!r}")
+            vals.append(x)
+        c, h, n = vals
+        if n == 0 or c + n > 2**32 - 1 or h + n > 2**32 - 1:
+            raise SpecError(f"{where}[{i}].size", f"{n}: must be at least 1 and keep both ranges below 2^32-1")
+        for j, (c2, h2, n2) in enumerate(out):
+            if c < c2 + n2 and c2 < c + n:
+                raise SpecError(f"{where}[{i}].containerID", f"overlaps {where}[{j}]")
+            if h < h2 + n2 and h2 < h + n:
+                raise SpecError(f"{where}[{i}].hostID", f"overlaps {where}[{j}]")
+        out.append((c, h, n))
+    return tuple(out)
+
+
+def host_id(mappings, cid: int) -> int | None:
+    """The host id of container id `cid` under `mappings`; None: unmapped."""
+    for c, h, n in mappings:
+        if c <= cid < c + n:
+            return h + cid - c
+    return None
 
 
 def _check_device(d, where: str) -> None:
@@ -262,8 +304,6 @@ def parse(doc: dict, host_mounts: bool = False) -> Spec:
         t = n.get("type") if isinstance(n, dict) else None
         if t not in NAMESPACES:
             raise SpecError(f"linux.namespaces[{i}].type", f"unknown namespace {t!r}")
-        if t == "user":
-            raise SpecError(f"linux.namespaces[{i}]", "user namespaces are not supported")
         if t in seen:
             raise SpecError(f"linux.namespaces[{i}]", f"duplicate {t} namespace")
         seen.add(t)
@@ -279,6 +319,28 @@ def parse(doc: dict, host_mounts: bool = False) -> Spec:
         if linux.get("rootfsPropagation"):
             raise SpecError("linux.rootfsPropagation", "needs a mount namespace (it would change the propagation "
                             "of the host's /)")
+    uid_maps = gid_maps = ()
+    user_path = next((p for t, p in nss if t == "user"), "unset")
+    if user_path is None:  # a new user namespace: its maps written before the container goes on
+        for k in ("uidMappings", "gidMappings"):
+            if not linux.get(k):
+                raise SpecError(f"linux.{k}", "a new user namespace needs mappings")
+        uid_maps = id_mappings(linux["uidMappings"], "linux.uidMappings")
+        gid_maps = id_mappings(linux["gidMappings"], "linux.gidMappings")
+        for k, maps in (("uidMappings", uid_maps), ("gidMappings", gid_maps)):
+            if host_id(maps, 0) is None:  # the init becomes the namespace's root before anything else
+                raise SpecError(f"linux.{k}", "must map the container's root (id 0)")
+        for k, x, maps in (("uid", ids[0], uid_maps), ("gid", ids[1], gid_maps)):
+            if host_id(maps, x) is None:
+                raise SpecError(f"process.user.{k}", f"{x} is not mapped in the user namespace")
+        for g in groups:
+            if host_id(gid_maps, g) is None:
+                raise SpecError("process.user.additionalGids", f"{g} is not mapped in the user namespace")
+    else:
+        for k in ("uidMappings", "gidMappings"):
+            if linux.get(k):
+                raise SpecError(f"linux.{k}", "mappings need a new user namespace (linux.namespaces: "
+                                f"{'one with a path is joined as it is' if user_path != 'unset' else 'none is asked for'})")
     if doc.get("domainname"):
         raise SpecError("domainname", "setting the NIS domain name is not supported by kubelet-py's executor")
     propagation = linux.get("rootfsPropagation")
@@ -311,5 +373,5 @@ def parse(doc: dict, host_mounts: bool = False) -> Spec:
         devices=_copy(devices), masked=list(linux.get("maskedPaths") or []),
         readonly=list(linux.get("readonlyPaths") or []), sysctl=dict(sysctl),
         propagation=propagation, annotations=dict(doc.get("annotations") or {}),
-        seccomp=seccomp, warnings=tuple(warnings),
+        seccomp=seccomp, warnings=tuple(warnings), uid_mappings=uid_maps, gid_mappings=gid_maps,
     )

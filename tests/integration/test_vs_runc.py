@@ -8,8 +8,10 @@ import copy
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 
 import pytest
@@ -47,6 +49,8 @@ for f in cpuset.cpus cpuset.mems cpuset/cpuset.cpus cpuset/cpuset.mems; do
   [ -f /sys/fs/cgroup/$f ] && echo "cg $f=$(cat /sys/fs/cgroup/$f)"
 done
 grep -E '^(Cpus|Mems)_allowed_list:' /proc/self/status
+sed 's/^ */uidmap /' /proc/self/uid_map; sed 's/^ */gidmap /' /proc/self/gid_map
+ls -ln / | awk 'NR > 1 { print "rootfs-owner", $NF, $3 ":" $4 }'
 """
 
 # (mount point, what differs, why) -- kubelet-py's choice in each case
@@ -76,6 +80,19 @@ def _normalise(out: str, cgroup_path: str = "") -> list[str]:
 @pytest.fixture(scope="module")
 def rootfs(tmp_path_factory):
     return busybox_rootfs(tmp_path_factory.mktemp("vsrunc"), PROBE)
+
+
+@pytest.fixture(scope="module")
+def userns_rootfs(rootfs):
+    """The rootfs where a user namespace's root can reach it: below /var/tmp, every dir on the
+    way open to others (pytest's own tmp dirs are 0700)."""
+    d = tempfile.mkdtemp(prefix="kpy-userns-", dir="/var/tmp")
+    try:
+        os.chmod(d, 0o755)
+        shutil.copytree(rootfs, f"{d}/rootfs", symlinks=True)
+        yield f"{d}/rootfs"
+    finally:
+        shutil.rmtree(d)
 
 
 def _bundle(tmp_path, name: str, doc: dict) -> str:
@@ -203,3 +220,29 @@ def test_runc_spec_with_a_cgroup_namespace_same_view(tmp_path, rootfs):
     ours, theirs = _run_both(tmp_path, doc)
     assert ours == theirs, _diff(ours, theirs)
     assert "cgself 0::/" in ours
+
+
+@pytest.mark.parametrize("maps", [
+    [(0, 100000, 65536)],
+    [(0, 200000, 1), (1, 300001, 999), (1000, 201000, 64536)],  # root alone, then ranges (kubelet's shape)
+])
+def test_runc_spec_in_a_user_namespace_same_view(tmp_path, userns_rootfs, maps):
+    """A new user namespace with its maps (issue 15, item 6f): the maps, ids, capabilities,
+    devices (the host's nodes bound: no mknod there), mounts and the rootfs's owners (the host's
+    root is unmapped: 65534) as under runc."""
+    runc = need_tool("runc")
+    d = tmp_path / "spec"
+    d.mkdir()
+    subprocess.run([runc, "spec"], cwd=d, check=True)
+    doc = json.loads((d / "config.json").read_text())
+    doc["process"]["terminal"] = False
+    doc["process"]["args"] = ["sh", "/probe.sh"]
+    doc["root"]["path"] = userns_rootfs
+    doc["linux"]["namespaces"].append({"type": "user"})
+    doc["linux"]["uidMappings"] = [{"containerID": c, "hostID": h, "size": n} for c, h, n in maps]
+    doc["linux"]["gidMappings"] = [{"containerID": c, "hostID": h, "size": n} for c, h, n in maps]
+    ours, theirs = _run_both(tmp_path, doc)
+    assert ours == theirs, _diff(ours, theirs)
+    assert f"uidmap {maps[0][0]} {maps[0][1]} {maps[0][2]}".split() == \
+        next(ln for ln in ours if ln.startswith("uidmap ")).split(), ours
+    assert "id=0:0:0" in ours and "rootfs-owner bin 65534:65534" in ours, ours

@@ -83,8 +83,8 @@ def test_v2_gets_a_cgroup_namespace():
     (lambda d: d["process"].update(rlimits=[{"type": "RLIMIT_NOPE"}]), "process.rlimits[0].type"),
     (lambda d: d["linux"].update(seccomp={"defaultAction": "SCMP_ACT_ERRNO", "listenerPath": "/run/agent.sock"}),
      "linux.seccomp.listenerPath"),  # seccomp is supported, seccomp agents are not
-    (lambda d: d["linux"].update(uidMappings=[{}]), "linux.uidMappings"),
-    (lambda d: d["linux"]["namespaces"].append({"type": "user"}), "linux.namespaces"),
+    (lambda d: d["linux"].update(uidMappings=[{}]), "linux.uidMappings"),  # without a user namespace
+    (lambda d: d["linux"]["namespaces"].append({"type": "user"}), "linux.uidMappings"),  # one without mappings
     (lambda d: d["linux"].update(namespaces=[{"type": "pid"}]), "linux.namespaces"),
     (lambda d: d["linux"]["resources"].update(hugepageLimits=[{"pageSize": "2MB", "limit": 1 << 21}]),
      "linux.resources.hugepageLimits"),  # defined by the spec, not carried out: refused when set
@@ -285,3 +285,37 @@ def test_no_mount_namespace_only_where_asked_and_without_host_changes():
         with pytest.raises(SpecError) as e:
             parse(bad, host_mounts=True)
         assert e.value.field == f"linux.{k}" and "mount namespace" in e.value.why
+
+
+def test_user_namespace_mappings_parsed_and_checked():
+    from runtime.linux.userns import map_text
+    from runtime.oci.spec import host_id
+    d = _doc()
+    d["linux"]["namespaces"].append({"type": "user"})
+    d["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 1},
+                                 {"containerID": 1, "hostID": 300001, "size": 65535}]
+    d["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    spec = parse(d)
+    assert spec.uid_mappings == ((0, 200000, 1), (1, 300001, 65535)) and spec.gid_mappings == ((0, 200000, 65536),)
+    assert map_text(spec.uid_mappings) == "0 200000 1\n1 300001 65535\n"
+    assert (host_id(spec.uid_mappings, 0), host_id(spec.uid_mappings, 1000), host_id(spec.uid_mappings, 65536)) == \
+        (200000, 301000, None)
+    for bad, field in (({"containerID": 0, "hostID": -1, "size": 1}, "linux.uidMappings[0].hostID"),
+                       ({"containerID": 0, "hostID": 1, "size": 0}, "linux.uidMappings[0].size"),
+                       ({"containerID": 0, "hostID": 1, "size": True}, "linux.uidMappings[0].size"),
+                       ("0 1 1", "linux.uidMappings[0]")):
+        d["linux"]["uidMappings"] = [bad]
+        with pytest.raises(SpecError) as e:
+            parse(d)
+        assert e.value.field == field
+    d["linux"]["uidMappings"] = [{"containerID": i, "hostID": 1000 + i, "size": 1} for i in range(341)]
+    with pytest.raises(SpecError, match="at most 340"):
+        parse(d)
+    # joining a user namespace by path: as it is, no mappings of ours
+    d["linux"]["namespaces"][-1] = {"type": "user", "path": "/proc/1/ns/user"}
+    d["linux"].pop("uidMappings")
+    with pytest.raises(SpecError) as e:
+        parse(d)
+    assert e.value.field == "linux.gidMappings"
+    d["linux"].pop("gidMappings")
+    assert parse(d).uid_mappings == ()
