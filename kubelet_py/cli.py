@@ -233,6 +233,20 @@ def _human(n: int) -> str:
     return str(n)
 
 
+@image.command("builtin")
+@click.pass_context
+def image_builtin(ctx):
+    """Build the built-in image (Debian's busybox-static on an empty base; `kubelet-py.local/busybox:1.35`)
+    and import it: what the demo and the tests run, no registry needed."""
+    from runtime.image.archive import import_path
+    from runtime.image.build import write_oci_layout
+    from runtime.image.testimages import DEFAULT_IMAGE, busybox_image
+    with tempfile.TemporaryDirectory(prefix="kpy-builtin-") as d:
+        write_oci_layout(d, {DEFAULT_IMAGE: busybox_image()})
+        rec = import_path(_store(ctx), d)[0]
+    click.echo(f"{rec.name} {rec.digest}")
+
+
 @image.command("ls")
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
 @click.pass_context

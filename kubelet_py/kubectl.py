@@ -23,10 +23,13 @@ ALIASES = {"pod": "pods", "po": "pods", "pods": "pods", "namespace": "namespaces
 
 def _run(coro):
     from .client import ClientError
+    from .server.api import ApiError
     try:
         return asyncio.run(coro)
     except ClientError as e:
         raise KpyError(f"Error from server ({e.reason}): {e}" if e.code else str(e)) from None
+    except ApiError as e:  # the embedded agent's (run -f without a daemon)
+        raise KpyError(f"{e.reason}: {e}") from None
     except KeyboardInterrupt:
         sys.exit(130)
 
@@ -475,21 +478,30 @@ def wait(ctx, target, condition, namespace, timeout):
                                  param_hint="--for")
 
     async def go() -> bool:
-        async with _client(ctx) as c:
-            deadline = time.monotonic() + limit
-            while time.monotonic() < deadline:
-                try:
-                    pod = await c.get(pod_path(namespace, name))
-                except ClientError as e:
-                    if e.code == 404 and condition == "delete":
-                        return True
+        deadline = time.monotonic() + limit
+        while True:  # a daemon (or a `run -f`) that is still starting is waited for too
+            try:
+                async with _client(ctx) as c:
+                    while time.monotonic() < deadline:
+                        try:
+                            pod = await c.get(pod_path(namespace, name))
+                        except ClientError as e:
+                            if e.code == 404 and condition == "delete":
+                                return True
+                            if e.code not in (0, 404):
+                                raise
+                            pod = None
+                        if pod is not None and condition != "delete" and met(pod):
+                            return True
+                        await asyncio.sleep(0.1)
+                    return False
+            except ClientError as e:
+                if e.code or time.monotonic() >= deadline:
                     raise
-                if condition != "delete" and met(pod):
-                    return True
-                await asyncio.sleep(0.1)
-            return False
+                await asyncio.sleep(0.2)
+
     if not _run(go()):
-        raise KpyError(f"error: timed out waiting for the condition on pods/{name}")
+        raise KpyError(f"timed out waiting for the condition on pods/{name}")
     click.echo(f"pod/{name} condition met")
 
 

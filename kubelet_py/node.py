@@ -448,6 +448,8 @@ class _NodeControl:
                     obj = {**obj, "spec": {**obj["spec"], "nodeName": self.node_name}}
                 stored, action = create(obj, time.time(), lambda: str(uuid.uuid4())), "created"
             else:
+                if kind == "Pod" and not obj["spec"].get("nodeName"):  # bound at create: kept
+                    obj = {**obj, "spec": {**obj["spec"], "nodeName": old["spec"].get("nodeName")}}
                 try:
                     stored = update(old, obj)
                 except FieldErrors as e:

@@ -85,18 +85,32 @@ async def _daemon_answers(socket_path: str) -> bool:
 
 async def run_pod(gopts, objs: list[dict], pod: dict, *, node_name: str = "", pod_cidr: str = "10.244.0.0/16",
                   bridge: str = "kpy0") -> int:
+    stop = asyncio.Event()  # Ctrl-C from the very start: the teardown always runs
+    loop = asyncio.get_running_loop()
+    for s in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(s, stop.set)
+    try:
+        return await _run_pod(gopts, objs, pod, stop, node_name, pod_cidr, bridge)
+    finally:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(s)
+
+
+async def _run_pod(gopts, objs, pod, stop, node_name, pod_cidr, bridge) -> int:
     if await _daemon_answers(gopts.socket):
         from .client import Client
         async with Client(gopts.socket) as c:
-            return await _drive(_DaemonBackend(c), objs, pod, embedded=False)
+            return await _drive(_DaemonBackend(c), objs, pod, stop, embedded=False)
     from .node import NodeAgent, NodeOptions
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="kubelet-py: %(message)s")
     agent = NodeAgent(NodeOptions(root=gopts.root, run_root=gopts.run_root, log_root=gopts.log_root, socket=gopts.socket,
                                   registries=gopts.registries, cgroup_root=gopts.cgroup_root, node_name=node_name,
                                   pod_cidr=pod_cidr, bridge=bridge, image_limits=gopts.image_limits))
-    await agent.start(serve_socket=False)
+    await agent.start(serve_socket=True)  # get, logs, exec and wait work while it runs
     try:
-        return await _drive(_EmbeddedBackend(agent), objs, pod, embedded=True)
+        if stop.is_set():
+            return 130
+        return await _drive(_EmbeddedBackend(agent), objs, pod, stop, embedded=True)
     finally:
         await agent.stop()
 
@@ -114,17 +128,13 @@ def _exit_code(pod: dict, name: str) -> int:
     return 1
 
 
-async def _drive(backend, objs: list[dict], pod: dict, embedded: bool) -> int:
+async def _drive(backend, objs: list[dict], pod: dict, stop: asyncio.Event, embedded: bool) -> int:
     applied = await backend.apply(objs)
     mine = next(o for o in applied if o["kind"] == "Pod")
     ns, name = mine["metadata"].get("namespace", "default"), mine["metadata"]["name"]
     main = _main_container(mine)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for s in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(s, stop.set)
     click.echo(f"pod/{name} created", err=True)
-    logger = loop.create_task(_stream_logs(backend, ns, name, main))
+    logger = asyncio.get_running_loop().create_task(_stream_logs(backend, ns, name, main))
     code = 130
     try:
         while not stop.is_set():
@@ -143,8 +153,6 @@ async def _drive(backend, objs: list[dict], pod: dict, embedded: bool) -> int:
                 pass
     finally:
         logger.cancel()
-        for s in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(s)
         click.echo(f"pod/{name}: deleting", err=True)
         await backend.delete(mine)
         while await backend.get_pod(ns, name) is not None:
