@@ -59,10 +59,12 @@ def init(spec: Spec, rootfs: str, cgroup: Cgroup | None, report_fd: int, seccomp
         prepare_root(rootfs, spec.propagation)
     else:  # the caller's mount namespace (the OCI CLI only): nothing of it changes but below rootfs
         host_root(rootfs)
+    if "root" in create.idmapped:  # the rootfs seen through the user namespace's maps, on top
+        ksys.move_mount(create.idmapped["root"], rootfs)
     rootfs_fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    for m in spec.mounts:
+    for i, m in enumerate(spec.mounts):
         try:
-            mount_one(rootfs_fd, m, cgroup)
+            mount_one(rootfs_fd, m, cgroup, create.idmapped.get(i))
         except OSError as e:
             raise RunError(f"mounting {m.type} on {m.destination}: {e.strerror or e}") from None
     make_devices(rootfs_fd, spec, bind=in_userns)

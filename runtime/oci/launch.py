@@ -27,7 +27,7 @@ from .errors import RunError
 from .init import become, init
 from .mounts import chroot, detach_host_root, mount_ids_at
 from .seccomp_cache import compile_seccomp
-from .spec import Spec, SpecError
+from .spec import ROOTFS_IDMAP, Spec, SpecError
 
 reap = forkreport.reap
 
@@ -52,7 +52,7 @@ class ExitStatus(namedtuple("ExitStatus", "code oom_killed", defaults=(False,)))
 
 
 class CreateOptions(namedtuple("CreateOptions", "exec_fifo console console_size before_pivot seccomp_cache "
-                                                "exec_fifo_fd", defaults=(None, None, None, None, None, None))):
+                                                "exec_fifo_fd idmapped", defaults=(None,) * 6 + ({},))):
     """What the OCI command line's `create` adds to a start (runc's create/start split).
 
     exec_fifo: host path of a fifo; start() opens it for the init, which, as its very last step
@@ -67,7 +67,9 @@ class CreateOptions(namedtuple("CreateOptions", "exec_fifo console console_size 
       and before pivot_root (the prestart, createRuntime and createContainer hooks); raising
       aborts the start.
     seccomp_cache: a private dir for compiled seccomp programs (see seccomp_cache.py).
-    exec_fifo_fd: set by start(): the fifo opened for the init to inherit."""
+    exec_fifo_fd: set by start(): the fifo opened for the init to inherit.
+    idmapped: set by start(): detached idmapped trees (fds) for the init to attach: "root" (the
+      rootfs, annotation io.kubelet-py.rootfs-idmap) and the index of each idmapped mount."""
     __slots__ = ()
 
 
@@ -120,6 +122,9 @@ def start(spec: Spec, rootfs: str, container_id: str, cgroup_parent: str = "kube
             # root, which a user namespace maps to another host uid
             ns_fds["fifo"] = os.open(create.exec_fifo, os.O_RDWR | os.O_CLOEXEC)
             create = create._replace(exec_fifo_fd=ns_fds["fifo"])
+        idmapped = _idmapped_trees(spec, rootfs, ns_fds)
+        if idmapped:
+            create = create._replace(idmapped=idmapped)
         # without a mount namespace the init's mounts are made in ours: which are new at rootfs
         at_root = None if "mount" in ns_paths or "mount" in ns_new else set(_mounts_at(rootfs))
         cgroup = Cgroup(spec.cgroups_path or f"{cgroup_parent}/{container_id}")
@@ -138,6 +143,50 @@ def start(spec: Spec, rootfs: str, container_id: str, cgroup_parent: str = "kube
     finally:
         for fd in ns_fds.values():
             os.close(fd)
+        for fd in create.idmapped.values():
+            os.close(fd)
+
+
+def _idmapped_trees(spec: Spec, rootfs: str, ns_fds: dict) -> dict:
+    """Detached copies of the rootfs (mapped as the container's user namespace) and of each
+    idmapped bind mount's source (mapped by a user namespace of its own maps), made here: an
+    idmapping needs the host's CAP_SYS_ADMIN, which the init has no more. The init attaches them
+    (move_mount) where the plain mounts would go."""
+    out = {}
+    try:
+        if spec.annotations.get(ROOTFS_IDMAP) == "true":
+            field = f"annotations.{ROOTFS_IDMAP}"
+            out["root"] = _idmapped(rootfs, ns_fds["user"], True, field)
+        for i, m in enumerate(spec.mounts):
+            if m.uid_mappings:
+                field = f"mounts[{i}].uidMappings"
+                try:
+                    userns = new_userns(m.uid_mappings, m.gid_mappings)
+                except OSError as e:
+                    raise SpecError(field, e.strerror or str(e)) from None
+                try:
+                    out[i] = _idmapped(m.source, userns, "rbind" in m.options, field)
+                finally:
+                    os.close(userns)
+    except BaseException:
+        for fd in out.values():
+            os.close(fd)
+        raise
+    return out
+
+
+def _idmapped(path: str, userns: int, recursive: bool, field: str) -> int:
+    try:
+        tree = ksys.open_tree_clone(path, recursive)
+    except OSError as e:
+        raise SpecError(field, f"{path}: {e.strerror}") from None
+    try:
+        ksys.idmap_tree(tree, userns, recursive, path)
+    except OSError as e:
+        os.close(tree)
+        why = "this filesystem cannot be idmapped (overlayfs: only its layers can)" if e.errno == 22 else e.strerror
+        raise SpecError(field, f"an idmapped mount of {path}: {why}") from None
+    return tree
 
 
 def _mounts_at(path: str) -> list[int]:

@@ -107,7 +107,9 @@ def on_top(rootfs_fd: int, dest: str, flags: int) -> None:
         os.close(fd)
 
 
-def mount_one(rootfs_fd: int, m: Mount, cgroup: Cgroup | None) -> None:
+def mount_one(rootfs_fd: int, m: Mount, cgroup: Cgroup | None, idmapped: int | None = None) -> None:
+    """`idmapped`: a bind mount's source as a detached idmapped tree (launch.py made it),
+    attached instead of a plain bind."""
     flags, prop, data = mount_flags(m.options)
     is_bind = m.type == "bind" or flags & ksys.MS_BIND
     if is_bind:
@@ -115,7 +117,10 @@ def mount_one(rootfs_fd: int, m: Mount, cgroup: Cgroup | None) -> None:
         fd = open_in_root(rootfs_fd, m.destination, "dir" if src_is_dir else "file")
         try:
             target = proc_fd(fd)
-            ksys.mount(m.source, target, None, ksys.MS_BIND | (flags & ksys.MS_REC))
+            if idmapped is not None:
+                ksys.move_mount(idmapped, fd)
+            else:
+                ksys.mount(m.source, target, None, ksys.MS_BIND | (flags & ksys.MS_REC))
             remount = flags & ~(ksys.MS_BIND | ksys.MS_REC | ksys.MS_REMOUNT)
             if remount:
                 on_top(rootfs_fd, m.destination, ksys.MS_BIND | ksys.MS_REMOUNT | remount)

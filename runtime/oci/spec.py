@@ -29,9 +29,13 @@ class SpecError(RuntimeFailure):
 
 # ---- parsing what the executor accepts --------------------------------------------------------
 
-class Mount(namedtuple("Mount", "destination type source options")):
-    """One entry of `mounts` (options: the list as given)."""
+class Mount(namedtuple("Mount", "destination type source options uid_mappings gid_mappings", defaults=((), ()))):
+    """One entry of `mounts` (options: the list as given; uid/gid_mappings: an idmapped bind
+    mount's, as for a user namespace: the files' ids `containerID` are seen as `hostID`)."""
     __slots__ = ()
+
+
+ROOTFS_IDMAP = "io.kubelet-py.rootfs-idmap"  # "true": the rootfs seen through the user namespace's maps
 
 
 class Spec(namedtuple("Spec", "args env cwd uid gid additional_gids umask caps rlimits no_new_privs oom_score_adj root_path root_readonly hostname mounts namespaces cgroups_path resources devices masked readonly sysctl propagation annotations seccomp warnings uid_mappings gid_mappings", defaults=(None, (), (), ()))):
@@ -62,8 +66,7 @@ _PROPS = {
                 {"commandLine": "Windows only"}),
     "process.user": ({"uid", "gid", "additionalGids", "umask"}, {}, {"username": "Windows only"}),
     "process.capabilities": ({"bounding", "effective", "permitted", "inheritable", "ambient"}, {}, {}),
-    "mounts[]": ({"destination", "type", "source", "options"},
-                 {"uidMappings": "idmapped mounts", "gidMappings": "idmapped mounts"}, {}),
+    "mounts[]": ({"destination", "type", "source", "options", "uidMappings", "gidMappings"}, {}, {}),
     "linux": ({"namespaces", "resources", "cgroupsPath", "devices", "maskedPaths", "readonlyPaths", "sysctl",
                "rootfsPropagation", "seccomp", "uidMappings", "gidMappings"},
               {"timeOffsets": "time namespaces",
@@ -287,7 +290,12 @@ def parse(doc: dict, host_mounts: bool = False) -> Spec:
         typ = m.get("type") or ("bind" if "bind" in opts or "rbind" in opts else "")
         if not typ:
             raise SpecError(f"mounts[{i}].type", "missing (and not a bind mount)")
-        mounts.append(Mount(m["destination"], typ, m.get("source") or typ, list(opts)))
+        maps = ()
+        if m.get("uidMappings") or m.get("gidMappings"):
+            if typ != "bind" and "bind" not in opts and "rbind" not in opts:
+                raise SpecError(f"mounts[{i}].uidMappings", "idmapped mounts are bind mounts (as runc's)")
+            maps = tuple(id_mappings(m.get(k), f"mounts[{i}].{k}") for k in ("uidMappings", "gidMappings"))
+        mounts.append(Mount(m["destination"], typ, m.get("source") or typ, list(opts), *maps))
     linux = _typed(doc, "linux", dict, "linux", {}) or {}
     _props(linux, "linux", "linux", warnings)
     seccomp = None
@@ -336,6 +344,8 @@ def parse(doc: dict, host_mounts: bool = False) -> Spec:
         for g in groups:
             if host_id(gid_maps, g) is None:
                 raise SpecError("process.user.additionalGids", f"{g} is not mapped in the user namespace")
+    elif (doc.get("annotations") or {}).get(ROOTFS_IDMAP) == "true":
+        raise SpecError(f"annotations.{ROOTFS_IDMAP}", "needs a new user namespace (whose maps the rootfs gets)")
     else:
         for k in ("uidMappings", "gidMappings"):
             if linux.get(k):

@@ -319,3 +319,21 @@ def test_user_namespace_mappings_parsed_and_checked():
     assert e.value.field == "linux.gidMappings"
     d["linux"].pop("gidMappings")
     assert parse(d).uid_mappings == ()
+
+
+def test_idmapped_bind_mounts_and_the_rootfs_annotation_parsed():
+    d = _doc()
+    d["linux"]["namespaces"].append({"type": "user"})
+    d["linux"]["uidMappings"] = d["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    d["annotations"] = {"io.kubelet-py.rootfs-idmap": "true"}
+    d["mounts"].append({"destination": "/v", "type": "bind", "source": "/srv/v", "options": ["rbind"],
+                        "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
+                        "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]})
+    m = parse(d).mounts[-1]
+    assert (m.uid_mappings, m.gid_mappings) == (((0, 1000, 1),), ((0, 1000, 1),))
+    assert parse(d).mounts[0].uid_mappings == ()
+    d["mounts"][-1]["type"] = "tmpfs"
+    d["mounts"][-1]["options"] = []
+    with pytest.raises(SpecError) as e:
+        parse(d)
+    assert e.value.field == "mounts[7].uidMappings"
