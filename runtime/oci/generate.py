@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..linux import caps as _caps
-from .spec import SpecError
+from .spec import ROOTFS_IDMAP, SpecError
 
 OCI_VERSION = "1.0.2"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -64,6 +64,11 @@ class ContainerRequest:
     # seccompProfile: "Unconfined" (Kubernetes' default), "RuntimeDefault" (containerd's
     # profile) or "Localhost/<absolute path>" (a profile file, as the kubelet hands it to the CRI)
     seccomp: str = "Unconfined"
+    # pod.spec.hostUsers: False gives the container a user namespace whose root is the first id
+    # of `user_ids` (first host id, count: the pod's range, which the kubelet allocates, 65536
+    # ids at a multiple of 65536 as upstream's), the rootfs and the bind mounts idmapped to it
+    host_users: bool = True
+    user_ids: tuple[int, int] | None = None
 
 
 def resolve_args(command, args, entrypoint, cmd) -> list[str]:
@@ -120,6 +125,28 @@ def seccomp_for(req: ContainerRequest, capset: list[str]) -> dict | None:
     return _seccomp.load_localhost(path, capset)
 
 
+def user_namespace(req: ContainerRequest, uid: int, gid: int, groups: list[int] | None) -> list[dict] | None:
+    """linux.uidMappings (= gidMappings) of a hostUsers: false container, None for hostUsers:
+    true. Kubernetes' rules: not with privileged, nor with the host's network, pid or ipc
+    namespace (the pod's own are joined); the ids the process runs as must be in the range."""
+    if req.host_users:
+        return None
+    if not req.user_ids:
+        raise SpecError("hostUsers", "false needs the pod's id range (user_ids: first host id, count)")
+    first, count = req.user_ids
+    if not (isinstance(first, int) and isinstance(count, int) and 0 < first and 0 < count <= 2**32 - 1 - first):
+        raise SpecError("hostUsers", f"user_ids {req.user_ids!r}: a range of host ids above 0")
+    if req.privileged:
+        raise SpecError("securityContext.privileged", "a privileged container needs hostUsers: true")
+    for t in ("network", "pid", "ipc"):
+        if t not in req.namespaces:
+            raise SpecError("hostUsers", f"false cannot share the host's {t} namespace")
+    for what, x in (("runAsUser", uid), ("runAsGroup", gid), *(("supplementalGroups", g) for g in groups or ())):
+        if not 0 <= x < count:
+            raise SpecError(f"securityContext.{what}", f"{x} is outside the pod's user namespace (0..{count - 1})")
+    return [{"containerID": 0, "hostID": first, "size": count}]
+
+
 def generate(req: ContainerRequest, image_config, rootfs: str, cgroups_path: str, cgroup_version: str,
              uid: int = 0, gid: int = 0, groups: list[int] | None = None, shm: str | None = None,
              nofile_hard: int | None = None, host_devices: list[dict] | None = None) -> dict:
@@ -159,6 +186,7 @@ def generate(req: ContainerRequest, image_config, rootfs: str, cgroups_path: str
     if req.pids_limit:
         resources["pids"] = {"limit": req.pids_limit}
     namespaces = [{"type": t, **({"path": p} if p else {})} for t, p in req.namespaces.items()]
+    userns = user_namespace(req, uid, gid, groups)
     if cgroup_version == "v2" and not req.privileged and "cgroup" not in req.namespaces:
         namespaces.append({"type": "cgroup"})  # containerd CRI: the container sees only its own subtree
     process: dict = {
@@ -176,6 +204,15 @@ def generate(req: ContainerRequest, image_config, rootfs: str, cgroups_path: str
         hard = min(NOFILE[1], nofile_hard)
         process["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": min(NOFILE[0], hard), "hard": hard}]
     linux: dict = {"resources": resources, "cgroupsPath": cgroups_path, "namespaces": namespaces}
+    extra_mounts = copy.deepcopy(req.extra_mounts)  # the document shares nothing with `req`
+    annotations = {f"{ANNOTATION_PREFIX}container-name": req.name, **req.annotations}
+    if userns is not None:
+        namespaces.append({"type": "user"})
+        linux["uidMappings"], linux["gidMappings"] = userns, copy.deepcopy(userns)
+        annotations[ROOTFS_IDMAP] = "true"
+        for m in extra_mounts:  # volumes and the pod's files: their root is the namespace's
+            if m.get("type") == "bind" or {"bind", "rbind"} & set(m.get("options") or ()):
+                m["uidMappings"], m["gidMappings"] = copy.deepcopy(userns), copy.deepcopy(userns)
     if req.privileged and host_devices:
         linux["devices"] = copy.deepcopy(host_devices)  # containerd: a privileged container gets the host's devices
     seccomp = seccomp_for(req, capset)
@@ -198,8 +235,8 @@ def generate(req: ContainerRequest, image_config, rootfs: str, cgroups_path: str
         "process": process,
         "root": {"path": rootfs, "readonly": req.read_only_rootfs},
         "hostname": req.hostname or req.name,
-        "mounts": mounts + copy.deepcopy(req.extra_mounts),  # the document shares nothing with `req`
-        "annotations": {f"{ANNOTATION_PREFIX}container-name": req.name, **req.annotations},
+        "mounts": mounts + extra_mounts,
+        "annotations": annotations,
         "linux": linux,
     }
 

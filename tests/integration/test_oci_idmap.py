@@ -144,3 +144,24 @@ def test_idmaps_the_executor_refuses_name_the_field(tmp_path, world, mutate, fie
     mutate(doc)
     p = _run(tmp_path, doc)
     assert p.returncode == 1 and f"config.json: {field}" in p.stderr, p.stderr
+
+
+def test_a_generated_host_users_false_container_runs(tmp_path, world):
+    """The request the kubelet makes for hostUsers: false (ContainerRequest.host_users, the pod's
+    id range) gives a config the executor runs: the range mapped to 0..65535, the rootfs and the
+    volume the namespace's root's, nothing of the host's root writable but them."""
+    from runtime.cgroups import detect
+    from runtime.image.manifest import ImageConfig
+    from runtime.oci.generate import ContainerRequest, generate
+    cfg = ImageConfig("amd64", "linux", (), cmd=("sh",), env=("PATH=/bin:/sbin",))
+    req = ContainerRequest(name="u", command=["sh", "-c", "cat /proc/self/uid_map; sh /probe.sh"], host_users=False,
+                           user_ids=(65536 * 7, 65536), extra_mounts=[
+                               {"destination": "/vol", "type": "bind", "source": f"{world}/vol", "options": ["rbind"]}])
+    doc = generate(req, cfg, f"{world}/rootfs", "x", detect(), nofile_hard=4096)
+    p = _run(tmp_path, doc)
+    assert p.returncode == 0, p.stderr
+    out = p.stdout.splitlines()
+    assert out[0].split() == ["0", str(65536 * 7), "65536"], out
+    assert "root-owner 0:0" in out and "vol-owner data 0:0" in out and "vol-write-ok" in out, out
+    st = os.stat(f"{world}/vol/written")
+    assert (st.st_uid, st.st_gid) == (0, 0)

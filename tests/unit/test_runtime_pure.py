@@ -337,3 +337,29 @@ def test_idmapped_bind_mounts_and_the_rootfs_annotation_parsed():
     with pytest.raises(SpecError) as e:
         parse(d)
     assert e.value.field == "mounts[7].uidMappings"
+
+
+def test_host_users_false_gives_a_user_namespace_idmapped():
+    """hostUsers: false (the kubelet's per-pod range): a user namespace mapping the range to
+    0..count-1, the rootfs (annotation) and bind mounts idmapped with it; Kubernetes' rules."""
+    vol = {"destination": "/data", "type": "bind", "source": "/var/lib/v", "options": ["rbind", "rw"]}
+    d = _doc(host_users=False, user_ids=(65536 * 3, 65536), extra_mounts=[vol])
+    m = [{"containerID": 0, "hostID": 196608, "size": 65536}]
+    assert {"type": "user"} in d["linux"]["namespaces"]
+    assert d["linux"]["uidMappings"] == m and d["linux"]["gidMappings"] == m
+    assert d["annotations"]["io.kubelet-py.rootfs-idmap"] == "true"
+    assert d["mounts"][-1]["uidMappings"] == m and "uidMappings" not in vol  # the request is not changed
+    spec = parse(d)
+    assert spec.uid_mappings == ((0, 196608, 65536),) and spec.mounts[-1].uid_mappings == ((0, 196608, 65536),)
+    assert "uidMappings" not in _doc()["linux"] and "io.kubelet-py.rootfs-idmap" not in _doc()["annotations"]
+    for kw, field in (({}, "hostUsers"), ({"user_ids": (0, 65536)}, "hostUsers"),
+                      ({"user_ids": (65536, 65536), "privileged": True}, "securityContext.privileged"),
+                      ({"user_ids": (65536, 65536), "namespaces": {"pid": None, "ipc": None, "mount": None}},
+                       "hostUsers")):
+        with pytest.raises(SpecError) as e:
+            _doc(host_users=False, **kw)
+        assert e.value.field == field
+    with pytest.raises(SpecError) as e:
+        generate(ContainerRequest(name="c", host_users=False, user_ids=(65536, 1000)), IMG, "/r", "kpy/c", "v1",
+                 uid=1000)
+    assert e.value.field == "securityContext.runAsUser"
