@@ -95,10 +95,12 @@ def container_request(pod: dict, lst: str, i: int, env: dict[str, str] | None = 
     def pick(k):
         return sc.get(k) if sc.get(k) is not None else pod_sc.get(k)
     if env is None:
-        env = {e["name"]: e.get("value", "") for e in c.get("env") or [] if "valueFrom" not in e}
+        env = literal_env(c)
     caps = sc.get("capabilities") or {}
+    command = [expand(a, env) for a in c["command"]] if c.get("command") is not None else None
+    args = [expand(a, env) for a in c["args"]] if c.get("args") is not None else None
     return ContainerRequest(
-        name=c["name"], command=c.get("command"), args=c.get("args"), env=dict(env),
+        name=c["name"], command=command, args=args, env=dict(env),
         working_dir=c.get("workingDir", ""), uid=pick("runAsUser"), gid=pick("runAsGroup"),
         supplemental_groups=list(pod_sc.get("supplementalGroups") or []),
         cap_add=_caps(caps.get("add")), cap_drop=_caps(caps.get("drop")), privileged=bool(sc.get("privileged")),
@@ -107,6 +109,40 @@ def container_request(pod: dict, lst: str, i: int, env: dict[str, str] | None = 
         memory_limit=r["memory_limit"], memory_request=r["memory_request"],
         cpu_request_milli=r["cpu_request"], cpu_limit_milli=r["cpu_limit"],
         annotations={}, seccomp=_seccomp(sc, pod_sc))
+
+
+def expand(text: str, env: dict[str, str]) -> str:
+    """`$(VAR)` references as the kubelet expands them (third_party/forked/golang/expansion):
+    a defined name is replaced, an undefined one stays as written, `$$` is one `$`, and any other
+    `$` is kept."""
+    out, i, n = [], 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "$" and i + 1 < n:
+            nxt = text[i + 1]
+            if nxt == "$":
+                out.append("$")
+                i += 2
+                continue
+            if nxt == "(":
+                end = text.find(")", i + 2)
+                if end >= 0:
+                    name = text[i + 2:end]
+                    out.append(env[name] if name in env else text[i:end + 1])
+                    i = end + 1
+                    continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def literal_env(c: dict) -> dict[str, str]:
+    """A container's literal env in order, each value expanded against those before it."""
+    env: dict[str, str] = {}
+    for e in c.get("env") or []:
+        if "valueFrom" not in e:
+            env[e["name"]] = expand(e.get("value", ""), env)
+    return env
 
 
 def stop_signal(c: dict) -> str | None:

@@ -197,6 +197,14 @@ class PodWorker:
             name = c["name"]
             rec = self._rec(name)
             st = rec.state
+            if st in ("running", "created") and rec.current.image and rec.current.image != c["image"]:
+                # `apply` changed its image: the kubelet kills it and starts the new definition
+                will_run = True
+                self.agent.event(self.pod, "Normal", "Killing", f"Container {name} definition changed, will be restarted",
+                                 field=f"spec.containers{{{name}}}")
+                await self.kill_container(name, self.agent.deletion_grace(self.pod), None)
+                await self.start_container("containers", i, c)
+                continue
             if st in ("running", "created"):
                 will_run = True
                 continue

@@ -289,3 +289,24 @@ def test_static_pods_beside_a_bad_file(tmp_path):
     finally:
         leaks = d.cleanup()
     assert leaks == []
+
+
+def test_apply_changes_labels_in_place_and_an_image_change_restarts_that_container(d):
+    d.apply(_pod("upd", [_c("a", "sleep 600"), _c("b", "sleep 600")], terminationGracePeriodSeconds=1))
+    pod = d.wait_for("upd", lambda p: all("running" in status_of(p, n).get("state", {}) for n in ("a", "b")), 30,
+                     what="both running")
+    a_id, b_id = status_of(pod, "a")["containerID"], status_of(pod, "b")["containerID"]
+    doc = json.loads(_pod("upd", [_c("a", "sleep 600"), {**_c("b", "sleep 600"), "image": "busybox:1.28"}],
+                          terminationGracePeriodSeconds=1))
+    doc["metadata"]["labels"] = {"tier": "x"}
+    out = d.apply(json.dumps(doc))
+    assert out.strip() == "pod/upd configured"
+    pod = d.wait_for("upd", lambda p: status_of(p, "b").get("containerID") not in (None, b_id)
+                     and "running" in status_of(p, "b").get("state", {}), 30, what="b restarted")
+    assert pod["metadata"]["labels"] == {"tier": "x"} and pod["metadata"]["generation"] == 2
+    assert status_of(pod, "a")["containerID"] == a_id  # untouched
+    assert status_of(pod, "b")["image"] == "busybox:1.28"
+    assert d.apply(json.dumps(doc)).strip() == "pod/upd unchanged"
+    doc["spec"]["containers"][0]["command"] = ["sh", "-c", "sleep 700"]
+    p = d.cli("apply", "-f", "-", input=json.dumps(doc), check=False)
+    assert p.returncode != 0 and "spec.containers[0].command" in p.stderr and "Forbidden" in p.stderr, p.stderr
