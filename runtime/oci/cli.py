@@ -230,14 +230,8 @@ def _dir(ctx: Ctx, cid: str) -> str:
 
 
 def _write_atomic(path: str, data: str, mode: int = 0o644) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-    try:
-        os.write(fd, data.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
+    from ..atomicfile import write_atomic  # the runtime's one atomic write
+    write_atomic(path, data.encode(), mode)
 
 
 def _proc_start_time(pid: int) -> int | None:
