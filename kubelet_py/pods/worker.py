@@ -266,7 +266,7 @@ class PodWorker:
             delay = self.pull_backoff.next(pkey, time.time())
             self._set(name, waiting_reason=e.reason, waiting_message=str(e))
             self.agent.event(self.pod, "Warning", "Failed", f"Error: {e.reason}", field=fieldpath)
-            self._wake_in(delay)
+            self._wake_in(min(delay, 1.0))  # ErrImagePull, then ImagePullBackOff until the delay is over
             return
         self.pull_backoff.reset(pkey)
         restart_count = rec.restart_count + (1 if rec.current is not None else 0)

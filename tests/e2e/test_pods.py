@@ -310,3 +310,45 @@ def test_apply_changes_labels_in_place_and_an_image_change_restarts_that_contain
     doc["spec"]["containers"][0]["command"] = ["sh", "-c", "sleep 700"]
     p = d.cli("apply", "-f", "-", input=json.dumps(doc), check=False)
     assert p.returncode != 0 and "spec.containers[0].command" in p.stderr and "Forbidden" in p.stderr, p.stderr
+
+
+def test_image_pull_failures_back_off_and_never_pull(d):
+    d.apply(_pod("pull", [{"name": "c", "image": "127.0.0.1:1/nope:1"}]))
+    seen = set()
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline and not {"ErrImagePull", "ImagePullBackOff"} <= seen:
+        pod = d.pod("pull")
+        seen.add(((status_of(pod, "c").get("state") or {}).get("waiting") or {}).get("reason"))
+        time.sleep(0.1)
+    assert {"ErrImagePull", "ImagePullBackOff"} <= seen, seen
+    d.apply(_pod("never", [{"name": "c", "image": "kubelet-py.local/absent:1", "imagePullPolicy": "Never"}]))
+    pod = d.wait_for("never", lambda p: ((status_of(p, "c").get("state") or {}).get("waiting") or {}).get("reason")
+                     == "ErrImageNeverPull", 30, what="ErrImageNeverPull")
+    assert "is not present with pull policy of Never" in status_of(pod, "c")["state"]["waiting"]["message"]
+
+
+def test_logs_of_the_previous_instance_exec_with_stdin_and_watch(d):
+    d.apply(_pod("prev", [_c("c", "echo run-$(cat /proc/sys/kernel/random/uuid | cut -c1-4); sleep 1; exit 1")],
+                 restartPolicy="OnFailure"))
+    d.wait_for("prev", lambda p: status_of(p, "c").get("restartCount", 0) >= 1
+               and "running" in status_of(p, "c").get("state", {}), 30, what="restarted")
+    prev, cur = d.cli("logs", "prev", "-p").stdout, d.cli("logs", "prev").stdout
+    assert prev.startswith("run-") and cur.startswith("run-") and prev != cur
+    d.apply(_pod("cat", [_c("c", "sleep 600")], terminationGracePeriodSeconds=1))
+    d.wait_for("cat", lambda p: "running" in status_of(p, "c").get("state", {}), 30, what="running")
+    p = d.cli("exec", "-i", "cat", "--", "sh", "-c", "tr a-z A-Z; exit 5", input="hello\n", check=False)
+    assert (p.returncode, p.stdout) == (5, "HELLO\n")
+    import subprocess
+    w = subprocess.Popen(d.base() + ["get", "pods", "-w"], stdout=subprocess.PIPE, text=True)
+    try:
+        d.apply(_pod("late", [_c("c", "sleep 600")], terminationGracePeriodSeconds=1))
+        deadline = time.monotonic() + 20
+        lines = []
+        while time.monotonic() < deadline:
+            lines.append(w.stdout.readline())
+            if any(ln.split()[:3] == ["late", "1/1", "Running"] for ln in lines if ln.strip()):
+                break
+        assert any(ln.split()[:1] == ["late"] for ln in lines), lines
+    finally:
+        w.terminate()
+        w.wait()
