@@ -152,11 +152,11 @@ async def _drive(backend, objs: list[dict], pod: dict, stop: asyncio.Event, embe
             except asyncio.TimeoutError:
                 pass
     finally:
-        logger.cancel()
         click.echo(f"pod/{name}: deleting", err=True)
         await backend.delete(mine)
-        while await backend.get_pod(ns, name) is not None:
+        while await backend.get_pod(ns, name) is not None:  # its last lines are streamed meanwhile
             await asyncio.sleep(0.1)
+        logger.cancel()
         if embedded:  # nobody else holds what this command applied
             for o in applied:
                 if o["kind"] not in ("Pod", "Namespace"):

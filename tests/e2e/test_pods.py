@@ -352,3 +352,36 @@ def test_logs_of_the_previous_instance_exec_with_stdin_and_watch(d):
     finally:
         w.terminate()
         w.wait()
+
+
+def test_run_f_through_the_daemon_exits_with_the_containers_code(d, tmp_path):
+    f = tmp_path / "job.yaml"
+    f.write_text(_pod("job", [_c("c", "echo working; exit 7")], restartPolicy="Never"))
+    import subprocess
+    p = subprocess.run(d.base() + ["run", "-f", str(f)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 7, (p.stdout, p.stderr)
+    assert "working" in p.stdout
+    assert d.cli("get", "pod", "job", check=False).returncode != 0  # torn down
+
+
+def test_run_f_embedded_streams_logs_and_ctrl_c_tears_down(tmp_path):
+    """No daemon: `run -f` is the agent itself; SIGINT deletes the pod and leaves nothing."""
+    import signal as sig
+    import subprocess
+    d = Daemon(tmp_path)  # its roots and network names, not started
+    f = tmp_path / "svc.yaml"
+    f.write_text(_pod("svc", [_c("c", "trap 'echo bye; exit 0' TERM; echo up; sleep 600 & wait")]))
+    cmd = d.base() + ["run", "-f", str(f), "--bridge", d.bridge, "--pod-cidr", str(d.subnet)]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline() == "up\n"
+        pods = json.loads(d.cli("get", "pods", "-o", "json").stdout)["items"]  # it serves the API meanwhile
+        assert [x["metadata"]["name"] for x in pods] == ["svc"]
+        p.send_signal(sig.SIGINT)
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 130 and "bye" in out, (out, err)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        leaks = d.cleanup()
+    assert leaks == []
