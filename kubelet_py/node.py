@@ -284,6 +284,11 @@ class _NodeControl:
 
     # ---- start-up ------------------------------------------------------------------------------
     async def start(self, serve_socket: bool = True) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+        # every runtime, network and exec-probe call is blocking and runs in a thread: asyncio's
+        # default pool (cpus + 4) would let a few slow calls hold up every pod
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=64,
+                                                                           thread_name_prefix="kpy-call"))
         bad = self.store.load()
         for path in bad:
             log.error("checkpoint %s skipped", path)
