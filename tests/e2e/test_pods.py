@@ -385,3 +385,17 @@ def test_run_f_embedded_streams_logs_and_ctrl_c_tears_down(tmp_path):
             p.kill()
         leaks = d.cleanup()
     assert leaks == []
+
+
+def test_exec_with_a_tty(d):
+    """-it: a pty of the container's own devpts (never this terminal), stdin relayed to it, the
+    exit code passed through."""
+    import subprocess
+    d.apply(_pod("tty", [_c("c", "sleep 600")], terminationGracePeriodSeconds=1))
+    d.wait_for("tty", lambda p: "running" in status_of(p, "c").get("state", {}), 30, what="running")
+    cmd = " ".join(d.base() + ["exec", "-it", "tty", "--", "sh", "-c", "'tty; read x; echo got=$x; exit 4'"])
+    p = subprocess.run(["script", "-qec", f"(sleep 1; echo hello) | {cmd}", "/dev/null"], capture_output=True,
+                       text=True, timeout=60)
+    out = p.stdout.replace("\r", "")
+    assert p.returncode == 4, (p.stdout, p.stderr)
+    assert "/dev/pts/0\n" in out and "got=hello\n" in out, out
