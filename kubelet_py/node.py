@@ -431,9 +431,10 @@ class _NodeControl:
                 continue
             errs = check_namespaces(doc.obj, namespaces | {o["metadata"]["name"] for o, _ in admitted
                                                           if o.get("kind") == "Namespace"})
-            if errs:
-                errors.append("\n".join(str(e) for e in errs))
-                continue
+            if errs:  # the API server's answer for a missing namespace
+                ns = doc.obj["metadata"].get("namespace", "default")
+                raise ApiError(404, f'namespaces "{ns}" not found', "NotFound",
+                               details={"name": ns, "kind": "namespaces"})
             admitted.append((doc.obj, [str(w) for w in doc.warnings]))
         if errors:
             raise ApiError(422, "\n".join(errors), "Invalid")
@@ -444,6 +445,10 @@ class _NodeControl:
             old = self.store.get(kind, ns, md["name"])
             if old is not None and create_only:
                 raise ApiError(409, f'{kind.lower()}s "{md["name"]}" already exists')
+            ns_obj = self.store.get("Namespace", "", ns)
+            if kind != "Namespace" and ns_obj is not None and ns_obj["metadata"].get("deletionTimestamp"):
+                raise ApiError(403, f"unable to create new content in namespace {ns} because it is being "
+                               "terminated", "Forbidden")
             if old is not None and old["metadata"].get("deletionTimestamp"):
                 raise ApiError(409, f'{kind.lower()} "{md["name"]}" is being deleted: apply again once it is gone')
             if old is None:
@@ -483,9 +488,20 @@ class _NodeControl:
         if kind == "Namespace":
             if name in ("default", "kube-system", "kube-public"):
                 raise ApiError(403, f'namespace "{name}" may not be deleted', "Forbidden")
+            # Terminating until its pods are gone, as the namespace controller does
+            obj["metadata"].setdefault("deletionTimestamp", rfc3339(time.time()))
+            obj["status"] = {**(obj.get("status") or {}), "phase": "Terminating"}
+            obj = self.store.put(obj)
             for pod in self.store.list("Pod", name):
                 await self.delete("Pod", name, pod["metadata"]["name"])
+            asyncio.get_running_loop().create_task(self._finish_namespace(name))
+            return obj
         return self.store.remove(kind, namespace, name)
+
+    async def _finish_namespace(self, name: str) -> None:
+        while self.store.list("Pod", name):
+            await asyncio.sleep(0.2)
+        self.store.remove("Namespace", "", name)
 
     # ---- logs and exec -------------------------------------------------------------------------
     def _pod_container(self, namespace: str, name: str, container: str | None):

@@ -399,3 +399,17 @@ def test_exec_with_a_tty(d):
     out = p.stdout.replace("\r", "")
     assert p.returncode == 4, (p.stdout, p.stderr)
     assert "/dev/pts/0\n" in out and "got=hello\n" in out, out
+
+
+def test_namespaces_must_exist_and_take_their_pods_with_them(d):
+    doc = json.loads(_pod("inns", [_c("c", "sleep 600")], terminationGracePeriodSeconds=1))
+    doc["metadata"]["namespace"] = "team-a"
+    p = d.cli("apply", "-f", "-", input=json.dumps(doc), check=False)
+    assert p.returncode != 0 and 'namespaces "team-a" not found' in p.stderr, p.stderr
+    assert d.cli("create", "namespace", "team-a").stdout.strip() == "namespace/team-a created"
+    assert "team-a" in d.cli("get", "ns").stdout
+    d.apply(json.dumps(doc))
+    d.wait_for("inns", lambda p: "running" in status_of(p, "c").get("state", {}), 30, ns="team-a", what="running")
+    assert "inns" in d.cli("get", "pods", "-A").stdout
+    d.cli("delete", "namespace", "team-a")
+    assert d.cli("get", "pods", "-n", "team-a", check=False).stderr.strip() == "No resources found in team-a namespace."
