@@ -147,12 +147,13 @@ class DecompressedStream:
     def close(self) -> None:
         """Stop the prefetch thread (after an error the rest of the stream is not needed)."""
         if self._thread is not None:
+            import queue  # loaded with the thread (prefetch), not at import
             self._stop = True
             while self._thread.is_alive():
                 try:
-                    self._q.get(timeout=0.05)
-                except Exception:
-                    pass
+                    self._q.get(timeout=0.05)  # drained so that the thread's put never blocks
+                except queue.Empty:
+                    continue
             self._thread = None
 
     def read(self, n: int = -1) -> bytes:

@@ -41,8 +41,8 @@ class Ctx:
         try:
             with open(self.log, "a") as f:
                 f.write(log_line(self.log_format, level, msg, when))
-        except OSError:
-            pass
+        except OSError as e:  # the caller's log is unwritable: say so where it still can be read
+            sys.stderr.write(f"kubelet-py-oci: --log {self.log}: {e.strerror or e}\n")
 
 
 def _err(msg: str, obj: str | None = None, field: str | None = None):
