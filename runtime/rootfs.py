@@ -14,6 +14,7 @@ from .errors import RuntimeFailure
 
 import os
 import shutil
+from os.path import ismount  # a module attribute: the test double (runtime/fake.py) stands in for it
 
 from .linux import sys as ksys
 from .threadns import CLONE_FS, in_own_thread
@@ -63,9 +64,9 @@ def mount_rootfs(layer_dirs: list[str], state_dir: str, mountpoint: str) -> None
 
 def remove_rootfs(state_dir: str, mountpoint: str) -> None:
     """Unmount and delete; idempotent, and never deletes through a still-mounted rootfs."""
-    if os.path.ismount(mountpoint):
+    if ismount(mountpoint):
         ksys.umount2(mountpoint, ksys.MNT_DETACH)
-    if os.path.ismount(mountpoint):
+    if ismount(mountpoint):
         raise RootfsError(f"{mountpoint} is still mounted")
     if os.path.isdir(mountpoint):
         os.rmdir(mountpoint)  # empty once unmounted; never a recursive delete through a mount

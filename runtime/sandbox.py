@@ -20,6 +20,7 @@ import os
 import re
 import threading
 from dataclasses import asdict, dataclass
+from os.path import ismount  # a module attribute: the test double (runtime/fake.py) stands in for it
 
 from .atomicfile import is_temp_name, write_json_atomic
 from .cgroups import Cgroup, Resources
@@ -126,8 +127,7 @@ def _pin(pod_uid: str, ns_dir: str, kinds: list[str], hostname: str) -> None:
         if "network" in kinds:
             lo_up()
             for key, value in POD_NET_SYSCTLS.items():  # of the new netns: /proc/sys/net is per netns
-                with open(f"/proc/sys/{key.replace('.', '/')}", "w") as f:
-                    f.write(value)
+                write_sysctl(key, value)
         tid = threading.get_native_id()
         for k in kinds:
             name = PINNED[k][0]
@@ -138,6 +138,12 @@ def _pin(pod_uid: str, ns_dir: str, kinds: list[str], hostname: str) -> None:
         in_own_thread(make_and_pin, flags)
     except OSError as e:
         raise SandboxError(pod_uid, f"creating namespaces: {e}") from None
+
+
+def write_sysctl(key: str, value: str) -> None:
+    """`key` (dotted) of the calling thread's namespaces, in /proc/sys."""
+    with open(f"/proc/sys/{key.replace('.', '/')}", "w") as f:
+        f.write(value)
 
 
 def process_token(pid: int) -> str | None:
@@ -219,7 +225,7 @@ def remove_sandbox(run_root: str, pod_uid: str, cgroup_root: str = "kubelet-py")
     for qos in ("guaranteed", "burstable", "besteffort"):
         Cgroup(pod_cgroup_path(cgroup_root, qos, pod_uid)).remove_tree()  # containers a crash left below it too
     for p in [os.path.join(d, "ns", n) for n in ("net", "ipc", "uts", "pid")] + [os.path.join(d, "shm")]:
-        while os.path.ismount(p):
+        while ismount(p):
             ksys.umount2(p, ksys.MNT_DETACH)
         if os.path.isdir(p):
             os.rmdir(p)
