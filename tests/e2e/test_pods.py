@@ -413,3 +413,18 @@ def test_namespaces_must_exist_and_take_their_pods_with_them(d):
     assert "inns" in d.cli("get", "pods", "-A").stdout
     d.cli("delete", "namespace", "team-a")
     assert d.cli("get", "pods", "-n", "team-a", check=False).stderr.strip() == "No resources found in team-a namespace."
+
+
+def test_post_start_blocks_the_next_container_and_its_failure_kills(d):
+    d.apply(_pod("post", [_c("a", "sleep 600", lifecycle={"postStart": {"exec": {"command": [
+        "sh", "-c", "sleep 1; echo hook-done > /dev/shm/post"]}}}),
+        _c("b", "cat /dev/shm/post; sleep 600")], terminationGracePeriodSeconds=1))
+    d.wait_for("post", lambda p: "running" in status_of(p, "b").get("state", {}), 30, what="b running")
+    time.sleep(0.5)
+    assert d.cli("logs", "post", "-c", "b").stdout == "hook-done\n"  # b started after a's hook returned
+    d.apply(_pod("postfail", [_c("a", "sleep 600", lifecycle={"postStart": {"exec": {"command": ["false"]}}})],
+                 restartPolicy="Never", terminationGracePeriodSeconds=1))
+    pod = d.wait_for("postfail", lambda p: "terminated" in status_of(p, "a").get("state", {}), 30, what="killed")
+    events = d.cli("describe", "pod", "postfail").stdout
+    assert "FailedPostStartHook" in events, events
+    assert (pod.get("status") or {}).get("phase") == "Failed"
