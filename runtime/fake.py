@@ -283,7 +283,8 @@ class _Ksys:
             raise AttributeError(f"the double has no ksys.{name} (add it to runtime/fake.py)")
         return value
 
-    def mount(self, source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
+    def mount(self, source: str | None, target: str, fstype: str | None, flags: int = 0,
+              data: str | None = None) -> None:
         k = self._k
         c = k._call("ksys.mount", source, target, fstype, flags, data)
         what = f"mount {fstype or ''} on {target}"

@@ -138,6 +138,8 @@ def test_the_pod_cgroup_has_the_qos_class_and_resources_asked_for(kernel, run_ro
     create(run_root, qos="guaranteed", resources=r)
     assert kernel.pod_objects(run_root, UID)["cgroups"] == [f"{CG}/kubepods/pod{UID}"]
     assert kernel.calls[-1].args == (f"{CG}/kubepods/pod{UID}", r)
+    remove_sandbox(run_root, UID, CG)
+    assert kernel.pod_objects(run_root, UID) == EMPTY
 
 
 @pytest.mark.parametrize("step, nth", STEPS, ids=STEP_IDS)
@@ -405,7 +407,7 @@ def _fail_config_write(k, kw):
     (_root_but_non_root, UserError, "ksys.mount"),
     (_no_command, SpecError, "ksys.mount"),
     (_fail_config_write, OSError, "fs.write_json!"),
-], ids=["image lookup", "lease", "mount", "user", "runAsNonRoot", "config", "config write"])
+], ids=["image-lookup", "lease", "mount", "user", "runAsNonRoot", "config", "config-write"])
 def test_bundle_for_failing_at_each_step_leaves_no_mount_lease_or_dir(kernel, paths, image, how, error, last):
     kw = {"req": request(), "ref": "img", "user": None}
     how(kernel, kw)
