@@ -66,9 +66,9 @@ def bundle_for(store: ImageStore, image_ref: str, req: ContainerRequest, paths: 
     bundle = os.path.join(paths.run_root, "containers", cid)
     state = os.path.join(paths.root, "containers", cid)
     rootfs = os.path.join(bundle, "rootfs")
-    os.makedirs(bundle, mode=0o700, exist_ok=True)
-    store.add_lease(cid, [image.record.digest])
     try:
+        os.makedirs(bundle, mode=0o700, exist_ok=True)
+        store.add_lease(cid, [image.record.digest])
         mount_rootfs(list(image.layer_dirs), state, rootfs)
         if req.uid is not None:
             # runAsUser replaces the image's user: its group and supplementary groups come from

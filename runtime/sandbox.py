@@ -24,7 +24,7 @@ from os.path import ismount  # a module attribute: the test double (runtime/fake
 
 from .atomicfile import is_temp_name, write_json_atomic
 from .cgroups import Cgroup, Resources
-from .errors import ALREADY_EXISTS, INVALID_ARGUMENT, NOT_FOUND, RuntimeFailure
+from .errors import ALREADY_EXISTS, FAILED_PRECONDITION, INVALID_ARGUMENT, NOT_FOUND, RuntimeFailure
 from .linux import sys as ksys
 from .linux.net import lo_up
 from .threadns import in_own_thread
@@ -248,6 +248,10 @@ def remove_sandbox(run_root: str, pod_uid: str, cgroup_root: str = "kubelet-py")
     for p in (states, os.path.join(d, "ns")):
         if os.path.isdir(p):
             os.rmdir(p)
+    strangers = sorted(set(os.listdir(d)) - {"sandbox.json"}) if os.path.isdir(d) else []
+    if strangers:  # never deleted, and the record stays so that gc finds the pod again
+        raise SandboxError(pod_uid, f"{d} holds what kubelet-py did not make: {', '.join(strangers)} "
+                           "(remove it, then remove the pod again)", FAILED_PRECONDITION)
     if os.path.exists(os.path.join(d, "sandbox.json")):
         os.unlink(os.path.join(d, "sandbox.json"))  # last: until here a gc finds the pod
     if os.path.isdir(d):
