@@ -303,7 +303,13 @@ class Cgroup:
                 raise CgroupError(self.path, f"writing {v!r} to {f}: {e.strerror}", field) from None
 
     def add(self, pid: int) -> None:
-        for d in self.dirs():
+        if self.version == "v2":
+            _write(f"{self.dir('cpu')}/cgroup.procs", str(pid))
+            return
+        for point, _t, opts in v1_hierarchies():
+            d = f"{point}/{self.path}"
+            if not os.path.isdir(d) and not set(opts.split(",")) & set(V1_CONTROLLERS):
+                continue  # made before cgroups were made in every hierarchy (an exec into it)
             _write(f"{d}/cgroup.procs", str(pid))
 
     def pids(self) -> list[int]:

@@ -242,12 +242,13 @@ def _launch(cgroup: Cgroup, stdio, enter, final, what: str, ready: bool = False,
     return pid
 
 
-def _before_userns(spec: Spec) -> None:
+def _before_userns(spec: Spec, oom: bool = True) -> None:
     """What needs the host's privileges and is inherited: rlimits above the caller's hard limit
-    and a lower oom_score_adj (CAP_SYS_RESOURCE of the host's user namespace), set before the
-    process joins the container's user namespace (runc sets them from outside)."""
+    and (the init's, `oom`) a lower oom_score_adj (CAP_SYS_RESOURCE of the host's user
+    namespace), set before the process joins the container's user namespace (runc sets them
+    from outside)."""
     credentials.set_rlimits(spec.rlimits)
-    if spec.oom_score_adj is not None:
+    if oom and spec.oom_score_adj is not None:
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write(str(spec.oom_score_adj))
 
@@ -310,7 +311,7 @@ def exec_in(init_pid: int, spec: Spec, cgroup: Cgroup, args: list[str], env: lis
         def enter():
             for fd, flag in ns_fds:
                 if flag == ksys.CLONE_NEWUSER:
-                    _before_userns(spec)
+                    _before_userns(spec, oom=False)  # an exec keeps its own, as without one
                 ksys.setns(fd, flag)
                 if flag == ksys.CLONE_NEWUSER:
                     become_root()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from runtime import cgroups
 from runtime.cgroups import Cgroup, parse_hierarchies
 
@@ -47,3 +49,23 @@ def test_a_v1_cgroup_lives_in_every_hierarchy_and_the_container_sees_the_v1_ones
     assert cg.v1_mounts() == [(h, f"/sys/fs/cgroup/{h}/kpy/pod1/c1") for h in
                               ("systemd", "cpu,cpuacct", "net_cls,net_prio", "cpuset", "misc")]
     assert Cgroup("kpy/c", "v2").dirs() == ["/sys/fs/cgroup/kpy/c"]
+
+
+def test_joining_a_cgroup_made_before_every_hierarchy_had_one(monkeypatch, tmp_path):
+    """A container's cgroup made by an earlier kubelet-py (only in the controllers it manages):
+    a process still joins it (an exec), skipping the hierarchies where it has none; a managed
+    controller without it is still an error."""
+    from runtime.cgroups import CgroupError
+    for h in ("cpu", "freezer"):
+        (tmp_path / h / "kpy" / "c").mkdir(parents=True)
+        (tmp_path / h / "kpy" / "c" / "cgroup.procs").write_text("")
+    (tmp_path / "blkio").mkdir()
+    monkeypatch.setattr(cgroups, "_hierarchies", [(str(tmp_path / "cpu"), "cgroup", "rw,cpu"),
+                                                  (str(tmp_path / "freezer"), "cgroup", "rw,freezer"),
+                                                  (str(tmp_path / "blkio"), "cgroup", "rw,blkio")])
+    Cgroup("kpy/c", "v1").add(42)
+    assert (tmp_path / "cpu/kpy/c/cgroup.procs").read_text() == "42"
+    assert (tmp_path / "freezer/kpy/c/cgroup.procs").read_text() == "42"
+    monkeypatch.setattr(cgroups, "_hierarchies", [(str(tmp_path / "memory"), "cgroup", "rw,memory")])
+    with pytest.raises(CgroupError):
+        Cgroup("kpy/c", "v1").add(42)
