@@ -9,7 +9,7 @@ from __future__ import annotations
 from kubelet_py.quantity import QuantityError, to_bytes, to_milli
 from runtime.oci.generate import ContainerRequest
 from runtime.pod import PodConfig
-from runtime.sandbox import pod_resources, qos_class
+from runtime.sandbox import pod_resources
 
 APP, INIT = "containers", "initContainers"
 CONTAINER_NAME_LABEL = "io.kubernetes.container.name"  # as the kubelet labels CRI containers
@@ -43,17 +43,12 @@ def _resources(c: dict, where: str) -> dict:
         raise TranslateError(where, str(e)) from None
 
 
-def pod_qos_inputs(pod: dict) -> list[dict]:
-    """The per-container resource numbers the QoS class and the pod cgroup are computed from."""
-    return [_resources(c, f"spec.{lst}[{i}]") for lst, i, c in all_containers(pod)]
-
-
 def sandbox_config(pod: dict) -> PodConfig:
+    from ..api.resources import qos_class  # the one QoS computation (the status shows the same)
     md, spec = pod["metadata"], pod.get("spec") or {}
-    inputs = pod_qos_inputs(pod)
     app = [_resources(c, f"spec.containers[{i}]") for i, c in enumerate(spec.get(APP) or [])]
     return PodConfig(uid=md["uid"], name=md["name"], namespace=md.get("namespace", "default"),
-                     hostname=spec.get("hostname") or None, qos=qos_class(inputs),
+                     hostname=spec.get("hostname") or None, qos=qos_class(spec).lower(),
                      resources=pod_resources(app), host_network=bool(spec.get("hostNetwork")),
                      host_ipc=bool(spec.get("hostIPC")), host_pid=bool(spec.get("hostPID")),
                      share_pid=bool(spec.get("shareProcessNamespace")))

@@ -18,14 +18,6 @@ pytestmark = [pytest.mark.root]
 IMAGE = "kubelet-py.local/busybox:1.35"
 
 
-@pytest.fixture
-def d(tmp_path):
-    daemon = Daemon(tmp_path).start()
-    yield daemon
-    leaks = daemon.cleanup()
-    assert leaks == [], leaks
-
-
 def _pod(name: str, containers: list[dict], **spec) -> str:
     return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
                        "spec": {"containers": containers, **spec}})

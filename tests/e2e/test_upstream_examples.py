@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.e2e.daemon import Daemon, status_of
+from tests.e2e.daemon import status_of
 
 pytestmark = [pytest.mark.root]
 UPSTREAM = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "examples", "upstream")
@@ -23,14 +23,6 @@ def _file(rel: str) -> str:
     if not os.path.exists(path):
         pytest.fail(f"{path}: the upstream examples are missing (../shared/examples/upstream)")
     return path
-
-
-@pytest.fixture
-def d(tmp_path):
-    daemon = Daemon(tmp_path).start()
-    yield daemon
-    leaks = daemon.cleanup()
-    assert leaks == [], leaks
 
 
 def test_counter_pod_logs_one_line_a_second(d):

@@ -52,3 +52,17 @@ def busybox_rootfs(d, probe: str) -> str:
     shutil.copytree(store.image(DEFAULT_IMAGE).layer_dirs[0], r, symlinks=True)
     (r / "probe.sh").write_text(probe)
     return str(r)
+
+
+def pod_api_env(tmp_path):
+    """Generator for a fixture of runtime.pod tests: runtime_env plus its Paths, ImageStore and a
+    log root; whatever a failed test left is removed by gc before the leak check."""
+    from runtime.container import Paths
+    from runtime.pod import gc
+    gen = runtime_env(tmp_path)
+    e = next(gen)
+    e["paths"], e["store"] = Paths(e["root"], e["run"], e["cg"]), ImageStore(e["root"])
+    e["logs"] = str(tmp_path / "logs")
+    yield e
+    gc(e["store"], e["paths"])
+    next(gen, None)

@@ -11,23 +11,14 @@ import time
 import pytest
 
 from runtime.image.testimages import DEFAULT_IMAGE
-from tests.integration.runtime_helpers import runtime_env
+from tests.integration.runtime_helpers import pod_api_env
 
 pytestmark = [pytest.mark.root, pytest.mark.cgroups]
 
 
 @pytest.fixture
 def env(tmp_path):
-    from runtime.container import Paths
-    from runtime.image.store import ImageStore
-    gen = runtime_env(tmp_path)
-    e = next(gen)
-    e["paths"], e["store"] = Paths(e["root"], e["run"], e["cg"]), ImageStore(e["root"])
-    e["logs"] = str(tmp_path / "logs")
-    yield e
-    from runtime.pod import gc
-    gc(e["store"], e["paths"])  # whatever a failed test left
-    next(gen, None)  # the leak check
+    yield from pod_api_env(tmp_path)
 
 
 def _req(name, script, **kw):
