@@ -53,6 +53,8 @@ sed 's/^ */uidmap /' /proc/self/uid_map; sed 's/^ */gidmap /' /proc/self/gid_map
 ls -ln / | awk 'NR > 1 { print "rootfs-owner", $NF, $3 ":" $4 }'
 """
 
+RUN_TIMEOUT = 180  # one run of the probe: seconds on a host, up to a minute in the TCG VM under load
+
 # (mount point, what differs, why) -- kubelet-py's choice in each case
 
 
@@ -113,10 +115,11 @@ def _run_both(tmp_path, doc: dict) -> tuple[list[str], list[str]]:
     runc_doc["linux"]["cgroupsPath"] = f"/{cid}/runc"
     try:
         ours = subprocess.run([sys.executable, "-m", "kubelet_py.cli", "runtime", "run", "--bundle",
-                               _bundle(tmp_path, "ours", ours_doc), cid + "o"], capture_output=True, text=True, timeout=60)
+                               _bundle(tmp_path, "ours", ours_doc), cid + "o"], capture_output=True, text=True,
+                              timeout=RUN_TIMEOUT)
         theirs = subprocess.run([runc, "--root", str(tmp_path / "runc-state"), "run", "--bundle",
                                  _bundle(tmp_path, "runc", runc_doc), cid + "r"],
-                                capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+                                capture_output=True, text=True, timeout=RUN_TIMEOUT, stdin=subprocess.DEVNULL)
     finally:
         # both removed their container cgroups (looked for wherever either runtime could have
         # put them), and nothing stays mounted
