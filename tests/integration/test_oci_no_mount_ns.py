@@ -121,7 +121,8 @@ def test_a_read_only_root_without_a_mount_namespace_is_read_only(tmp_path, rootf
     """root.readonly is carried out (the runtime spec's MUST): the rootfs bind is read-only while
     the container runs. runc 1.1 skips it without a mount namespace (a difference kept)."""
     doc = _doc(rootfs, tmp_path)
-    doc["process"]["args"] = ["sh", "-c", "touch /x 2>&1; awk '$5 == \"/\" { print \"root\", $6 }' /proc/self/mountinfo"]
+    doc["process"]["args"] = ["sh", "-c",
+                              "touch /x 2>&1; awk '$5 == \"/\" { print \"root\", $6 }' /proc/self/mountinfo"]
     cid = f"kpynm-{uuid.uuid4().hex[:8]}"
     try:
         ours, after = _run(tmp_path, "ours", [OCI, "--root", str(tmp_path / "oci-state")], doc, cid, True)
