@@ -99,7 +99,7 @@ def _prune_old_results(keep: int = 5) -> None:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def run_pytest_in_vm(pytest_args: list[str], spec: VMSpec | None = None, timeout: float = 1200) -> int:
+def run_pytest_in_vm(pytest_args: list[str], spec: VMSpec | None = None, timeout: float = 1800) -> int:
     """Boot, run pytest inside with the project's interpreter, print what came back; pytest's rc."""
     spec = spec or VMSpec()
     kernel = find_kernel()
