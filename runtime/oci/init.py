@@ -55,6 +55,7 @@ def init(spec: Spec, rootfs: str, cgroup: Cgroup | None, report_fd: int, seccomp
         lo_up()
     own_mounts = any(t == "mount" for t, _ in spec.namespaces)
     in_userns = any(t == "user" for t, _ in spec.namespaces)
+    own_cgroupns = any(t == "cgroup" for t, _ in spec.namespaces)  # entered by the intermediate
     if own_mounts:
         prepare_root(rootfs, spec.propagation)
     else:  # the caller's mount namespace (the OCI CLI only): nothing of it changes but below rootfs
@@ -64,7 +65,7 @@ def init(spec: Spec, rootfs: str, cgroup: Cgroup | None, report_fd: int, seccomp
     rootfs_fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     for i, m in enumerate(spec.mounts):
         try:
-            mount_one(rootfs_fd, m, cgroup, create.idmapped.get(i))
+            mount_one(rootfs_fd, m, cgroup, create.idmapped.get(i), own_cgroupns)
         except OSError as e:
             raise RunError(f"mounting {m.type} on {m.destination}: {e.strerror or e}") from None
     make_devices(rootfs_fd, spec, bind=in_userns)

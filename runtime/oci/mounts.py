@@ -5,6 +5,7 @@ paths, the read-only root."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -107,9 +108,11 @@ def on_top(rootfs_fd: int, dest: str, flags: int) -> None:
         os.close(fd)
 
 
-def mount_one(rootfs_fd: int, m: Mount, cgroup: Cgroup | None, idmapped: int | None = None) -> None:
+def mount_one(rootfs_fd: int, m: Mount, cgroup: Cgroup | None, idmapped: int | None = None,
+              own_cgroupns: bool = False) -> None:
     """`idmapped`: a bind mount's source as a detached idmapped tree (launch.py made it),
-    attached instead of a plain bind."""
+    attached instead of a plain bind. `own_cgroupns`: the container has a cgroup namespace of
+    its own (what a cgroup2 the kernel refuses is replaced with)."""
     flags, prop, data = mount_flags(m.options)
     is_bind = m.type == "bind" or flags & ksys.MS_BIND
     if is_bind:
@@ -136,32 +139,45 @@ def mount_one(rootfs_fd: int, m: Mount, cgroup: Cgroup | None, idmapped: int | N
             # as runc on a unified host: cgroup2, which in the container's own cgroup namespace
             # shows its own cgroup, and without one the whole hierarchy (the config's choice;
             # the generator gives every unprivileged container a cgroup namespace on v2)
-            try:
-                ksys.mount("cgroup2", target, "cgroup2", flags | ksys.MS_NOSUID | ksys.MS_NODEV | ksys.MS_NOEXEC)
-            except PermissionError:  # a user namespace without a cgroup namespace of its own: as runc
-                ksys.mount(ROOT_CGROUP, target, None, ksys.MS_BIND | ksys.MS_REC)
-                on_top(rootfs_fd, m.destination, ksys.MS_BIND | ksys.MS_REMOUNT | flags | ksys.MS_NOSUID
-                       | ksys.MS_NODEV | ksys.MS_NOEXEC)
+            _cgroup2(rootfs_fd, m.destination, target, flags | ksys.MS_NOSUID | ksys.MS_NODEV | ksys.MS_NOEXEC,
+                     cgroup, own_cgroupns)
         elif m.type == "cgroup":  # v1: runc's view, see mount_cgroup_v1
             os.close(fd)
             fd = None
             mount_cgroup_v1(rootfs_fd, m.destination, flags, cgroup)
+        elif m.type == "cgroup2":
+            _cgroup2(rootfs_fd, m.destination, target, flags, cgroup, own_cgroupns, ",".join(data) or None)
         else:
             try:
                 ksys.mount(m.source, target, m.type, flags, ",".join(data) or None)
             except PermissionError:
-                # in a user namespace that does not own the network (or cgroup) namespace the
-                # kernel refuses a new sysfs (cgroup2): the host's is bound instead, as runc does
-                host = {"sysfs": "/sys", "cgroup2": "/sys/fs/cgroup"}.get(m.type)
-                if host is None:
+                # in a user namespace that does not own the network namespace the kernel
+                # refuses a new sysfs: the host's is bound instead, as runc (1.2) does
+                if m.type != "sysfs":
                     raise
-                ksys.mount(host, target, None, ksys.MS_BIND | ksys.MS_REC)
+                ksys.mount("/sys", target, None, ksys.MS_BIND | ksys.MS_REC)
                 on_top(rootfs_fd, m.destination, ksys.MS_BIND | ksys.MS_REMOUNT | flags)
         if prop:
             on_top(rootfs_fd, m.destination, prop)
     finally:
         if fd is not None:
             os.close(fd)
+
+
+def _cgroup2(rootfs_fd: int, dest: str, target: str, flags: int, cgroup: Cgroup | None, own_cgroupns: bool,
+             data: str | None = None) -> None:
+    """A new cgroup2, or where the kernel refuses one (EPERM: a user namespace that does not
+    own the cgroup namespace; EBUSY: the same one is already there, brought by a bind of the
+    host's /sys), as runc: a bind of the container's own cgroup (in its own cgroup namespace)
+    or of the whole hierarchy."""
+    try:
+        ksys.mount("cgroup2", target, "cgroup2", flags, data)
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.EBUSY):
+            raise
+        src = cgroup.dir("cpu") if own_cgroupns and cgroup is not None else ROOT_CGROUP
+        ksys.mount(src, target, None, ksys.MS_BIND | ksys.MS_REC)
+        on_top(rootfs_fd, dest, ksys.MS_BIND | ksys.MS_REMOUNT | flags)
 
 
 def mount_cgroup_v1(rootfs_fd: int, dest: str, flags: int, cgroup: Cgroup | None) -> None:
