@@ -569,11 +569,3 @@ class NodeAgent(_NodeControl, _NodeRuntime):
     """The agent: _NodeRuntime (what workers use) and _NodeControl (start-up, desired state,
     logs and exec)."""
     pass
-
-
-
-class NodeAgent(_NodeControl, _NodeRuntime):
-    """The agent: _NodeRuntime (what workers use) and _NodeControl (start-up, desired state,
-    logs and exec)."""
-    pass
-

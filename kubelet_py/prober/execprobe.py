@@ -50,7 +50,12 @@ async def call_in_thread(fn: Callable, *args, give_up: float | None = None):
     thread = threading.Thread(target=body, name="kpy-probe-exec", daemon=True)
     thread.start()
     try:
-        return await asyncio.wait_for(asyncio.shield(fut), give_up)
+        # asyncio.wait, not wait_for: in 3.11 wait_for can return the result of a future that
+        # completes at the instant of a cancel and swallow the cancel (a stopped prober hung)
+        done, _ = await asyncio.wait({fut}, timeout=give_up)
+        if not done:
+            raise TimeoutError(f"still running after {give_up}s")
+        return fut.result()
     except asyncio.CancelledError:
         if end is not None and not fut.done():
             await asyncio.wait({fut}, timeout=max(end - loop.time(), 0))
