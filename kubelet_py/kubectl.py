@@ -23,7 +23,7 @@ ALIASES = {"pod": "pods", "po": "pods", "pods": "pods", "namespace": "namespaces
 
 def _run(coro):
     from .client import ClientError
-    from .server.api import ApiError
+    from .server.errors import ApiError
     try:
         return asyncio.run(coro)
     except ClientError as e:

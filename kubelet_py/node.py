@@ -419,7 +419,7 @@ class _NodeControl:
         from .api.load import admit
         from .api.update import create, update
         from .api.validation import check_namespaces
-        from .server.api import ApiError
+        from .server.errors import ApiError
         admitted = []
         namespaces = {n["metadata"]["name"] for n in self.store.list("Namespace")}
         errors = []
@@ -471,7 +471,7 @@ class _NodeControl:
         return out
 
     async def delete(self, kind: str, namespace: str, name: str, grace: int | None = None) -> dict:
-        from .server.api import ApiError
+        from .server.errors import ApiError
         obj = self.store.get(kind, namespace, name)
         if obj is None:
             raise ApiError(404, f'{kind.lower()}s "{name}" not found', details={"name": name, "kind": f"{kind.lower()}s"})
@@ -505,7 +505,7 @@ class _NodeControl:
 
     # ---- logs and exec -------------------------------------------------------------------------
     def _pod_container(self, namespace: str, name: str, container: str | None):
-        from .server.api import ApiError
+        from .server.errors import ApiError
         pod = self.store.get("Pod", namespace, name)
         if pod is None:
             raise ApiError(404, f'pods "{name}" not found')
@@ -523,7 +523,7 @@ class _NodeControl:
     def log_reader(self, namespace: str, name: str, container: str | None, previous: bool, tail: int | None,
                    since: float | None, timestamps: bool, follow: bool):
         from .logs import read_log
-        from .server.api import ApiError
+        from .server.errors import ApiError
         pod, container = self._pod_container(namespace, name, container)
         statuses = {s["name"]: s for s in (pod.get("status") or {}).get("containerStatuses", []) +
                     (pod.get("status") or {}).get("initContainerStatuses", [])}
@@ -547,7 +547,7 @@ class _NodeControl:
 
     async def exec_session(self, namespace: str, name: str, container: str | None, cmd: list[str], tty: bool,
                            stdin: bool):
-        from .server.api import ApiError
+        from .server.errors import ApiError
         from .server.execstream import ExecSession
         pod, container = self._pod_container(namespace, name, container)
         w = self.workers.get(pod["metadata"]["uid"])

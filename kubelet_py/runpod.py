@@ -63,7 +63,7 @@ class _EmbeddedBackend:
         return self.agent.log_reader(ns, name, container, False, None, None, False, True)
 
     async def delete(self, obj):
-        from .server.api import ApiError
+        from .server.errors import ApiError
         md = obj["metadata"]
         try:
             await self.agent.delete(obj["kind"], md.get("namespace", "default"), md["name"])

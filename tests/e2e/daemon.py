@@ -115,8 +115,11 @@ class Daemon:
         then remove whatever is left (a failed test's)."""
         if self.proc and self.proc.poll() is None:
             for ns in json.loads(self.cli("get", "ns", "-o", "json", check=False).stdout or '{"items": []}')["items"]:
-                self.cli("delete", "pods", "--all", "-n", ns["metadata"]["name"], "--grace-period", "1",
-                         check=False, timeout=60)
+                try:
+                    self.cli("delete", "pods", "--all", "-n", ns["metadata"]["name"], "--grace-period", "1",
+                             check=False, timeout=60)
+                except subprocess.TimeoutExpired:  # reported below as what is left; gc removes it
+                    pass
         self.stop()
         leaks = []
         if mounts_under(self.root, self.run):
