@@ -1,5 +1,5 @@
-"""The upstream Kubernetes examples (../shared/examples/upstream/, see its INDEX.md; copied to
-tests/e2e/upstream/) that need
+"""The upstream Kubernetes examples (../shared/examples/upstream/, copied unedited to
+tests/data/upstream_examples/ with its INDEX.md and licence) that need
 only Pods and a busybox image, each run unchanged through `kubelet-py apply -f` against a real
 daemon, reaching the outcome INDEX.md describes. Their busybox images are served by the built-in
 one (tagged under their names; IfNotPresent, so nothing is pulled). The examples that need
@@ -16,7 +16,7 @@ import pytest
 from tests.e2e.daemon import status_of
 
 pytestmark = [pytest.mark.root]
-UPSTREAM = os.path.join(os.path.dirname(__file__), "upstream")  # copies, see its README.md
+UPSTREAM = os.path.join(os.path.dirname(__file__), "..", "data", "upstream_examples")  # see its INDEX.md
 
 
 def _file(rel: str) -> str:

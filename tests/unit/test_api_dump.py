@@ -12,7 +12,7 @@ from kubelet_py.api import load
 from kubelet_py.api.dump import to_yaml
 from kubelet_py.api.yamlread import read_yaml
 
-EXAMPLES = pathlib.Path("/work/shared/examples/upstream")
+EXAMPLES = pathlib.Path(__file__).parent.parent / "data" / "upstream_examples"  # ../shared/examples/upstream, copied
 
 TRICKY = ["y", "N", "yes", "on", "Off", "true", "null", "~", "", "0777", "0o17", "0x1F", "1_000", "1e3", ".5", "+1",
           "-.inf", ".nan", "12", "2001-12-14", "1:20", "multi\nline\n", "trailing space \nx", "a: b", "- a", "#x",

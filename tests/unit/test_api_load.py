@@ -12,7 +12,7 @@ import pytest
 from kubelet_py.api import ApiError, Source, admit, load, read_objects
 from kubelet_py.api.load import decode
 
-EXAMPLES = pathlib.Path("/work/shared/examples/upstream")
+EXAMPLES = pathlib.Path(__file__).parent.parent / "data" / "upstream_examples"  # ../shared/examples/upstream, copied
 EXAMPLE_FILES = sorted(p.relative_to(EXAMPLES).as_posix() for p in EXAMPLES.rglob("*.yaml"))
 
 POD = """apiVersion: v1

@@ -11,7 +11,7 @@ from kubelet_py.api import admit, load
 from kubelet_py.api.resources import (BEST_EFFORT, BURSTABLE, GUARANTEED, ContainerKind, ContainerResources,
                                       container_port, container_resources, iter_containers, pod_requests, qos_class)
 
-EXAMPLES = pathlib.Path("/work/shared/examples/upstream")
+EXAMPLES = pathlib.Path(__file__).parent.parent / "data" / "upstream_examples"  # ../shared/examples/upstream, copied
 
 
 def ctr(name="c", **res) -> dict:
