@@ -88,7 +88,8 @@ def test_run_in_a_user_namespace_as_runc(tmp_path, rootfs, user, netns):
     if not netns:
         doc["linux"]["namespaces"] = [n for n in doc["linux"]["namespaces"] if n["type"] != "network"]
         doc["process"]["args"] = ["sh", "-c", "sh /probe.sh; "
-                                  "awk '$5 == \"/sys\" { print \"sys\", $4, $6, $9 }' /proc/self/mountinfo"]
+                                  "awk '$5 == \"/sys\" { for (i = 7; $i != \"-\"; i++); print \"sys\", $4, $6, $(i+1) }' "
+                                  "/proc/self/mountinfo"]
     out = {}
     try:
         for name, cmd in (("ours", [OCI, "--root", str(tmp_path / "oci-state")]),
