@@ -66,44 +66,50 @@ def files_of(log_path: str) -> list[str]:
 async def read_log(log_path: str, *, tail: int | None = None, since: float | None = None, timestamps: bool = False,
                    follow: bool = False, still_running=lambda: False, poll: float = 0.1):
     """The log's lines; with `follow`, then what is written until `still_running()` is false and
-    the file has stopped growing."""
+    the file has stopped growing. The current file is followed through the handle opened first,
+    not its path: a pod's log dir goes with the pod, and its last lines are still read; the path is
+    looked at only for a rotation (a new inode there)."""
     pending: dict = {}
-    data = b""
-    for path in files_of(log_path):
-        with open(path, "rb") as f:
+    f = open(log_path, "rb") if os.path.exists(log_path) else None
+    try:
+        data = b""
+        for path in files_of(log_path)[:-1] if f is not None else files_of(log_path):
+            with open(path, "rb") as old:
+                data += old.read()
+        if f is not None:
             data += f.read()
-    cut = data.rfind(b"\n") + 1
-    data, rest = data[:cut], data[cut:]
-    yield render(select(lines_of(data, pending), tail, since, time.time()), timestamps)
-    if not follow:
-        return
-    offset = (os.path.getsize(log_path) if os.path.exists(log_path) else 0) - len(rest)
-    ino = os.stat(log_path).st_ino if os.path.exists(log_path) else None
-    idle = 0
-    while True:
-        try:
-            st = os.stat(log_path)
-        except FileNotFoundError:
-            st = None
-        if st is not None and st.st_ino != ino:  # rotated: a new file from its start
-            ino, offset, rest = st.st_ino, 0, b""
-        chunk = b""
-        if st is not None and st.st_size > offset:
-            with open(log_path, "rb") as f:
-                f.seek(offset)
-                chunk = f.read()
-            offset += len(chunk)
-        if chunk:
-            idle = 0
-            chunk = rest + chunk
-            cut = chunk.rfind(b"\n") + 1
-            chunk, rest = chunk[:cut], chunk[cut:]
-            out = render(lines_of(chunk, pending), timestamps)
-            if out:
-                yield out
-            continue
-        if not still_running():
-            idle += 1
-            if idle > 2:  # stopped, and nothing more came after it
-                return
-        await asyncio.sleep(poll)
+        cut = data.rfind(b"\n") + 1
+        data, rest = data[:cut], data[cut:]
+        yield render(select(lines_of(data, pending), tail, since, time.time()), timestamps)
+        if not follow:
+            return
+        idle = 0
+        while True:
+            chunk = f.read() if f is not None else b""
+            if not chunk:
+                try:
+                    st = os.stat(log_path)
+                except FileNotFoundError:
+                    st = None
+                if st is not None and (f is None or st.st_ino != os.fstat(f.fileno()).st_ino):
+                    if f is not None:
+                        f.close()
+                    f, rest = open(log_path, "rb"), b""  # rotated (or created): the new file from its start
+                    continue
+            if chunk:
+                idle = 0
+                chunk = rest + chunk
+                cut = chunk.rfind(b"\n") + 1
+                chunk, rest = chunk[:cut], chunk[cut:]
+                out = render(lines_of(chunk, pending), timestamps)
+                if out:
+                    yield out
+                continue
+            if not still_running():
+                idle += 1
+                if idle > 2:  # stopped, and nothing more came after it
+                    return
+            await asyncio.sleep(poll)
+    finally:
+        if f is not None:
+            f.close()
