@@ -305,7 +305,9 @@ def container_stats(paths: Paths, uid: str, cid: str) -> Stats:
     """CPU, memory and pid numbers of a running container, from its cgroup."""
     sb = load_sandbox(paths.run_root, uid)
     cg = Cgroup(sb.container_cgroup(cid))
-    if not all(os.path.isdir(d) for d in cg.dirs()):
+    # the controllers the numbers come from (a container made before every hierarchy was used
+    # has no dir in the others)
+    if not all(os.path.isdir(cg.dir(c)) for c in ("cpu", "cpuacct", "memory") if cg.version == "v1" or c == "cpu"):
         raise PodError(uid, cid, "no cgroup (not running)", FAILED_PRECONDITION)
     return cg.stats()
 
