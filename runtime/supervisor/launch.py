@@ -99,8 +99,11 @@ def kill_supervisor(pod_dir: str, timeout: float = 2.0) -> None:
         return
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + timeout
-    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
-                return  # dead; its reaper (init) takes it
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                    return  # dead; its reaper (init) takes it
+        except (FileNotFoundError, ProcessLookupError):
+            return  # gone (reaped between our looks)
         time.sleep(0.005)
