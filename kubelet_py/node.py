@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import calendar
-import json
 import logging
 import os
 import socket
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from runtime import pod as rt
 from runtime.container import Paths
-from runtime.errors import NOT_FOUND, UNAVAILABLE, RuntimeFailure
+from runtime.errors import RuntimeFailure
 from runtime.supervisor.wire import SupervisorError
 
 from .config.store import ObjectStore
@@ -51,7 +50,6 @@ class NodeOptions:
     max_pods: int = 110
     crashloop_max: float | None = None
     image_limits: object = None
-    extra: dict = field(default_factory=dict)
 
 
 def rfc3339(t: float) -> str:
@@ -335,7 +333,6 @@ class _NodeControl:
         """A pod the checkpoint holds: what of it runs is taken over as it is (same containers,
         same pids, restart counts from the attempts), exits recorded while we were away learned."""
         from .pods.worker import _instance
-        import dataclasses
         from .status.records import ContainerRecord, PodRecord
         w = PodWorker(self, pod)
         uid = w.uid

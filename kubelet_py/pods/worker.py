@@ -127,7 +127,7 @@ class PodWorker:
             left = self.agent.parse_time(self.record.start_time) + int(deadline) - now
             if left <= 0:
                 self.agent.event(pod, "Normal", "DeadlineExceeded",
-                                 f"Pod was active on the node longer than the specified deadline")
+                                 "Pod was active on the node longer than the specified deadline")
                 await self.kill_pod(self.agent.deletion_grace(pod), "Stopping container")
                 self.record = dataclasses.replace(self.record, terminal=True, reason="DeadlineExceeded",
                                                   message="Pod was active on the node longer than the specified deadline")
