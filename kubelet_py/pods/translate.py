@@ -65,45 +65,32 @@ def port_mappings(pod: dict) -> list[dict]:
     return out
 
 
-def _caps(names) -> list[str]:
-    return [n if n.upper().startswith("CAP_") else f"CAP_{n.upper()}" for n in names or []]
-
-
-def _seccomp(sc: dict, pod_sc: dict) -> str:
-    prof = sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}
-    t = prof.get("type", "Unconfined")
-    if t == "Localhost":
-        return f"Localhost/{prof.get('localhostProfile', '')}"
-    return t
-
-
-def container_request(pod: dict, lst: str, i: int, env: dict[str, str] | None = None) -> ContainerRequest:
+def container_request(pod: dict, lst: str, i: int, env: dict[str, str] | None = None,
+                      node_security=None) -> ContainerRequest:
     """The runtime's request for one container: command/args, env, workingDir, securityContext
-    (the container's over the pod's), resources. `env`: the container's environment as the env
-    builder made it (literal values here when None)."""
+    (kubelet_py.pods.security: the container's over the pod's; `node_security`: the node's
+    seccomp root and allowed sysctls), resources. `env`: the container's environment as the
+    env builder made it (literal values here when None)."""
+    from .security import SecurityError, request_fields
     c = pod["spec"][lst][i]
     where = f"spec.{lst}[{i}]"
-    pod_sc = pod["spec"].get("securityContext") or {}
-    sc = c.get("securityContext") or {}
     r = _resources(c, where)
-
-    def pick(k):
-        return sc.get(k) if sc.get(k) is not None else pod_sc.get(k)
+    try:
+        security = request_fields(pod, lst, i, node_security)
+    except SecurityError as e:
+        err = TranslateError(e.field, e.why)
+        err.reason = e.reason  # the container's waiting reason: CreateContainerConfigError
+        raise err from None
     if env is None:
         env = literal_env(c)
-    caps = sc.get("capabilities") or {}
     command = [expand(a, env) for a in c["command"]] if c.get("command") is not None else None
     args = [expand(a, env) for a in c["args"]] if c.get("args") is not None else None
     return ContainerRequest(
         name=c["name"], command=command, args=args, env=dict(env),
-        working_dir=c.get("workingDir", ""), uid=pick("runAsUser"), gid=pick("runAsGroup"),
-        supplemental_groups=list(pod_sc.get("supplementalGroups") or []),
-        cap_add=_caps(caps.get("add")), cap_drop=_caps(caps.get("drop")), privileged=bool(sc.get("privileged")),
-        allow_privilege_escalation=sc.get("allowPrivilegeEscalation"),
-        read_only_rootfs=bool(sc.get("readOnlyRootFilesystem")), run_as_non_root=bool(pick("runAsNonRoot")),
+        working_dir=c.get("workingDir", ""), **security,
         memory_limit=r["memory_limit"], memory_request=r["memory_request"],
         cpu_request_milli=r["cpu_request"], cpu_limit_milli=r["cpu_limit"],
-        annotations={}, seccomp=_seccomp(sc, pod_sc))
+        annotations={})
 
 
 def expand(text: str, env: dict[str, str]) -> str:

@@ -69,6 +69,8 @@ class ContainerRequest:
     # ids at a multiple of 65536 as upstream's), the rootfs and the bind mounts idmapped to it
     host_users: bool = True
     user_ids: tuple[int, int] | None = None
+    proc_mount: str = "Default"  # securityContext.procMount: "Unmasked" clears masked and read-only paths
+    sysctls: dict[str, str] = field(default_factory=dict)  # linux.sysctl (the pod's; namespaced keys only)
 
 
 def resolve_args(command, args, entrypoint, cmd) -> list[str]:
@@ -218,7 +220,9 @@ def generate(req: ContainerRequest, image_config, rootfs: str, cgroups_path: str
     seccomp = seccomp_for(req, capset)
     if seccomp is not None:
         linux["seccomp"] = seccomp
-    if not req.privileged:
+    if req.sysctls:
+        linux["sysctl"] = dict(req.sysctls)
+    if not req.privileged and req.proc_mount != "Unmasked":
         linux["maskedPaths"] = list(MASKED)
         linux["readonlyPaths"] = list(READONLY)
     mounts = default_mounts(cgroup_version)
