@@ -1,8 +1,8 @@
 """From a (defaulted) v1 Pod dict to what the runtime and the network take: the sandbox's
 PodConfig, each container's ContainerRequest, the pod's port mappings and DNS fields. Pure:
 what kuberuntime's generateContainerConfig and the CRI's sandbox config do, as plain functions.
-(Environment from ConfigMaps/Secrets/the downward API and volumes are the pod-configuration
-issue's; literal env values are handled here.)"""
+The environment is kubelet_py.pods.env's (the caller passes it in); volumes are the
+pod-configuration issue's."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from kubelet_py.quantity import QuantityError, to_bytes, to_milli
 from runtime.oci.generate import ContainerRequest
 from runtime.pod import PodConfig
 from runtime.sandbox import pod_resources
+
+from .env import expand, literal_env  # noqa: F401 - $(VAR) and the literal-only env: the env builder's
 
 APP, INIT = "containers", "initContainers"
 CONTAINER_NAME_LABEL = "io.kubernetes.container.name"  # as the kubelet labels CRI containers
@@ -91,40 +93,6 @@ def container_request(pod: dict, lst: str, i: int, env: dict[str, str] | None = 
         memory_limit=r["memory_limit"], memory_request=r["memory_request"],
         cpu_request_milli=r["cpu_request"], cpu_limit_milli=r["cpu_limit"],
         annotations={})
-
-
-def expand(text: str, env: dict[str, str]) -> str:
-    """`$(VAR)` references as the kubelet expands them (third_party/forked/golang/expansion):
-    a defined name is replaced, an undefined one stays as written, `$$` is one `$`, and any other
-    `$` is kept."""
-    out, i, n = [], 0, len(text)
-    while i < n:
-        ch = text[i]
-        if ch == "$" and i + 1 < n:
-            nxt = text[i + 1]
-            if nxt == "$":
-                out.append("$")
-                i += 2
-                continue
-            if nxt == "(":
-                end = text.find(")", i + 2)
-                if end >= 0:
-                    name = text[i + 2:end]
-                    out.append(env[name] if name in env else text[i:end + 1])
-                    i = end + 1
-                    continue
-        out.append(ch)
-        i += 1
-    return "".join(out)
-
-
-def literal_env(c: dict) -> dict[str, str]:
-    """A container's literal env in order, each value expanded against those before it."""
-    env: dict[str, str] = {}
-    for e in c.get("env") or []:
-        if "valueFrom" not in e:
-            env[e["name"]] = expand(e.get("value", ""), env)
-    return env
 
 
 def stop_signal(c: dict) -> str | None:
