@@ -145,17 +145,73 @@ class _NodeRuntime:
             raise
         return sb, net
 
-    def create_container(self, worker: PodWorker, lst: str, i: int, restart_count: int) -> str:
+    def create_container(self, worker: PodWorker, lst: str, i: int, restart_count: int,
+                         env: dict[str, str] | None = None) -> str:
         pod = worker.pod
         c = pod["spec"][lst][i]
         cfg = translate.sandbox_config(pod)
-        req = translate.container_request(pod, lst, i)
+        req = translate.container_request(pod, lst, i, env)
         return rt.create_container(
             self.images, self.paths, worker.uid, c["image"], req,
             log_path=rt.pod_log_path(self.opts.log_root, cfg, c["name"], restart_count), attempt=restart_count,
             labels={translate.CONTAINER_NAME_LABEL: c["name"], translate.POD_UID_LABEL: worker.uid,
                     translate.RESTART_COUNT_LABEL: str(restart_count)},
             stop_signal=translate.stop_signal(c))
+
+    # ---- the container's environment (on the event loop: it reads the store) -------------------
+    def container_env(self, worker: PodWorker, c: dict) -> dict[str, str]:
+        """The container's environment (kubelet_py.pods.env) from the store's ConfigMaps and
+        Secrets of the pod's namespace; envFrom keys that are not variable names are skipped with
+        upstream's event. EnvError when a reference is missing (CreateContainerConfigError)."""
+        from .pods.env import INVALID_ENV_NAMES, PodFacts, make_environment
+        pod = worker.pod
+        ns = pod["metadata"].get("namespace") or "default"
+        facts = PodFacts(pod_ips=worker.record.pod_ips, host_ips=worker.record.host_ips,
+                         allocatable=self.allocatable(), service_env=self.service_env(pod))
+        made = make_environment(pod, c, lambda kind, name: self.store.get(kind, ns, name), facts)
+        for s in made.skipped:
+            self.event(pod, "Warning", INVALID_ENV_NAMES, s.message())
+        return made.env
+
+    def service_env(self, pod: dict) -> dict[str, str]:
+        """The service variables of the pod's namespace (semantics 6.4): none until Services
+        are implemented (the Services issue fills this in)."""
+        return {}
+
+    def allocatable(self) -> dict[str, str]:
+        """The node's allocatable cpu, memory and ephemeral-storage (quantity strings): what an
+        unset limit is in a resourceFieldRef. Capacity less upstream's default hard eviction
+        thresholds (memory.available<100Mi, nodefs.available<10%); no reservations. Read once."""
+        if getattr(self, "_allocatable", None) is None:
+            out = {"cpu": str(os.cpu_count() or 1)}
+            try:
+                with open("/proc/meminfo") as f:
+                    kib = next(int(ln.split()[1]) for ln in f if ln.startswith("MemTotal:"))
+                out["memory"] = str(max(0, kib * 1024 - (100 << 20)))
+            except (OSError, StopIteration, ValueError) as e:
+                log.warning("node allocatable memory unknown: %s", e)
+            try:
+                st = os.statvfs(self.opts.root if os.path.exists(self.opts.root) else "/")
+                out["ephemeral-storage"] = str(st.f_blocks * st.f_frsize * 9 // 10)
+            except OSError as e:
+                log.warning("node allocatable ephemeral-storage unknown: %s", e)
+            self._allocatable = out
+        return self._allocatable
+
+    async def _wake_on_config(self, kind: str) -> None:
+        """A ConfigMap or Secret added, changed or removed: the pods of its namespace with a
+        container waiting on CreateContainerConfigError try again at once."""
+        watch = self.store.watch(kind)
+        try:
+            while True:
+                _event, obj = await watch.queue.get()
+                ns = obj["metadata"].get("namespace") or "default"
+                for w in list(self.workers.values()):
+                    if (w.pod["metadata"].get("namespace") or "default") == ns and any(
+                            r.waiting_reason == "CreateContainerConfigError" for r in w.record.containers.values()):
+                        w.wake.set()
+        finally:
+            watch.close()
 
     def runtime_start(self, uid: str, cid: str) -> int:
         return rt.start_container(self.paths, uid, cid)
@@ -303,6 +359,8 @@ class _NodeControl:
             await self.adopt(pod)
         self._watch_task = asyncio.get_running_loop().create_task(self._follow_store(), name="store")
         self._tick_task = asyncio.get_running_loop().create_task(self._tick(), name="tick")
+        self._config_tasks = [asyncio.get_running_loop().create_task(self._wake_on_config(k), name=f"wake on {k}")
+                              for k in ("ConfigMap", "Secret")]
         if self.opts.manifests:
             from .config.static import StaticPods
             self.static = StaticPods(self, self.opts.manifests)
@@ -315,7 +373,8 @@ class _NodeControl:
         """Stop serving and watching; pods and supervisors run on (as the kubelet leaves them)."""
         if self.static:
             self.static.stop()
-        for t in (getattr(self, "_watch_task", None), getattr(self, "_tick_task", None)):
+        for t in (getattr(self, "_watch_task", None), getattr(self, "_tick_task", None),
+                  *getattr(self, "_config_tasks", ())):
             if t:
                 t.cancel()
         for w in list(self.workers.values()):

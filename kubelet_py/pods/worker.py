@@ -24,11 +24,13 @@ from ..status.backoff import image_pull_key, stable_key
 from ..status.reasons import crashloop_message, image_pull_backoff_message
 from ..status.records import ContainerRecord, Instance, PodRecord
 from . import translate
+from .env import EnvError
 from .images import ImagePullError
 
 log = logging.getLogger("kubelet_py.pods")
 
 MIN_KILL_GRACE = 2.0  # seconds the stop signal always gets after a preStop hook (upstream's floor)
+ENV_RETRY = 10.0  # a missing ConfigMap/Secret is looked for again (upstream's resync), or when one changes
 
 
 def _instance(st) -> Instance:
@@ -269,11 +271,18 @@ class PodWorker:
             self._wake_in(min(delay, 1.0))  # ErrImagePull, then ImagePullBackOff until the delay is over
             return
         self.pull_backoff.reset(pkey)
+        try:  # the environment (ConfigMaps, Secrets, the downward API), read from the store here
+            env = self.agent.container_env(self, c)
+        except EnvError as e:  # retried on the next sync, or at once when a ConfigMap/Secret changes
+            self._set(name, waiting_reason=e.reason, waiting_message=str(e))
+            self.agent.event(self.pod, "Warning", "Failed", f"Error: {e}", field=fieldpath)
+            self._wake_in(ENV_RETRY)
+            return
         restart_count = rec.restart_count + (1 if rec.current is not None else 0)
         previous = rec.current.terminated() if rec.current is not None and rec.current.state == "exited" else rec.previous
         old_cid = self.cids.get(name)
         try:
-            cid = await asyncio.to_thread(self.agent.create_container, self, lst, i, restart_count)
+            cid = await asyncio.to_thread(self.agent.create_container, self, lst, i, restart_count, env)
         except (RuntimeFailure, translate.TranslateError) as e:
             reason = "CreateContainerConfigError" if getattr(e, "kind", "") in ("INVALID_ARGUMENT", FAILED_PRECONDITION) \
                 and "runAsNonRoot" in str(e) else "CreateContainerError"
