@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import copy
 
-from kubelet_py.api import quantity
+from kubelet_py.api import quantity, service_defaults
 
 DEFAULT_NAMESPACE = "default"
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"
@@ -67,6 +67,12 @@ def set_defaults(obj: dict, *, service_account: bool = True) -> dict:
             data = out.setdefault("data", {})
             for k, v in string_data.items():
                 data[k] = base64.b64encode(v.encode()).decode()
+    elif kind == "Service":
+        service_defaults.service(out)
+    elif kind == "EndpointSlice":
+        service_defaults.endpoint_slice(out)
+    elif kind == "Endpoints":
+        service_defaults.endpoints(out)
     return out
 
 

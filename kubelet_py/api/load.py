@@ -6,7 +6,7 @@ the API server's defaults and validates it. Every error of every document comes 
 one ApiError, each naming the file, the document, the object and the field; nothing is
 returned unless the whole file is good, so a file applies whole or not at all.
 
-Kinds: `v1` Pod, Namespace, ConfigMap, Secret, Service and `discovery.k8s.io/v1` EndpointSlice.
+Kinds: `v1` Pod, Namespace, ConfigMap, Secret, Service, Endpoints and `discovery.k8s.io/v1` EndpointSlice.
 
 Limits: MAX_FILE_BYTES per file (the kubelet's static-pod cap) and MAX_DOCUMENT_BYTES per
 document (the API server's request-body cap)."""
@@ -32,9 +32,10 @@ KINDS = {
     ("v1", "ConfigMap"): "ConfigMap",
     ("v1", "Secret"): "Secret",
     ("v1", "Service"): "Service",
+    ("v1", "Endpoints"): "Endpoints",
     ("discovery.k8s.io/v1", "EndpointSlice"): "EndpointSlice",
 }
-SUPPORTED = "v1 Pod, Namespace, ConfigMap, Secret, Service; discovery.k8s.io/v1 EndpointSlice"
+SUPPORTED = "v1 Pod, Namespace, ConfigMap, Secret, Service, Endpoints; discovery.k8s.io/v1 EndpointSlice"
 
 
 @dataclass(frozen=True)

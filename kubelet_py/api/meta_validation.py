@@ -7,7 +7,7 @@ from kubelet_py.api import names
 from kubelet_py.api.errors import FieldError, Path, forbidden, invalid, required, too_long
 
 TOTAL_ANNOTATION_SIZE = 256 * 1024
-NAMESPACED = {"Pod", "ConfigMap", "Secret", "Service", "EndpointSlice"}
+NAMESPACED = {"Pod", "ConfigMap", "Secret", "Service", "EndpointSlice", "Endpoints"}
 META = Path("metadata")
 
 # each kind's ValidateNameFunc
@@ -18,6 +18,7 @@ NAME_FUNCS = {
     "Secret": names.name_is_dns_subdomain,
     "Service": names.name_is_dns1035_label,
     "EndpointSlice": names.name_is_dns_subdomain,
+    "Endpoints": names.name_is_dns_subdomain,
 }
 
 

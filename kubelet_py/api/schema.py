@@ -6,8 +6,8 @@ fields checked for their JSON type (a string where a string goes, an int32 in ra
 "500m"), and every field the kind does not have reported as `unknown field "spec.foo"` (a
 warning, or an error in strict mode, as kubectl's server-side field validation).
 
-Subtrees a node agent does not act on (affinity, topologySpreadConstraints, a Service's spec
-for now) are typed ANY: kept as given, not checked."""
+Subtrees a node agent does not act on (affinity, topologySpreadConstraints, a Service's status)
+are typed ANY: kept as given, not checked."""
 
 from __future__ import annotations
 
@@ -159,6 +159,30 @@ POD_SPEC = Obj("PodSpec", volumes=ListOf(VOLUME), initContainers=ListOf(CONTAINE
                resourceClaims=ListOf(ANY), resources=RESOURCES, hostnameOverride=STR)
 
 
+# --- Services and endpoints (core/v1 Service, Endpoints; discovery.k8s.io/v1 EndpointSlice) ----
+
+OBJECT_REFERENCE = Obj("ObjectReference", kind=STR, namespace=STR, name=STR, uid=STR, apiVersion=STR,
+                       resourceVersion=STR, fieldPath=STR)
+SERVICE_SPEC = Obj("ServiceSpec",
+                   ports=ListOf(Obj("ServicePort", name=STR, protocol=STR, appProtocol=STR, port=INT32,
+                                    targetPort=INTSTR, nodePort=INT32)),
+                   selector=MapOf(STR), clusterIP=STR, clusterIPs=ListOf(STR), type=STR, externalIPs=ListOf(STR),
+                   sessionAffinity=STR, loadBalancerIP=STR, loadBalancerSourceRanges=ListOf(STR), externalName=STR,
+                   externalTrafficPolicy=STR, healthCheckNodePort=INT32, publishNotReadyAddresses=BOOL,
+                   sessionAffinityConfig=Obj("SessionAffinityConfig",
+                                             clientIP=Obj("ClientIPConfig", timeoutSeconds=INT32)),
+                   ipFamilies=ListOf(STR), ipFamilyPolicy=STR, allocateLoadBalancerNodePorts=BOOL,
+                   loadBalancerClass=STR, internalTrafficPolicy=STR, trafficDistribution=STR)
+ENDPOINT = Obj("Endpoint", addresses=ListOf(STR),
+               conditions=Obj("EndpointConditions", ready=BOOL, serving=BOOL, terminating=BOOL),
+               hostname=STR, targetRef=OBJECT_REFERENCE, deprecatedTopology=MapOf(STR), nodeName=STR, zone=STR,
+               hints=ANY)
+ENDPOINT_PORT = Obj("EndpointPort", name=STR, protocol=STR, port=INT32, appProtocol=STR)
+ENDPOINT_ADDRESS = Obj("EndpointAddress", ip=STR, hostname=STR, nodeName=STR, targetRef=OBJECT_REFERENCE)
+ENDPOINT_SUBSET = Obj("EndpointSubset", addresses=ListOf(ENDPOINT_ADDRESS), notReadyAddresses=ListOf(ENDPOINT_ADDRESS),
+                      ports=ListOf(Obj("CoreEndpointPort", name=STR, port=INT32, protocol=STR, appProtocol=STR)))
+
+
 def _top(name: str, **fields) -> Obj:
     return Obj(name, apiVersion=STR, kind=STR, metadata=OBJECT_META, **fields)
 
@@ -168,8 +192,9 @@ KINDS = {
     "Namespace": _top("Namespace", spec=Obj("NamespaceSpec", finalizers=ListOf(STR)), status=ANY),
     "ConfigMap": _top("ConfigMap", data=MapOf(STR), binaryData=MapOf(B64), immutable=BOOL),
     "Secret": _top("Secret", data=MapOf(B64), stringData=MapOf(STR), type=STR, immutable=BOOL),
-    "Service": _top("Service", spec=ANY, status=ANY),
-    "EndpointSlice": _top("EndpointSlice", addressType=STR, endpoints=ListOf(ANY), ports=ListOf(ANY)),
+    "Service": _top("Service", spec=SERVICE_SPEC, status=ANY),
+    "EndpointSlice": _top("EndpointSlice", addressType=STR, endpoints=ListOf(ENDPOINT), ports=ListOf(ENDPOINT_PORT)),
+    "Endpoints": _top("Endpoints", subsets=ListOf(ENDPOINT_SUBSET)),
 }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 
-from kubelet_py.api import names
+from kubelet_py.api import names, service_validation
 from kubelet_py.api.errors import FieldError, Path, Source, invalid, not_found, required, too_long
 from kubelet_py.api.meta_validation import (META, NAME_FUNCS, NAMESPACED, messages_as_errors, object_ref,
                                            validate_object_meta)
@@ -34,6 +34,12 @@ def validate(obj: dict, source: Source | None = None) -> list[FieldError]:
         errs += _config_map(obj)
     elif kind == "Secret":
         errs += _secret(obj)
+    elif kind == "Service":
+        errs += service_validation.validate_service(obj)
+    elif kind == "EndpointSlice":
+        errs += service_validation.validate_endpoint_slice(obj)
+    elif kind == "Endpoints":
+        errs += service_validation.validate_endpoints(obj)
     ref = object_ref(obj)
     return [e.at(source, ref) for e in errs]
 

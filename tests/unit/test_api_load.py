@@ -114,7 +114,7 @@ def test_unknown_kind_names_the_document():
     text = POD + "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n"
     assert errors(text) == [
         'web.yaml (document 2): deployment default/d: no matches for kind "Deployment" in version "apps/v1" '
-        "(this agent serves v1 Pod, Namespace, ConfigMap, Secret, Service; discovery.k8s.io/v1 EndpointSlice)"]
+        "(this agent serves v1 Pod, Namespace, ConfigMap, Secret, Service, Endpoints; discovery.k8s.io/v1 EndpointSlice)"]
     assert errors("apiVersion: v2\nkind: Pod\nmetadata: {name: p}\n")[0].startswith(
         'web.yaml: pod default/p: no matches for kind "Pod" in version "v2"')
 
