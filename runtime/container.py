@@ -69,7 +69,7 @@ def bundle_for(store: ImageStore, image_ref: str, req: ContainerRequest, paths: 
     try:
         os.makedirs(bundle, mode=0o700, exist_ok=True)
         store.add_lease(cid, [image.record.digest])
-        mount_rootfs(list(image.layer_dirs), state, rootfs)
+        mount_rootfs(list(image.layer_dirs), state, rootfs, sandbox.rootfs_idmap() if sandbox else None)
         if req.uid is not None:
             # runAsUser replaces the image's user: its group and supplementary groups come from
             # the image's entry for that uid (gid 0 without one), as containerd's WithUserID

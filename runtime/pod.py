@@ -7,6 +7,7 @@ caller or changes its cwd, and every call that waits for an exit has a connectio
     run_pod_sandbox -> create_container -> start_container -> (exec_sync, container_status,
     pod_status, events, container_stats) -> stop_container -> remove_container -> remove_pod_sandbox
     recover_supervisor(uid)  a new supervisor for a pod whose supervisor died
+    prepare()                at daemon start: the process that forks supervisors, made ready
     gc(keep)                 at daemon start: removes every pod, container, mount and cgroup not in `keep`
 
 Every error is a RuntimeFailure whose `kind` is CRI's code for it (runtime.errors): NOT_FOUND,
@@ -19,6 +20,7 @@ found again after the daemon, or the supervisor, died."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -26,14 +28,15 @@ from dataclasses import dataclass, field
 
 from .cgroups import Cgroup, Resources, Stats
 from .container import SANDBOX_ANNOTATION, ContainerError, Paths, bundle_for, check_id, new_id, remove_bundle
-from .errors import ALREADY_EXISTS, DEADLINE_EXCEEDED, FAILED_PRECONDITION, NOT_FOUND, UNAVAILABLE, RuntimeFailure
+from .errors import (ALREADY_EXISTS, DEADLINE_EXCEEDED, FAILED_PRECONDITION, INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE,
+                     RuntimeFailure)
 from .image.store import ImageStore
 from .oci.generate import ContainerRequest
 from .sandbox import Sandbox, SandboxError, check_uid, create_sandbox, load_sandbox, pod_resources, qos_class, remove_sandbox
 from .supervisor import records
 from .supervisor.client import EventStream, SupervisorClient
 from .supervisor.crilog import now_rfc3339
-from .supervisor.launch import start_supervisor, supervisor_pid
+from .supervisor.launch import start_supervisor, supervisor_pid, warm_up
 from .supervisor.wire import SupervisorError
 
 log = logging.getLogger("kubelet_py.runtime")
@@ -63,6 +66,10 @@ class PodConfig:
     # setup_pod_network(files_dir=sandbox.files_dir)), which must run before create_container;
     # False: containers keep their image's files (the CLI's one-container pods)
     etc_files: bool = True
+    # spec.hostUsers: False gives the pod a user namespace of its own range of host ids (the
+    # sandbox picks it: runtime.idrange), owning its net/ipc/uts namespaces; every container
+    # of the pod runs in it, its rootfs idmapped layer by layer
+    host_users: bool = True
 
 
 @dataclass(frozen=True)
@@ -141,13 +148,19 @@ def run_pod_sandbox(paths: Paths, pod: PodConfig) -> Sandbox:
     sb = create_sandbox(paths.run_root, pod.uid, pod.hostname or pod.name, cgroup_root=paths.cgroup_root,
                         qos=pod.qos, resources=pod.resources, host_network=pod.host_network,
                         host_ipc=pod.host_ipc, host_pid=pod.host_pid, share_pid=pod.share_pid,
-                        etc_files=pod.etc_files)
+                        etc_files=pod.etc_files, host_users=pod.host_users)
     try:
         start_supervisor(sb.dir, paths.cgroup_root).close()
     except BaseException:
         remove_sandbox(paths.run_root, pod.uid, paths.cgroup_root)
         raise
     return sb
+
+
+def prepare() -> None:
+    """Start what makes supervisors (supervisor/zygote.py) now, not at the first pod: a daemon
+    calls this at its start; without it the first run_pod_sandbox starts it."""
+    warm_up()
 
 
 def recover_supervisor(paths: Paths, uid: str) -> None:
@@ -231,6 +244,14 @@ def create_container(store: ImageStore, paths: Paths, uid: str, image_ref: str, 
     check_id(cid)
     if os.path.exists(os.path.join(paths.run_root, "containers", cid)):
         raise PodError(uid, cid, "a container with this id exists", ALREADY_EXISTS)
+    if sb.user_ids:  # hostUsers is the pod's: every container joins its user namespace
+        if req.user_ids is not None and list(req.user_ids) != list(sb.user_ids):
+            raise PodError(uid, cid, f"user_ids {tuple(req.user_ids)} are not the pod's {tuple(sb.user_ids)}",
+                           INVALID_ARGUMENT, "hostUsers")
+        req = dataclasses.replace(req, host_users=False, user_ids=tuple(sb.user_ids))
+    elif not req.host_users:
+        raise PodError(uid, cid, "hostUsers: false is the pod's (PodConfig.host_users), and this pod uses the host's",
+                       INVALID_ARGUMENT, "hostUsers")
     with _client(paths, uid) as client:
         bundle = bundle_for(store, image_ref, req, paths, cid, user, sb)
         try:

@@ -6,7 +6,16 @@
 The overlay options fit in one page (the kernel's limit for mount data): they name the layers
 by the short links (`l/0:l/1:...`, as Docker's overlay2 does) and upper/work relative to the
 container's state dir, from which the mount is made. So an image may have as many layers as
-overlayfs stacks (500)."""
+overlayfs stacks (500).
+
+A rootfs for a user namespace (`idmap`: a hostUsers: false pod's) cannot be an idmapped overlay
+(the kernel refuses to idmap an overlay mount), so, as containerd and containers/storage do,
+each lower layer is idmapped (mount_setattr MOUNT_ATTR_IDMAP with the pod's user namespace) and
+the overlay stacks those; the upper dir belongs to the namespace's root. The idmapped layers are
+attached (at l/<n>, then dirs) only in a private mount namespace of a short-lived thread, where
+the overlay is made and from which a copy of it is moved to the mount point: the overlay holds
+its own references to its layers, so nothing but the overlay is ever mounted in the host's
+namespace, and nothing is left behind if the process dies half-way."""
 
 from __future__ import annotations
 
@@ -38,8 +47,13 @@ def overlay_options(n_layers: int) -> str:
     return opts
 
 
-def mount_rootfs(layer_dirs: list[str], state_dir: str, mountpoint: str) -> None:
-    """Overlay `layer_dirs` (top layer first) with the container's upper dir at `mountpoint`."""
+def mount_rootfs(layer_dirs: list[str], state_dir: str, mountpoint: str,
+                 idmap: tuple[str, int, int] | None = None) -> None:
+    """Overlay `layer_dirs` (top layer first) with the container's upper dir at `mountpoint`.
+    `idmap`: (a pinned user namespace, the host uid and gid of its root): the layers seen
+    through its maps, the upper dir its root's, and the dir holding `mountpoint` open to its
+    root's group (0710, as containerd's bundle dirs), so that the container's init, root of the
+    namespace, reaches its rootfs."""
     opts = overlay_options(len(layer_dirs))
     upper, work, links = (os.path.join(state_dir, n) for n in ("upper", "work", "l"))
     for d in (state_dir, work, links):
@@ -50,16 +64,65 @@ def mount_rootfs(layer_dirs: list[str], state_dir: str, mountpoint: str) -> None
     os.chmod(upper, 0o755)
     for i, d in enumerate(layer_dirs):
         link = os.path.join(links, str(i))
-        if os.path.lexists(link):
+        if os.path.islink(link):
             os.unlink(link)
-        os.symlink(os.path.abspath(d), link)
+        if idmap:  # a mount point, in the private namespace only
+            os.makedirs(link, mode=0o700, exist_ok=True)
+        else:
+            if os.path.isdir(link):
+                os.rmdir(link)
+            os.symlink(os.path.abspath(d), link)
     os.makedirs(mountpoint, mode=0o700, exist_ok=True)
     mountpoint = os.path.abspath(mountpoint)
+    if idmap:
+        userns, uid, gid = idmap
+        os.chown(upper, uid, gid)
+        os.chown(os.path.dirname(mountpoint), 0, gid)
+        os.chmod(os.path.dirname(mountpoint), 0o710)
+        from .sandbox import let_others_search
+        let_others_search(os.path.dirname(os.path.dirname(mountpoint)))
+        in_own_thread(lambda: _mount_idmapped(layer_dirs, state_dir, mountpoint, opts, userns),
+                      ksys.CLONE_NEWNS | CLONE_FS)
+        return
 
     def mount_from_state_dir():  # in a thread with a cwd of its own: the caller's never moves
         os.chdir(state_dir)
         ksys.mount("overlay", mountpoint, "overlay", 0, opts)
     in_own_thread(mount_from_state_dir, CLONE_FS)
+
+
+def _mount_idmapped(layer_dirs: list[str], state_dir: str, mountpoint: str, opts: str, userns_path: str) -> None:
+    """In a thread in a mount namespace of its own (its caller's copy): idmapped layers at
+    l/<n>, the overlay on them, a copy of it moved to `mountpoint` in the caller's namespace."""
+    host_ns = os.open(f"/proc/{os.getpid()}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)  # the process's, not ours
+    userns = os.open(userns_path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        ksys.mount(None, "/", None, ksys.MS_REC | ksys.MS_PRIVATE)  # nothing below propagates out
+        for i, d in enumerate(layer_dirs):
+            tree = ksys.open_tree_clone(d, False)
+            try:
+                try:
+                    ksys.idmap_tree(tree, userns, False, d)
+                except OSError as e:
+                    if e.errno == 22:
+                        raise RootfsError(f"layer {d}: its filesystem cannot be idmapped on this kernel (a "
+                                          "hostUsers: false pod needs idmapped layers: ext4, xfs, btrfs; tmpfs "
+                                          "from 6.3)") from None
+                    raise
+                ksys.move_mount(tree, os.path.join(state_dir, "l", str(i)))
+            finally:
+                os.close(tree)
+        os.chdir(state_dir)
+        ksys.mount("overlay", mountpoint, "overlay", 0, opts)
+        rootfs = ksys.open_tree_clone(mountpoint, False)
+        try:
+            ksys.setns(host_ns, ksys.CLONE_NEWNS)
+            ksys.move_mount(rootfs, mountpoint)
+        finally:
+            os.close(rootfs)
+    finally:
+        os.close(userns)
+        os.close(host_ns)
 
 
 def remove_rootfs(state_dir: str, mountpoint: str) -> None:

@@ -3,6 +3,11 @@
     <run-root>/pods/<uid>/ns/{net,ipc,uts}   bind mounts of the pod's namespaces (as CRI-O's
                                             pinns: no pause process, they outlive every process)
     <run-root>/pods/<uid>/ns/pid             shareProcessNamespace only: pinned by the supervisor
+    <run-root>/pods/<uid>/ns/user            hostUsers: false only: the pod's user namespace, which
+                                            owns its net/ipc/uts namespaces (made inside it, as
+                                            Kubernetes' sandboxes are); its maps are the pod's
+                                            range of host ids (runtime/idrange.py)
+    <run-root>/userns-ranges/<slot>          the pod uid holding each range (taken under .lock)
     <run-root>/pods/<uid>/sandbox.json       this record (atomic)
     <run-root>/pods/<uid>/shm                one tmpfs shared by the pod's containers
     <run-root>/pods/<uid>/etc/{hosts,hostname,resolv.conf}   written by the network layer
@@ -10,10 +15,14 @@
     <cgroup-root>/kubepods[/<qos>]/pod<uid>  the pod cgroup (Guaranteed directly under kubepods)
 
 Everything is named by the pod uid, so `remove_sandbox` (and a gc after a crash) finds it.
-The namespaces are made by a short-lived thread of the caller (no fork: safe in a daemon)."""
+The namespaces are made by a short-lived thread of the caller (no fork: safe in a daemon); a
+pod's user namespace and those it owns by a short-lived helper process (a spawn: only a
+single-threaded process may unshare a user namespace)."""
 
 from __future__ import annotations
 
+import dataclasses
+import fcntl
 import json
 import logging
 import os
@@ -24,7 +33,8 @@ from os.path import ismount  # a module attribute: the test double (runtime/fake
 
 from .atomicfile import is_temp_name, write_json_atomic
 from .cgroups import Cgroup, Resources
-from .errors import ALREADY_EXISTS, FAILED_PRECONDITION, INVALID_ARGUMENT, NOT_FOUND, RuntimeFailure
+from .errors import ALREADY_EXISTS, FAILED_PRECONDITION, INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED, RuntimeFailure
+from .idrange import IdRangeError, candidate_slots, parse_subid, slot_range
 from .linux import sys as ksys
 from .linux.net import lo_up
 from .threadns import in_own_thread
@@ -38,6 +48,7 @@ SHM_SIZE = 64 << 20
 # processes may bind low ports and send ICMP echo
 POD_NET_SYSCTLS = {"net.ipv4.ip_unprivileged_port_start": "0", "net.ipv4.ping_group_range": "0 2147483647"}
 ETC_FILES = ("hosts", "hostname", "resolv.conf")  # bind-mounted into every container of the pod
+RANGES_DIR = "userns-ranges"  # below the run root: which pod holds which range of host ids
 
 
 class SandboxError(RuntimeFailure):
@@ -61,6 +72,15 @@ class Sandbox:
     # "<pid>:<start time>" of the process that made the pod (the daemon, a foreground `runtime
     # run`): while it lives, or while the supervisor does, the pod is not an orphan (`runtime gc`)
     owner: str | None = None
+    # hostUsers: false: [first host id, count] mapped to the pod's 0..count-1 (its user
+    # namespace is namespaces["user"]); None: the host's user namespace
+    user_ids: list | None = None
+
+    def rootfs_idmap(self) -> tuple[str, int, int] | None:
+        """(the pod's user namespace, host uid and gid of its root) for runtime.rootfs, or None."""
+        if not self.user_ids:
+            return None
+        return self.namespaces["user"], self.user_ids[0], self.user_ids[0]
 
     def owner_alive(self) -> bool:
         return self.owner is not None and process_token(int(self.owner.split(":")[0])) == self.owner
@@ -114,12 +134,26 @@ def pod_cgroup_path(cgroup_root: str, qos: str, pod_uid: str) -> str:
     return f"{cgroup_root}/kubepods{qos_dir}/pod{pod_uid}"
 
 
-def _pin(pod_uid: str, ns_dir: str, kinds: list[str], hostname: str) -> None:
+def _pin(pod_uid: str, ns_dir: str, kinds: list[str], hostname: str, user_ids: list | None = None) -> None:
     """Create the namespaces in a short-lived thread and bind-mount them in place: they live on
-    in the mounts after the thread ends (no process holds them)."""
+    in the mounts after the thread ends (no process holds them). With `user_ids` (first host id,
+    count): in a new user namespace mapping them, which owns the others and is pinned too."""
     flags = 0
     for k in kinds:
         flags |= PINNED[k][1]
+    if user_ids:
+        from .linux.userns import pin_pod_namespaces
+        pins = {PINNED[k][0]: os.path.join(ns_dir, PINNED[k][0]) for k in kinds}
+        pins["user"] = os.path.join(ns_dir, "user")
+        for target in pins.values():
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o444))
+        maps = [(0, user_ids[0], user_ids[1])]
+        try:
+            pin_pod_namespaces(maps, maps, pins, flags, hostname if "uts" in kinds else None,
+                               userns_net_sysctls(user_ids[1]) if "network" in kinds else None)
+        except OSError as e:
+            raise SandboxError(pod_uid, f"creating its user namespace: {e.strerror or e}") from None
+        return
 
     def make_and_pin():
         if "uts" in kinds:
@@ -138,6 +172,87 @@ def _pin(pod_uid: str, ns_dir: str, kinds: list[str], hostname: str) -> None:
         in_own_thread(make_and_pin, flags)
     except OSError as e:
         raise SandboxError(pod_uid, f"creating namespaces: {e}") from None
+
+
+def userns_net_sysctls(count: int) -> dict[str, str]:
+    """POD_NET_SYSCTLS for a netns of a pod's user namespace: ping_group_range names gids of the
+    writer's namespace, so it covers the pod's `count` ids (the kernel refuses unmapped ones)."""
+    return {**POD_NET_SYSCTLS, "net.ipv4.ping_group_range": f"0 {count - 1}"}
+
+
+def claim_user_ids(run_root: str, pod_uid: str) -> list[int]:
+    """The pod's range of host ids ([first, count]), claimed in <run-root>/userns-ranges under a
+    lock (two daemons, or threads, never get the same); a claim whose pod is gone is free
+    again, and a pod that holds one gets it back."""
+    d = os.path.join(run_root, RANGES_DIR)
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    lock = os.open(os.path.join(d, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        taken = set()
+        for name, owner in _claims(d):
+            if owner == pod_uid:
+                return list(slot_range(int(name)))
+            if os.path.isdir(os.path.join(run_root, "pods", owner)):
+                taken.add(int(name))
+        reserved = []
+        for f in ("/etc/subuid", "/etc/subgid"):  # the host's users' own ranges
+            try:
+                with open(f) as fh:
+                    reserved += parse_subid(fh.read())
+            except FileNotFoundError:
+                pass
+        try:
+            slot = next(candidate_slots(pod_uid, taken, reserved), None)
+            if slot is None:
+                raise IdRangeError(f"no free range of host ids is left ({len(taken)} pods hold one)")
+        except IdRangeError as e:
+            raise SandboxError(pod_uid, str(e), RESOURCE_EXHAUSTED, "hostUsers") from None
+        write_json_atomic(os.path.join(d, str(slot)), pod_uid)
+        return list(slot_range(slot))
+    finally:
+        os.close(lock)
+
+
+def release_user_ids(run_root: str, pod_uid: str) -> None:
+    """Drop the pod's claim on its range of host ids; idempotent."""
+    d = os.path.join(run_root, RANGES_DIR)
+    for name, owner in _claims(d):
+        if owner == pod_uid:
+            os.unlink(os.path.join(d, name))
+
+
+def _claims(d: str) -> list[tuple[str, str]]:
+    out = []
+    for name in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+        if name.isdigit():
+            try:
+                with open(os.path.join(d, name)) as f:
+                    owner = json.load(f)
+            except (OSError, ValueError):
+                continue
+            if isinstance(owner, str):
+                out.append((name, owner))
+    return out
+
+
+def _reachable_by_others(path: str) -> str | None:
+    """The first dir on the way to `path` (itself included) that others may not search, or None."""
+    p = os.path.abspath(path)
+    while True:
+        if not os.stat(p).st_mode & 0o001:
+            return p
+        if p == "/":
+            return None
+        p = os.path.dirname(p)
+
+
+def let_others_search(path: str) -> None:
+    """o+x on a dir of ours that holds only per-pod dirs (pods/, containers/), whatever the umask
+    that made it: a pod's root reaches its own dir through it."""
+    mode = os.stat(path).st_mode
+    if not mode & 0o001:
+        os.chmod(path, (mode & 0o7777) | 0o001)
 
 
 def write_sysctl(key: str, value: str) -> None:
@@ -170,16 +285,23 @@ def check_uid(pod_uid: str) -> None:
 def create_sandbox(run_root: str, pod_uid: str, hostname: str, *, cgroup_root: str = "kubelet-py",
                    qos: str = "besteffort", resources: Resources | None = None, host_network: bool = False,
                    host_ipc: bool = False, host_pid: bool = False, share_pid: bool = False,
-                   etc_files: bool = True, owner: str | None = None) -> Sandbox:
+                   etc_files: bool = True, owner: str | None = None, host_users: bool = True) -> Sandbox:
     """The pod's pinned namespaces, /dev/shm and cgroup. With `share_pid` the containers share
     one pid namespace, whose PID 1 the pod's supervisor creates (runtime.podinit) and pins at
-    ns/pid; with `host_pid` they use the host's."""
+    ns/pid; with `host_pid` they use the host's. `host_users=False` (hostUsers: false): a user
+    namespace of the pod's own range of host ids, which owns the pod's other namespaces; the
+    pod dir is open to its root's group (/dev/shm is bound from it)."""
     check_uid(pod_uid)
     if qos not in ("guaranteed", "burstable", "besteffort"):
         raise SandboxError(pod_uid, f"unknown QoS class {qos!r}", INVALID_ARGUMENT, "qos")
     if host_pid and share_pid:
         raise SandboxError(pod_uid, "shareProcessNamespace and hostPID exclude each other", INVALID_ARGUMENT,
                            "shareProcessNamespace")
+    if not host_users:
+        for field, on in (("hostNetwork", host_network), ("hostIPC", host_ipc), ("hostPID", host_pid)):
+            if on:  # Kubernetes' validation: the pod's own namespaces must belong to its user namespace
+                raise SandboxError(pod_uid, f"hostUsers: false cannot be used with {field}: true", INVALID_ARGUMENT,
+                                   "hostUsers")
     d = os.path.join(run_root, "pods", pod_uid)
     if os.path.exists(d):
         raise SandboxError(pod_uid, f"a sandbox already exists at {d}", ALREADY_EXISTS)
@@ -196,12 +318,23 @@ def create_sandbox(run_root: str, pod_uid: str, hostname: str, *, cgroup_root: s
     try:
         # the record first and gone last (remove_sandbox): a half-made or half-removed pod is
         # always found, with the owner that tells whether it is still being worked on
+        if not host_users:
+            closed = _reachable_by_others(run_root)
+            if closed:
+                raise SandboxError(pod_uid, f"hostUsers: false: the pod's root (not the host's) must reach its rootfs "
+                                   f"and /dev/shm below {run_root}, but {closed} is closed to others (chmod o+x)",
+                                   FAILED_PRECONDITION, "hostUsers")
+            ids = claim_user_ids(run_root, pod_uid)
+            sb = dataclasses.replace(sb, user_ids=ids, namespaces={**sb.namespaces, "user": os.path.join(ns_dir, "user")})
+            os.chown(d, 0, ids[0])  # the pod's root (its group) passes through to /dev/shm
+            os.chmod(d, 0o710)
+            let_others_search(os.path.dirname(d))
         write_json_atomic(os.path.join(d, "sandbox.json"), asdict(sb))
         os.mkdir(ns_dir, 0o700)
         if etc_files:
             os.mkdir(os.path.join(d, "etc"), 0o755)
         if kinds:
-            _pin(pod_uid, ns_dir, kinds, hostname)
+            _pin(pod_uid, ns_dir, kinds, hostname, sb.user_ids)
         if sb.shm:
             os.mkdir(sb.shm, 0o1777)
             ksys.mount("shm", sb.shm, "tmpfs", ksys.MS_NOSUID | ksys.MS_NODEV | ksys.MS_NOEXEC,
@@ -224,7 +357,7 @@ def remove_sandbox(run_root: str, pod_uid: str, cgroup_root: str = "kubelet-py")
     kill_supervisor(d)
     for qos in ("guaranteed", "burstable", "besteffort"):
         Cgroup(pod_cgroup_path(cgroup_root, qos, pod_uid)).remove_tree()  # containers a crash left below it too
-    for p in [os.path.join(d, "ns", n) for n in ("net", "ipc", "uts", "pid")] + [os.path.join(d, "shm")]:
+    for p in [os.path.join(d, "ns", n) for n in ("net", "ipc", "uts", "pid", "user")] + [os.path.join(d, "shm")]:
         while ismount(p):
             ksys.umount2(p, ksys.MNT_DETACH)
         if os.path.isdir(p):
@@ -252,6 +385,7 @@ def remove_sandbox(run_root: str, pod_uid: str, cgroup_root: str = "kubelet-py")
     if strangers:  # never deleted, and the record stays so that gc finds the pod again
         raise SandboxError(pod_uid, f"{d} holds what kubelet-py did not make: {', '.join(strangers)} "
                            "(remove it, then remove the pod again)", FAILED_PRECONDITION)
+    release_user_ids(run_root, pod_uid)  # while the record is there: a gc after a crash gets here again
     if os.path.exists(os.path.join(d, "sandbox.json")):
         os.unlink(os.path.join(d, "sandbox.json"))  # last: until here a gc finds the pod
     if os.path.isdir(d):

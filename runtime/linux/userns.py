@@ -10,6 +10,7 @@ container exists. crun makes the user namespace of an idmapped mount the same wa
 from __future__ import annotations
 
 import os
+import sys
 
 from . import sys as ksys
 
@@ -65,3 +66,107 @@ def become_root(gid_too: bool = True) -> None:
     if gid_too:
         os.setgroups([])
         os.setresgid(0, 0, 0)
+
+
+# ---- a pod's user namespace, with the namespaces it owns (the sandbox's) ----------------------
+
+# the helper: a new interpreter (a spawn, never a fork of the caller: a daemon's threads may call
+# pin_pod_namespaces), since only a single-threaded process may unshare a user namespace
+_HELPER = "import sys; from runtime.linux.userns import helper_main; sys.exit(helper_main(sys.argv[1]))"
+
+
+def helper_main(arg: str) -> int:
+    """In the helper: unshare the user namespace, wait for its maps, become its root, make the
+    other namespaces inside it (they belong to it), set them up, and wait for the pins. One line
+    per step on stdout: `u`, then `n` (or `E why`)."""
+    import json
+
+    from .net import lo_up
+    req = json.loads(arg)
+    try:
+        ksys.unshare(ksys.CLONE_NEWUSER)
+        print("u", flush=True)
+        if sys.stdin.readline().strip() != "m":
+            return 1
+        become_root()
+        ksys.unshare(req["flags"])
+        if req.get("hostname") is not None:
+            ksys.sethostname(req["hostname"])
+        if req["flags"] & ksys.CLONE_NEWNET:
+            lo_up()
+            for key, value in req.get("sysctls", {}).items():
+                with open(f"/proc/sys/{key.replace('.', '/')}", "w") as f:
+                    f.write(value)
+    except OSError as e:
+        print(f"E {e}", flush=True)
+        return 1
+    print("n", flush=True)
+    sys.stdin.read()  # EOF: the namespaces are pinned
+    return 0
+
+
+def pin_pod_namespaces(uid_mappings, gid_mappings, pins: dict[str, str], flags: int, hostname: str | None = None,
+                       sysctls: dict[str, str] | None = None, timeout: float = 10.0) -> None:
+    """A new user namespace with the given maps, and in it new namespaces (`flags`: CLONE_NEWNET
+    and the like) owned by it, as Kubernetes' sandboxes have them for hostUsers: false: its
+    root then holds CAP_NET_ADMIN and CAP_SYS_ADMIN over them (sysctls, sysfs). Each is
+    bind-mounted at `pins[name]` (`user`, `net`, `ipc`, `uts`: the /proc/<pid>/ns names; the
+    files exist). `hostname`, `lo` up and the network `sysctls` are set inside. Nothing is
+    left running. Errors are OSError naming the step."""
+    import json
+    import subprocess
+
+    # the dir the running `runtime` package came from, then our sys.path: the helper imports
+    # what we import, however kubelet-py is installed (as the supervisor's launch does)
+    top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    python_path = os.pathsep.join(dict.fromkeys([top] + [p for p in sys.path if p]))
+    proc = subprocess.Popen([sys.executable, "-S", "-c", _HELPER,
+                             json.dumps({"flags": flags, "hostname": hostname, "sysctls": sysctls or {}})],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/",
+                            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": python_path},
+                            text=True)
+    try:
+        def step(want: str, what: str) -> None:
+            line = _readline(proc, timeout)
+            if line != want:
+                if line.startswith("E "):
+                    err = line[2:]
+                else:  # it exited: its traceback says why
+                    proc.wait(timeout)
+                    err = proc.stderr.read().strip().splitlines()[-1:] or [""]
+                    err = err[0]
+                raise OSError(0, f"the pod's user namespace: {what}: {err or 'the helper exited'}")
+
+        step("u", "unsharing it")
+        for name, maps in (("uid_map", uid_mappings), ("gid_map", gid_mappings)):
+            try:
+                with open(f"/proc/{proc.pid}/{name}", "w") as f:
+                    f.write(map_text(maps))
+            except OSError as e:
+                raise OSError(e.errno, f"writing the {name} of the pod's user namespace "
+                              f"({map_text(maps).strip()!r}): {e.strerror}") from None
+        proc.stdin.write("m\n")
+        proc.stdin.flush()
+        step("n", "making the namespaces it owns")
+        for name, target in pins.items():
+            ksys.mount(f"/proc/{proc.pid}/ns/{name}", target, None, ksys.MS_BIND)
+    finally:
+        if proc.poll() is None and not proc.stdin.closed:
+            try:
+                proc.stdin.close()  # EOF: the helper exits
+            except BrokenPipeError:
+                pass
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def _readline(proc, timeout: float) -> str:
+    import select
+    if not select.select([proc.stdout], [], [], timeout)[0]:
+        raise OSError(0, f"the pod's user namespace: its helper did not answer within {timeout}s")
+    return proc.stdout.readline().strip()

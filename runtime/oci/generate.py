@@ -208,10 +208,11 @@ def generate(req: ContainerRequest, image_config, rootfs: str, cgroups_path: str
     linux: dict = {"resources": resources, "cgroupsPath": cgroups_path, "namespaces": namespaces}
     extra_mounts = copy.deepcopy(req.extra_mounts)  # the document shares nothing with `req`
     annotations = {f"{ANNOTATION_PREFIX}container-name": req.name, **req.annotations}
-    if userns is not None:
+    if userns is not None and not req.namespaces.get("user"):
         namespaces.append({"type": "user"})
         linux["uidMappings"], linux["gidMappings"] = userns, copy.deepcopy(userns)
         annotations[ROOTFS_IDMAP] = "true"
+    if userns is not None:  # (a pod's pinned user namespace is joined as it is, its rootfs mapped per layer)
         for m in extra_mounts:  # volumes and the pod's files: their root is the namespace's
             if m.get("type") == "bind" or {"bind", "rbind"} & set(m.get("options") or ()):
                 m["uidMappings"], m["gidMappings"] = copy.deepcopy(userns), copy.deepcopy(userns)
