@@ -53,7 +53,8 @@ def sandbox_config(pod: dict) -> PodConfig:
                      hostname=spec.get("hostname") or None, qos=qos_class(spec).lower(),
                      resources=pod_resources(app), host_network=bool(spec.get("hostNetwork")),
                      host_ipc=bool(spec.get("hostIPC")), host_pid=bool(spec.get("hostPID")),
-                     share_pid=bool(spec.get("shareProcessNamespace")))
+                     share_pid=bool(spec.get("shareProcessNamespace")),
+                     host_users=spec.get("hostUsers") is not False)  # unset: the host's, as upstream
 
 
 def port_mappings(pod: dict) -> list[dict]:
