@@ -1,5 +1,5 @@
-"""Pod networking and services: what the CNI bridge plugin, host-local IPAM, portmap and (later)
-kube-proxy do.
+"""Pod networking and services: what the CNI bridge plugin, host-local IPAM, portmap and
+kube-proxy (iptables mode) do.
 
 Never imports kubelet_py or runtime; takes and returns plain dataclasses. The pure core is
 `plan` (config, names, ports, IPAM arithmetic), `rules` (iptables rules as data) and `dnsfiles`
@@ -7,7 +7,9 @@ Never imports kubelet_py or runtime; takes and returns plain dataclasses. The pu
 (python-iptables, one commit per table per change), `ipam`/`hostports`/`ownedfiles` (files +
 flock), `podrecords` (one record per finished setup), `atomicfile`, `nsfs` (setns), `sysctl` and
 `podfiles`; `network` puts them together; `state` (pure) says what a complete pod network looks
-like; `fake` is a recording double of the edges for unit tests of `network`.
+like; `fake` is a recording double of the edges for unit tests of `network`. Services: `services`
+(pure: the kube-proxy rule set as data) and `servicesync` (edge: `ServiceProxy`, one commit per
+table, conntrack through pyroute2).
 
 The names below are loaded on first use, so importing the pure modules (`netns.plan`, ...) does
 not load pyroute2 or libiptc.
@@ -26,6 +28,9 @@ _EXPORTS = {
     "NetnsError": "errors", "ConfigError": "errors", "PodSpecError": "errors", "PortConflict": "errors",
     "AddressExhausted": "errors", "LinkError": "errors", "RuleError": "errors", "StateError": "errors",
     "NetworkNotFound": "errors", "NetworkInconsistent": "errors",
+    "ServiceSpecError": "errors", "ServiceSyncError": "errors",
+    "ServicePort": "services", "Endpoint": "services", "ServiceRules": "services",
+    "ServiceProxy": "servicesync", "SyncResult": "servicesync",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -146,3 +146,28 @@ class NetworkInconsistent(NetnsError):
         super().__init__(f"pod {pod_uid}: pod network is inconsistent: {text}", obj=f"pod {pod_uid}",
                          field=self.problems[0][0] if self.problems else None)
         self.pod_uid = pod_uid
+
+
+class ServiceSpecError(NetnsError):
+    """A Service port or endpoint the service proxy cannot program (bad address, port out of
+    range, SCTP, ...); nothing was applied. `obj` is "service <ns>/<name>", `field` the
+    ServicePort/Endpoint field path (e.g. "ports[http].node_port", "endpoints[2].ip")."""
+
+    kind = INVALID_ARGUMENT
+
+    def __init__(self, service: str, field: str, value: object, why: str):
+        super().__init__(f"service {service}: {field}={value!r}: {why}", obj=f"service {service}", field=field)
+        self.service = service
+        self.value = value
+        self.why = why
+
+
+class ServiceSyncError(RuleError):
+    """A service rule sync the kernel (or iptables-legacy-restore) refused. The table named was
+    not changed (each table is one commit); the proxy does a full sync on the next call, so the
+    caller retries the same `sync`. `chain` is the chain of the failing line when known."""
+
+    kind = UNAVAILABLE
+
+    def __init__(self, table: str, chain: str, why: str):
+        super().__init__(table, chain, why)

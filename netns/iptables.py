@@ -60,9 +60,10 @@ def _table(name: str) -> iptc.Table:
     return t
 
 
-def _set(obj, opt: str, value: str) -> None:
+def _set(obj, opt: str, value: str | None) -> None:
+    # parse(), not setattr: an option may share a name with an attribute (recent's --name)
     neg = opt.startswith("!")
-    setattr(obj, opt.lstrip("!").replace("-", "_"), ("!" if neg else "") + value)
+    obj.parse(opt.lstrip("!"), ("!" if neg else "") + (value or ""))
 
 
 def to_iptc(rule: Rule) -> iptc.Rule:
@@ -133,6 +134,17 @@ def _apply_one(ch: TableChange) -> bool:
     changed = False
     where = ch.table
     try:
+        for spec in ch.replace:
+            where = spec.name
+            if not t.is_chain(spec.name):
+                t.create_chain(spec.name)
+        for spec in ch.replace:
+            where = spec.name
+            t.flush_entries(spec.name)
+            c = iptc.Chain(t, spec.name)
+            for r in spec.rules:
+                c.append_rule(to_iptc(r))
+            changed = True
         for spec in ch.ensure:
             where = spec.name
             if not t.is_chain(spec.name):

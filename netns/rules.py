@@ -41,7 +41,7 @@ class Match:
     """`-m <name> <args>`; an option whose name starts with "!" is negated (`! --ctstate X`)."""
 
     name: str
-    args: tuple[tuple[str, str], ...] = ()
+    args: tuple[tuple[str, str | None], ...] = ()   # value None: an option without value (`--rcheck`)
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class Rule:
     dst: str = ""
     protocol: str = ""
     matches: tuple[Match, ...] = ()
-    target_args: tuple[tuple[str, str], ...] = ()
+    target_args: tuple[tuple[str, str | None], ...] = ()
 
     def render(self) -> str:
         """The rule as `iptables-save` prints it (tests compare live tables with this)."""
@@ -66,15 +66,40 @@ class Rule:
             out.append(f"-m {m.name}")
             for opt, val in m.args:
                 neg = opt.startswith("!")
-                out.append(f"{'! ' if neg else ''}--{opt.lstrip('!')} {_quote(val)}")
+                out.append(f"{'! ' if neg else ''}--{opt.lstrip('!')}" + _saved_value(m.name, opt, val))
         out.append(f"-j {self.target}")
         for opt, val in self.target_args:
-            out.append(f"--{opt} {val}")
+            out.append(f"--{opt}" + ("" if val is None else f" {val}"))
         return " ".join(out)
 
 
+_NO_QUOTE = set("_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
 def _quote(v: str) -> str:
-    return f'"{v}"' if (" " in v or '"' in v or not v) else v
+    """A string as xtables_save_string prints it: bare when it is only letters, digits, '_' and
+    '-', else in double quotes with '"', '\\' and "'" escaped."""
+    if v and set(v) <= _NO_QUOTE:
+        return v
+    return '"' + "".join("\\" + c if c in "\"\\'" else c for c in v) + '"'
+
+
+def saved_probability(p: str) -> str:
+    """A `statistic --probability` as the kernel keeps it (a fraction of 2^31) and iptables-save
+    prints it: kube-proxy's "0.3333333333" is saved as "0.33333333349"."""
+    return f"{round(float(p) * 0x80000000) / 0x80000000:.11f}"
+
+
+def _saved_value(match: str, opt: str, val: str | None) -> str:
+    """` <value>` of a match option as iptables-save prints it; None is an option without value
+    (`--rcheck`)."""
+    if val is None:
+        return ""
+    if match == "comment":
+        return " " + _quote(val)
+    if match == "statistic" and opt == "probability":
+        return " " + saved_probability(val)
+    return " " + val
 
 
 @dataclass(frozen=True)
@@ -88,6 +113,8 @@ class ChainSpec:
 @dataclass(frozen=True)
 class TableChange:
     """Everything one change does to one table, applied in this order in one commit:
+    0. `replace`: create each chain that is missing (all of them first, so that their rules may
+       jump to one another), then flush each and give it exactly its rules;
     1. `ensure`: create each chain that is missing, with its rules (an existing one is kept);
     2. `jumps`: rules into built-in chains, inserted at the top unless that chain already has a
        rule with the same target;
@@ -103,10 +130,11 @@ class TableChange:
     referrers: tuple[str, ...] = ()
     add: tuple[ChainSpec, ...] = ()
     append: tuple[Rule, ...] = ()
+    replace: tuple[ChainSpec, ...] = ()
 
     @property
     def empty(self) -> bool:
-        return not (self.ensure or self.jumps or self.remove or self.add or self.append)
+        return not (self.replace or self.ensure or self.jumps or self.remove or self.add or self.append)
 
 
 def _comment(text: str) -> Match:

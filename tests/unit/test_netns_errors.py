@@ -10,7 +10,7 @@ import pytest
 
 from netns import errors
 from netns.errors import (AddressExhausted, ConfigError, LinkError, NetnsError, NetworkInconsistent, NetworkNotFound,
-                          PodSpecError, PortConflict, RuleError, StateError)
+                          PodSpecError, PortConflict, RuleError, ServiceSpecError, ServiceSyncError, StateError)
 from netns.plan import NetworkConfig
 
 CASES = [
@@ -25,6 +25,9 @@ CASES = [
     (NetworkNotFound("u1"), errors.NOT_FOUND, "pod u1", None),
     (NetworkInconsistent("u1", [("host_veth", "host veth kpyab is missing"), ("rules", "chain missing")]),
      errors.FAILED_PRECONDITION, "pod u1", "host_veth"),
+    (ServiceSpecError("ns/web", "ports[http].node_port", 1, "bad"), errors.INVALID_ARGUMENT, "service ns/web",
+     "ports[http].node_port"),
+    (ServiceSyncError("nat", "KPY-SERVICES", "refused"), errors.UNAVAILABLE, "iptables nat/KPY-SERVICES", None),
 ]
 
 
