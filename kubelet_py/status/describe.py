@@ -474,3 +474,42 @@ def describe_pod(pod: Mapping, events: Iterable | None, now: float, tz: tzinfo =
     if events is not None:
         _events(w, events, now)
     return w.tab.getvalue()
+
+
+def describe_configmap(cm: Mapping, events: Iterable | None, now: float, tz: tzinfo = timezone.utc) -> str:
+    """`kubectl describe configmap`: each data value under its key, binaryData as sizes."""
+    import base64
+    w = _Writer(tz)
+    meta = cm.get("metadata") or {}
+    w.write(0, f"Name:\t{meta.get('name', '')}\n")
+    w.write(0, f"Namespace:\t{meta.get('namespace', '')}\n")
+    _labels(w, "Labels", meta.get("labels"))
+    _annotations(w, "Annotations", meta.get("annotations"))
+    w.write(0, "\nData\n====\n")
+    for k, v in sorted((cm.get("data") or {}).items()):
+        w.write(0, f"{k}:\n----\n")
+        w.write(0, f"{v}\n")
+    w.write(0, "\nBinaryData\n====\n")
+    for k, v in sorted((cm.get("binaryData") or {}).items()):
+        w.write(0, f"{k}: {len(base64.b64decode(v))} bytes\n")
+    w.write(0, "\n")
+    if events is not None:
+        _events(w, events, now)
+    return w.tab.getvalue()
+
+
+def describe_secret(secret: Mapping, tz: tzinfo = timezone.utc) -> str:
+    """`kubectl describe secret`: the type and each key's size; a value is never printed (not
+    even a service-account token, which kubectl shows)."""
+    import base64
+    w = _Writer(tz)
+    meta = secret.get("metadata") or {}
+    w.write(0, f"Name:\t{meta.get('name', '')}\n")
+    w.write(0, f"Namespace:\t{meta.get('namespace', '')}\n")
+    _labels(w, "Labels", meta.get("labels"))
+    _annotations(w, "Annotations", meta.get("annotations"))
+    w.write(0, f"\nType:\t{secret.get('type', '')}\n")
+    w.write(0, "\nData\n====\n")
+    for k, v in sorted((secret.get("data") or {}).items()):
+        w.write(0, f"{k}:\t{len(base64.b64decode(v))} bytes\n")
+    return w.tab.getvalue()

@@ -176,3 +176,33 @@ def no_resources_message(namespace: str | None) -> str:
     if namespace:
         return f"No resources found in {namespace} namespace."
     return "No resources found"
+
+
+CONFIGMAP_COLUMNS = ("NAME", "DATA", "AGE")
+SECRET_COLUMNS = ("NAME", "TYPE", "DATA", "AGE")
+
+
+def configmaps_table(configmaps: Sequence[Mapping], now: float, *, all_namespaces: bool = False,
+                     no_headers: bool = False) -> str:
+    """`kubectl get configmaps`: NAME DATA AGE (DATA counts data and binaryData keys)."""
+    rows = []
+    for cm in configmaps:
+        meta = cm.get("metadata") or {}
+        row = [meta.get("name", ""), str(len(cm.get("data") or {}) + len(cm.get("binaryData") or {})),
+               since(meta.get("creationTimestamp"), now)]
+        rows.append(([meta.get("namespace", "")] if all_namespaces else []) + row)
+    header = (["NAMESPACE"] if all_namespaces else []) + list(CONFIGMAP_COLUMNS)
+    return _table(None if no_headers else header, rows)
+
+
+def secrets_table(secrets: Sequence[Mapping], now: float, *, all_namespaces: bool = False,
+                  no_headers: bool = False) -> str:
+    """`kubectl get secrets`: NAME TYPE DATA AGE (never a value)."""
+    rows = []
+    for s in secrets:
+        meta = s.get("metadata") or {}
+        row = [meta.get("name", ""), s.get("type", ""), str(len(s.get("data") or {})),
+               since(meta.get("creationTimestamp"), now)]
+        rows.append(([meta.get("namespace", "")] if all_namespaces else []) + row)
+    header = (["NAMESPACE"] if all_namespaces else []) + list(SECRET_COLUMNS)
+    return _table(None if no_headers else header, rows)
