@@ -350,6 +350,7 @@ class _NodeControl:
             if self.store.get("Namespace", "", ns) is None:
                 self.store.put(self.admit_new({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
         self.node_ip = await asyncio.to_thread(_node_ip)
+        await asyncio.to_thread(rt.prepare)  # the supervisors' zygote, warm before the first pod
         wanted = {p["metadata"]["uid"] for p in self.store.list("Pod")}
         removed = await asyncio.to_thread(rt.gc, self.images, self.paths, wanted)
         for what in removed:

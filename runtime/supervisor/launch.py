@@ -1,59 +1,48 @@
 """Starting and stopping a pod's supervisor (the daemon's side).
 
-The supervisor runs from a sealed copy of the interpreter (CVE-2019-5736: /proc/<pid>/exe of
-every process it forks is nothing a container can write), as `python -S -c`, with the project's
-own directory first on its PYTHONPATH: that works however kubelet-py is installed (a path entry,
-an editable install's import hook, a wheel), since the child gets the directory the running
-`runtime` package was loaded from. It tells its launcher over a pipe that it serves (or why it
-could not); the launch is a spawn (subprocess), never a fork of the caller, so any thread of a
-daemon may call it."""
+Supervisors are forked by this process's zygote (zygote.py: a warm interpreter started once
+from the sealed copy of the interpreter, CVE-2019-5736), never by the caller: any thread of a
+daemon may call these. A new supervisor tells its launcher over a pipe that it serves (or why
+it could not)."""
 
 from __future__ import annotations
 
 import os
 import select
 import signal
-import subprocess
-import sys
 import time
 
 from ..errors import INTERNAL, UNAVAILABLE
 from .client import SupervisorClient
-from .wire import LOG_FILE, PID_FILE, SupervisorError
+from .wire import LOG_FILE, PID_FILE, SupervisorError, start_time
+from .zygote import Zygote
 
-MAIN = "import sys; from runtime.supervisor.server import main; sys.exit(main())"
-MARK = b"runtime.supervisor.server"  # in every supervisor's command line
+MARK = b"runtime.supervisor."  # in the command line of every supervisor (the zygote's)
+ZYGOTE = Zygote()
 
 
-def python_path() -> str:
-    """The directory that holds the `runtime` package, then the rest of sys.path (where the
-    dependencies are): the supervisor imports exactly what this process imports."""
-    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    return os.pathsep.join(dict.fromkeys([here] + [p for p in sys.path if p]))
+def warm_up() -> None:
+    """Start the zygote now rather than at the first pod (a daemon calls this at its start)."""
+    ZYGOTE.start()
 
 
 def start_supervisor(pod_dir: str, cgroup_parent: str, timeout: float = 10.0) -> SupervisorClient:
-    """Launch the pod's supervisor (detached) and return a client once it serves."""
-    from ..linux.sealed import interpreter_argv, sealed_copy
-    exe = sealed_copy()
+    """Start the pod's supervisor (detached) and return a client once it serves."""
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     try:
-        with open(os.path.join(pod_dir, LOG_FILE), "ab") as log:
-            # -S and -c, not -m: no site hooks and no runpy in a process that lives as long as
-            # the pod (its RSS)
-            subprocess.run(interpreter_argv(["-S", "-c", MAIN, "--pod-dir", pod_dir, "--cgroup-parent", cgroup_parent,
-                                             "--ready-fd", str(ready_w)]),
-                           executable=f"/proc/self/fd/{exe}", pass_fds=(exe, ready_w), check=True,
-                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, cwd="/",
-                           env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": python_path()})
-        os.close(ready_w)
-        ready_w = -1
+        try:
+            log_fd = os.open(os.path.join(pod_dir, LOG_FILE), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            raise SupervisorError(f"the supervisor of {pod_dir} cannot log: {e.strerror}", kind=INTERNAL,
+                                  obj=f"pod {os.path.basename(pod_dir)}") from None
+        try:
+            ZYGOTE.request(pod_dir, cgroup_parent, ready_w, log_fd)
+        finally:
+            os.close(log_fd)
+            os.close(ready_w)
+            ready_w = -1
         msg = _read_until_eof(ready_r, timeout)
-    except subprocess.CalledProcessError as e:
-        raise SupervisorError(f"the supervisor of {pod_dir} did not start (exit {e.returncode}; see "
-                              f"{pod_dir}/{LOG_FILE})", kind=INTERNAL, obj=f"pod {os.path.basename(pod_dir)}") from None
     finally:
-        os.close(exe)
         os.close(ready_r)
         if ready_w >= 0:
             os.close(ready_w)
@@ -78,18 +67,21 @@ def _read_until_eof(fd: int, timeout: float) -> bytes:
 
 
 def supervisor_pid(pod_dir: str) -> int | None:
-    """The pid of the pod's supervisor while it runs (checked by its command line, never a
-    recycled pid of something else)."""
+    """The pid of the pod's supervisor while it runs: the pid of its PID_FILE if that process
+    has the start time recorded with it (never a recycled pid of something else)."""
     try:
         with open(os.path.join(pod_dir, PID_FILE)) as f:
-            pid = int(f.read())
+            pid_s, _, started = f.read().partition(" ")
+        pid = int(pid_s)
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmd = f.read().split(b"\0")
+            cmd = f.read()
     except (OSError, ValueError):
         return None
-    if any(MARK in part for part in cmd) and pod_dir.encode() in cmd:
-        return pid
-    return None
+    if MARK not in cmd:
+        return None
+    if not started.strip():  # written by a supervisor before zygotes: its command line names its pod
+        return pid if pod_dir.encode() in cmd.split(b"\0") else None
+    return pid if started.strip() == str(start_time(pid)) else None
 
 
 def kill_supervisor(pod_dir: str, timeout: float = 2.0) -> None:

@@ -27,7 +27,7 @@ from ..errors import ALREADY_EXISTS, FAILED_PRECONDITION, INVALID_ARGUMENT, NOT_
 from . import records
 from .crilog import LOG_MAX_FILES, LOG_MAX_SIZE, LogWriter, cri_records, now_rfc3339
 from .records import CREATED, EXITED, RUNNING, UNKNOWN, UNKNOWN_EXIT_CODE
-from .wire import PID_FILE, SOCKET, SupervisorError, error_answer, line, via_dir_fd
+from .wire import PID_FILE, SOCKET, SupervisorError, error_answer, line, pid_record, via_dir_fd
 
 MAX_EVENTS = 4096  # kept for replay to a reconnecting subscriber
 MAX_PENDING = 4 << 20  # bytes queued to one client before it is dropped
@@ -100,7 +100,7 @@ class Supervisor:
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         self.sel.register(wake_r, selectors.EVENT_READ, "sigchld")
         from ..atomicfile import write_atomic
-        write_atomic(os.path.join(self.pod_dir, PID_FILE), str(os.getpid()).encode(), 0o600)
+        write_atomic(os.path.join(self.pod_dir, PID_FILE), pid_record(), 0o600)
         if self.ready_fd is not None:  # the launcher waits for this line (or an error's)
             os.write(self.ready_fd, b"ok\n")
             os.close(self.ready_fd)
@@ -703,44 +703,24 @@ def _kill_tree(root: int) -> None:
             pass
 
 
-def parse_args(argv: list[str]) -> dict:
-    """`--pod-dir DIR [--cgroup-parent P] [--ready-fd N]` (no argparse: it would cost the
-    supervisor's RSS 0.6 MiB for three options its only caller always passes)."""
-    opts = {"--pod-dir": None, "--cgroup-parent": "kubelet-py", "--ready-fd": None}
-    it = iter(argv)
-    for a in it:
-        if a not in opts:
-            raise SystemExit(f"supervisor: unknown argument {a!r}")
-        opts[a] = next(it, None)
-        if opts[a] is None:
-            raise SystemExit(f"supervisor: {a} needs a value")
-    if opts["--pod-dir"] is None:
-        raise SystemExit("supervisor: --pod-dir is required")
-    return {"pod_dir": opts["--pod-dir"], "cgroup_parent": opts["--cgroup-parent"],
-            "ready_fd": int(opts["--ready-fd"]) if opts["--ready-fd"] is not None else None}
-
-
-def main(argv: list[str] | None = None) -> int:
-    a = parse_args(sys.argv[1:] if argv is None else argv)
-    keep = a["ready_fd"]
-    # the sealed interpreter's fd was passed only for the execve: close all but the ready pipe
-    if keep is None:
-        os.closerange(3, 1 << 16)
-    else:
-        os.closerange(3, keep)
-        os.closerange(keep + 1, 1 << 16)
-    if os.fork():  # detach: the starter reaps us at once and the supervisor is nobody's child
-        os._exit(0)
-    os.setsid()
+def run(pod_dir: str, cgroup_parent: str, ready_fd: int | None = None) -> int:
+    """Serve the pod until told to stop (a detached process: the zygote forks it). `ok` or the
+    error goes on `ready_fd` once it serves or could not."""
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="%(asctime)s %(levelname)s supervisor[%(process)d]: %(message)s")
+    # forked by the zygote, every supervisor has its command line: a name for `ps -o comm`, and
+    # the pod dir held open for the life of the process, so that `ls -l /proc/PID/fd` (and a
+    # leak check) tells which pod a supervisor serves
+    with open("/proc/self/comm", "w") as f:
+        f.write("kpy-supervisor")
+    held = os.open(pod_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)  # noqa: F841 - kept open
     sup = None
     try:
-        sup = Supervisor(a["pod_dir"], a["cgroup_parent"])
-        sup.ready_fd = keep
+        sup = Supervisor(pod_dir, cgroup_parent)
+        sup.ready_fd = ready_fd
         sup.serve()
     except BaseException as e:
-        if keep is not None and (sup is None or sup.ready_fd is not None):  # not yet told: tell
-            os.write(keep, f"E{type(e).__name__}: {e}\n".encode(errors="replace"))
+        if ready_fd is not None and (sup is None or sup.ready_fd is not None):  # not yet told: tell
+            os.write(ready_fd, f"E{type(e).__name__}: {e}\n".encode(errors="replace"))
         raise
     return 0

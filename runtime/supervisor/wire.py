@@ -20,6 +20,21 @@ class SupervisorError(RuntimeFailure):
     kind = UNAVAILABLE
 
 
+def start_time(pid: int | str = "self") -> int | None:
+    """The process's start time (clock ticks since boot, /proc/PID/stat field 22): with the pid,
+    what names one process for the system's whole uptime (a recycled pid has another)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def pid_record() -> bytes:
+    """What the supervisor writes to PID_FILE: its pid and start time."""
+    return f"{os.getpid()} {start_time()}".encode()
+
+
 def via_dir_fd(pod_dir: str, op) -> None:
     """bind/connect the pod's socket through /proc/self/fd/N of its directory: a sun_path holds
     at most 107 bytes, and run roots (tests' temp dirs above all) can be deeper than that."""

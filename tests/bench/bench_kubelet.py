@@ -31,8 +31,8 @@ kubelet-py's median over podman's median measured in the same run, the systems t
 2. many (`--only many`): `--pods` pods in one multi-document file through `apply -f`, each an
    httpd with an httpGet readiness probe and a tcpSocket liveness probe, both period 1 s:
    the time until all are Ready (target < 20 s), the daemon's RSS then (target < 150 MB, from
-   /proc/<pid>/status) and each supervisor's (target < 12 MB; processes whose command line
-   names runtime.supervisor.server and this daemon's run root); then the daemon's CPU over
+   /proc/<pid>/status) and each supervisor's (target < 12 MB; processes named kpy-supervisor
+   that hold a pod dir of this daemon's run root open); then the daemon's CPU over
    `--window` seconds (utime+stime from /proc/<pid>/stat; target < 10 % of one core), the
    supervisors' and the whole machine's alongside.
 3. exec (`--only exec`): the same pods with exec probes (readiness `wget` of the page, liveness
@@ -70,6 +70,7 @@ import yaml  # noqa: E402
 from kubelet_py.client import Client, pod_path  # noqa: E402
 from tests.bench.kubelet_bench_podman import NETNS_DIR, HostState, Podman  # noqa: E402
 from tests.e2e.daemon import Daemon  # noqa: E402
+from tests.integration.leaks import processes_naming  # noqa: E402
 from tests.integration.netns_helpers import free_subnets  # noqa: E402
 
 IMAGE = "kubelet-py.local/busybox:1.35"
@@ -352,21 +353,17 @@ class Bench:
 
     # ---- many pods with probes ------------------------------------------------------------------
     def supervisors(self) -> list[int]:
-        """The pods' supervisors: processes whose command line names runtime.supervisor.server and
-        this daemon's run root, less their own forks (an exec runs in a fork of the supervisor, which
-        has the same command line until it execs)."""
+        """The pods' supervisors: processes named kpy-supervisor that hold a pod dir of this
+        daemon's run root open (supervisors share their zygote's command line), less their own
+        forks (an exec runs in a fork of the supervisor until it execs)."""
         found = {}
-        mark = f"{self.d.run}/".encode()
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
+        for pid in processes_naming(self.d.run):
             try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    cmd = f.read()
+                with open(f"/proc/{pid}/comm") as f:
+                    if f.read().strip() == "kpy-supervisor":
+                        found[pid] = _status_kib(pid, "PPid")
             except OSError:
                 continue
-            if b"runtime.supervisor.server" in cmd and mark in cmd:
-                found[int(pid)] = _status_kib(int(pid), "PPid")
         return [p for p, ppid in found.items() if ppid not in found]
 
     async def many(self, kind: str) -> dict:

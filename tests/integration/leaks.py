@@ -95,17 +95,33 @@ def remove_cgroup_tree(cgroup_root: str, if_empty: bool = False) -> None:
 
 
 def processes_naming(path: str) -> list[int]:
-    """Pids whose command line names `path` (a supervisor of a pod under a run root)."""
+    """Pids whose command line names `path`, or that hold a file under it open (a supervisor of
+    a pod under a run root holds its pod dir: supervisors share their zygote's command line)."""
     out = []
     for p in os.listdir("/proc"):
         if p.isdigit() and int(p) != os.getpid():
             try:
                 with open(f"/proc/{p}/cmdline", "rb") as f:
-                    if path.encode() in f.read():
+                    if path.encode() in f.read() or _holds_under(p, path):
                         out.append(int(p))
             except OSError:
                 pass
     return out
+
+
+def _holds_under(pid: str, path: str) -> bool:
+    prefix = path.rstrip("/") + "/"
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if (os.readlink(f"/proc/{pid}/fd/{fd}") + "/").startswith(prefix):
+                return True
+        except OSError:
+            pass
+    return False
 
 
 def assert_no_leaks(root: str, run_root: str, cgroup_root: str) -> None:

@@ -111,7 +111,7 @@ def test_gc_after_a_crash_removes_what_is_not_kept(env):
         cid = api.create_container(store, paths, uid, DEFAULT_IMAGE, _req("c", "sleep 600"), cid=f"{uid}-c",
                                    log_path=os.path.join(env["logs"], uid, "0.log"))
         pids[uid] = api.start_container(paths, uid, cid)
-    lost_shim = int(open(os.path.join(paths.run_root, "pods", "pod-lost", "supervisor.pid")).read())
+    lost_shim = int(open(os.path.join(paths.run_root, "pods", "pod-lost", "supervisor.pid")).read().split()[0])
     os.kill(lost_shim, signal.SIGKILL)
     time.sleep(0.1)
     os.kill(pids["pod-lost"], 0)  # still running without its supervisor

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import time
 import pytest
 
 from runtime.image.testimages import DEFAULT_IMAGE
+from tests.integration.leaks import processes_naming
 from tests.integration.runtime_helpers import pod_api_env
 
 # every test runs on the host; those that touch cgroups (kills, OOM, removal of what a dead
@@ -72,6 +74,57 @@ DAEMON = textwrap.dedent("""
 """ % DEFAULT_IMAGE)
 
 
+def test_supervisors_come_from_one_zygote_that_is_replaced_when_it_dies(env):
+    """The zygote forks every supervisor of this process (none is its child, or this process's);
+    a bad request is an error on that start only; a zygote that died is replaced at the next
+    start; one whose launcher closed it exits, and its supervisors live on."""
+    from runtime import pod as api
+    from runtime.supervisor import launch
+    from runtime.supervisor.client import SupervisorClient
+
+    def parent(pid):
+        return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+
+    launch.warm_up()  # starts it, does not wait for it
+    zygote = launch.ZYGOTE.pid()
+    assert zygote and parent(zygote) == os.getpid()
+    for _ in range(500):
+        if open(f"/proc/{zygote}/comm").read() == "kpy-zygote\n":
+            break
+        time.sleep(0.01)
+    assert open(f"/proc/{zygote}/comm").read() == "kpy-zygote\n"
+    assert os.readlink(f"/proc/{zygote}/exe").startswith("/memfd:kpy-python")
+    sups = []
+    for uid in ("zy-a", "zy-b"):
+        _pod(env, uid)
+        sups.append(api.pod_status(env["paths"], uid).sandbox.supervisor_pid)
+    assert len(set(sups)) == 2 and all(parent(p) not in (os.getpid(), zygote) for p in sups)
+    assert launch.ZYGOTE.pid() == zygote  # one zygote for both
+    bad = os.path.join(env["run"], "bad-pod")
+    os.makedirs(bad)
+    open(os.path.join(bad, "containers"), "w").close()  # where its records dir must be
+    with pytest.raises(Exception, match="did not come up: FileExistsError"):
+        launch.start_supervisor(bad, env["cg"])
+    assert "FileExistsError" in open(os.path.join(bad, "supervisor.log")).read()  # its trace
+    shutil.rmtree(bad)
+    assert launch.ZYGOTE.pid() == zygote
+    os.kill(zygote, signal.SIGKILL)
+    os.waitpid(zygote, 0)
+    _pod(env, "zy-c")  # a new zygote
+    assert launch.ZYGOTE.pid() not in (None, zygote)
+    cid, log = _container(env, "zy-c", "app", "echo from-c")
+    assert api.wait_container(env["paths"], "zy-c", cid).exit_code == 0
+    second = launch.ZYGOTE.pid()
+    launch.ZYGOTE.close()  # EOF: it exits, the supervisors do not
+    assert not os.path.exists(f"/proc/{second}")
+    for uid, pid in zip(("zy-a", "zy-b"), sups):
+        with SupervisorClient(os.path.join(env["run"], "pods", uid)) as client:
+            assert client.call("ping")["pid"] == pid
+    _pod(env, "zy-d")  # and the next start makes one again
+    for uid in ("zy-a", "zy-b", "zy-c", "zy-d"):
+        api.remove_pod_sandbox(env["store"], env["paths"], uid)
+
+
 @CG
 def test_containers_survive_a_daemon_sigkill_and_nothing_is_lost(env):
     from runtime import pod as api
@@ -82,12 +135,14 @@ def test_containers_survive_a_daemon_sigkill_and_nothing_is_lost(env):
     loop_pid = int(daemon.stdout.readline())
     int(daemon.stdout.readline())
     pod_dir = os.path.join(env["run"], "pods", "pod-sup")
-    sup_pid = int(open(os.path.join(pod_dir, "supervisor.pid")).read())
-    # while the daemon lives: the supervisor is neither its child nor in its session, and is a
-    # fresh process (the sealed interpreter), not a fork of it
+    sup_pid = int(open(os.path.join(pod_dir, "supervisor.pid")).read().split()[0])
+    # while the daemon lives: the supervisor is neither its child (nor its zygote's) nor in its
+    # session, runs the sealed interpreter, and holds its pod dir open (how it is found)
     stat = open(f"/proc/{sup_pid}/stat").read().rsplit(")", 1)[1].split()
-    assert int(stat[1]) != daemon.pid and os.getsid(sup_pid) == sup_pid != os.getsid(daemon.pid)
+    assert int(stat[1]) != daemon.pid and os.getsid(sup_pid) != os.getsid(daemon.pid)
     assert os.readlink(f"/proc/{sup_pid}/exe").startswith("/memfd:kpy-python")
+    assert open(f"/proc/{sup_pid}/comm").read() == "kpy-supervisor\n"
+    assert sup_pid in processes_naming(pod_dir)
     time.sleep(0.5)
     daemon.send_signal(signal.SIGKILL)  # the daemon dies; the supervisor and containers do not
     daemon.wait()

@@ -47,15 +47,31 @@ def test_a_rotation_after_removals_still_sorts_last():
     assert rotated_name("/l/0.log", ["0.log.20251201-233752.1", "0.log.20251201-233752.2"], t).endswith("-233752.3")
 
 
-def test_supervisor_arguments():
+def test_the_zygote_takes_only_its_socket_argument():
     import pytest
-    from runtime.supervisor.server import parse_args
-    assert parse_args(["--pod-dir", "/p"]) == {"pod_dir": "/p", "cgroup_parent": "kubelet-py", "ready_fd": None}
-    assert parse_args(["--pod-dir", "/p", "--ready-fd", "7"])["ready_fd"] == 7
-    assert parse_args(["--cgroup-parent", "x", "--pod-dir", "/p"])["cgroup_parent"] == "x"
-    for bad, why in ((["--pod-dir"], "needs a value"), ([], "required"), (["--pod-dir", "/p", "-x"], "unknown")):
-        with pytest.raises(SystemExit, match=why):
-            parse_args(bad)
+    from runtime.supervisor.zygote import main
+    for bad in ([], ["--socket-fd"], ["--pod-dir", "/p"], ["--socket-fd", "3", "x"]):
+        with pytest.raises(SystemExit, match="usage: --socket-fd N"):
+            main(bad)
+
+
+def test_a_supervisor_is_known_by_its_pid_and_start_time(tmp_path, monkeypatch):
+    """supervisor_pid trusts a pid file only for the process that wrote it: same pid, same start
+    time, a supervisor's command line (a recycled pid names another process)."""
+    import os
+    from runtime.supervisor import launch
+    from runtime.supervisor.wire import PID_FILE, pid_record, start_time
+    pid_file = tmp_path / PID_FILE
+    assert launch.supervisor_pid(str(tmp_path)) is None  # no file
+    pid_file.write_bytes(pid_record())
+    assert pid_record() == f"{os.getpid()} {start_time(os.getpid())}".encode()
+    assert launch.supervisor_pid(str(tmp_path)) is None  # this test's command line is no supervisor's
+    monkeypatch.setattr(launch, "MARK", b"python")  # pretend it is
+    assert launch.supervisor_pid(str(tmp_path)) == os.getpid()
+    pid_file.write_text(f"{os.getpid()} {start_time() + 1}")  # the pid came back as another process
+    assert launch.supervisor_pid(str(tmp_path)) is None
+    pid_file.write_text(f"{os.getpid()}")  # no start time: an older supervisor, whose command line
+    assert launch.supervisor_pid(str(tmp_path)) is None  # named its pod dir (this one's does not)
 
 
 def test_records_read_back_without_a_supervisor_make_running_unknown(tmp_path):
