@@ -71,6 +71,13 @@ def _join_pod_namespaces(pod_dir: str) -> None:
                 ksys.setns(fd, flag)
             finally:
                 os.close(fd)
+    user = os.path.join(pod_dir, "ns", "user")
+    if os.path.exists(user):  # hostUsers: false: the pid namespace made next belongs to the pod's user namespace
+        fd = os.open(user, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            ksys.setns(fd, ksys.CLONE_NEWUSER)
+        finally:
+            os.close(fd)
 
 
 def _set_cmdline(name: bytes) -> None:

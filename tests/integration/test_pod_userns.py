@@ -206,3 +206,21 @@ def test_a_run_root_the_pods_root_cannot_reach_is_refused_naming_it(tmp_path):
         create_sandbox(str(run), "podu-closed", "x", cgroup_root="kpytest-closed", host_users=False)
     assert (e.value.kind, e.value.field) == ("FAILED_PRECONDITION", "hostUsers")
     assert os.listdir(run / "pods") == [] and mounts_under(str(run)) == []
+
+
+def test_a_userns_pod_sharing_its_pid_namespace(env):
+    """shareProcessNamespace: the pod's PID 1 (runtime.podinit) makes the pid namespace inside
+    the pod's user namespace, so that its containers may mount their /proc."""
+    from runtime import pod as api
+    paths, store = env["paths"], env["store"]
+    cfg = api.PodConfig(uid="podu-pid", name="p", host_users=False, share_pid=True, etc_files=False)
+    sb = api.run_pod_sandbox(paths, cfg)
+    sb = api.load_sandbox(paths.run_root, cfg.uid)
+    assert _owner_ino(sb.namespaces["pid"]) == os.stat(sb.namespaces["user"]).st_ino
+    log = api.pod_log_path(env["logs"], cfg, "c")
+    cid = api.create_container(store, paths, cfg.uid, DEFAULT_IMAGE,
+                               _req("c", "ps -o pid,user,comm | sed 's/^ *//'; echo done"), log_path=log)
+    api.start_container(paths, cfg.uid, cid)
+    out = _wait_log(log, "done").splitlines()
+    assert any(x.split()[:2] == ["1", "65535"] for x in out), out  # pause's uid, mapped in the pod's range
+    api.remove_pod_sandbox(store, paths, cfg.uid)
