@@ -1,15 +1,17 @@
 """kubectl's habits on the agent: `serve` (the daemon) and the commands that talk to it over its
 socket: apply, get, describe, logs, exec, delete, wait, create namespace, and `run -f`, which
 starts a pod through the daemon when one runs, or else in an embedded agent in the foreground.
-Each command is one `asyncio.run` of a coroutine over `kubelet_py.client.Client`."""
+
+A command is a fresh process, so what it imports is most of what it costs: the plain commands
+(apply, get, describe, logs, delete, wait, create) are blocking calls over
+`kubelet_py.client.SyncClient` and never import asyncio (~22 ms of imports here); `exec`, `run`
+and `serve` are one `asyncio.run` each."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
-import signal
 import sys
 import time
 
@@ -21,11 +23,16 @@ ALIASES = {"pod": "pods", "po": "pods", "pods": "pods", "namespace": "namespaces
            "ns": "namespaces"}
 
 
-def _run(coro):
+def _run(work):
+    """Run a command's work (a function of no argument, or a coroutine) with the daemon's
+    refusals as one line for the user."""
     from .client import ClientError
     from .server.errors import ApiError
     try:
-        return asyncio.run(coro)
+        if callable(work):
+            return work()
+        import asyncio
+        return asyncio.run(work)
     except ClientError as e:
         raise KpyError(f"Error from server ({e.reason}): {e}" if e.code else str(e)) from None
     except ApiError as e:  # the embedded agent's (run -f without a daemon)
@@ -35,6 +42,12 @@ def _run(coro):
 
 
 def _client(ctx):
+    """The blocking client of the daemon on --socket (`with _client(ctx) as c`)."""
+    from .client import SyncClient
+    return SyncClient(ctx.obj.socket)
+
+
+def _async_client(ctx):
     from .client import Client
     return Client(ctx.obj.socket)
 
@@ -103,12 +116,19 @@ def load_manifests(paths: tuple[str, ...], recursive: bool = False, strict: bool
 @click.option("--max-pods", default=110, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--crashloop-max", type=click.FloatRange(1, 300), help="Cap of the CrashLoopBackOff delay, seconds "
               "(upstream's KubeletCrashLoopBackOffMax; default 300).")
+@click.option("--seccomp-profile-root", default="/var/lib/kubelet-py/seccomp", show_default=True,
+              type=click.Path(file_okay=False), help="Where seccompProfile type Localhost profiles are read from.")
+@click.option("--allowed-unsafe-sysctls", default="", help="Comma-separated sysctls (or `prefix*` patterns) pods "
+              "may set beyond the safe set, e.g. 'net.core.somaxconn,kernel.msg*'.")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.pass_context
-def serve(ctx, manifests, node_name, pod_cidr, bridge, chain_prefix, max_pods, crashloop_max, log_level):
+def serve(ctx, manifests, node_name, pod_cidr, bridge, chain_prefix, max_pods, crashloop_max, seccomp_profile_root,
+          allowed_unsafe_sysctls, log_level):
     """Run the node agent: static pods from --manifests, the API on --socket; pods keep running
     when it stops (SIGTERM)."""
+    import asyncio
     import logging
+    import signal
     from .node import NodeAgent, NodeOptions
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -117,7 +137,9 @@ def serve(ctx, manifests, node_name, pod_cidr, bridge, chain_prefix, max_pods, c
     opts = NodeOptions(root=o.root, run_root=o.run_root, log_root=o.log_root, socket=o.socket, registries=o.registries,
                        cgroup_root=o.cgroup_root, node_name=node_name, manifests=manifests and os.path.abspath(manifests),
                        pod_cidr=pod_cidr, bridge=bridge, chain_prefix=chain_prefix, max_pods=max_pods,
-                       crashloop_max=crashloop_max, image_limits=o.image_limits)
+                       crashloop_max=crashloop_max, image_limits=o.image_limits,
+                       seccomp_profile_root=os.path.abspath(seccomp_profile_root),
+                       allowed_unsafe_sysctls=tuple(x.strip() for x in allowed_unsafe_sysctls.split(",") if x.strip()))
 
     async def main():
         agent = NodeAgent(opts)
@@ -141,16 +163,19 @@ def serve(ctx, manifests, node_name, pod_cidr, bridge, chain_prefix, max_pods, c
 @click.pass_context
 def apply(ctx, paths, recursive, strict):
     """Create or update the objects of the files, as `kubectl apply -f`."""
-    objs = load_manifests(paths, recursive, strict)
+    # The daemon reads and validates the files (errors still name file, document, object and
+    # field): validating here would import the api package and yaml, ~75 ms of this command's
+    # ~125 ms (python -X importtime), for work the daemon does again anyway.
+    files = [{"name": name, "text": text} for name, text in _files(paths, recursive)]
 
-    async def go():
-        async with _client(ctx) as c:
-            for r in await c.apply(objs, strict):
+    def go():
+        with _client(ctx) as c:
+            for r in c.apply_files(files, strict):
                 o = r["object"]
                 for w in r.get("warnings", []):
                     click.echo(f"Warning: {w}", err=True)
                 click.echo(f"{o['kind'].lower()}/{o['metadata']['name']} {r['action']}")
-    _run(go())
+    _run(go)
 
 
 @cli.group()
@@ -162,11 +187,11 @@ def create():
 @click.argument("name")
 @click.pass_context
 def create_namespace(ctx, name):
-    async def go():
-        async with _client(ctx) as c:
-            await c.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+    def go():
+        with _client(ctx) as c:
+            c.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                                          "metadata": {"name": name}})
-    _run(go())
+    _run(go)
     click.echo(f"namespace/{name} created")
 
 
@@ -192,6 +217,12 @@ def _obj_path(kind: str, ns: str, name: str) -> str:
     return pod_path(ns, name) if kind == "Pod" else f"/api/v1/namespaces/{name}"
 
 
+def _list_path(kind: str, ns: str) -> str:
+    """The list (and watch) of `kind` that holds an object of it in `ns`."""
+    from .client import pod_path
+    return pod_path(ns) if kind == "Pod" else "/api/v1/namespaces"
+
+
 @cli.command()
 @click.argument("kind", required=False)
 @click.argument("names", nargs=-1)
@@ -208,11 +239,11 @@ def delete(ctx, kind, names, paths, namespace, all_, grace_period, now, wait):
         if ALIASES.get((kind or "").lower()) != "pods":
             raise KpyError("error: --all works with pods")
 
-        async def names_of():
+        def names_of():
             from .client import pod_path
-            async with _client(ctx) as c:
-                return [p["metadata"]["name"] for p in (await c.get(pod_path(namespace)))["items"]]
-        names = tuple(_run(names_of()))
+            with _client(ctx) as c:
+                return [p["metadata"]["name"] for p in c.get(pod_path(namespace))["items"]]
+        names = tuple(_run(names_of))
         if not names:
             click.echo(f"No resources found in {namespace} namespace.", err=True)
             return
@@ -220,31 +251,37 @@ def delete(ctx, kind, names, paths, namespace, all_, grace_period, now, wait):
     if now:
         grace_period = 1
 
-    async def go():
-        async with _client(ctx) as c:
+    def go():
+        with _client(ctx) as c:
             for k, ns, name in refs:
                 params = {"gracePeriodSeconds": str(grace_period)} if grace_period is not None else None
-                await c.delete(_obj_path(k, ns, name), params)
+                c.delete(_obj_path(k, ns, name), params)
                 click.echo(f'{k.lower()} "{name}" deleted' + (f' from {ns} namespace' if k == "Pod" else ""))
             if wait:
                 for k, ns, name in refs:
-                    await _wait_gone(c, k, ns, name, None)
-    _run(go())
+                    wait_gone(c, k, ns, name)
+    _run(go)
 
 
-async def _wait_gone(c, kind, ns, name, timeout):
+def wait_gone(c, kind: str, ns: str, name: str, deadline: float | None = None) -> bool:
+    """Whether the object is gone (its DELETED event on a watch, or no object at all) before
+    `deadline` (time.monotonic(); None: no limit). The watch is open before the object is looked
+    at, so a removal in between is among its events."""
     from .client import ClientError
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        try:
-            await c.get(_obj_path(kind, ns, name))
-        except ClientError as e:
-            if e.code == 404:
-                return True
-            raise
-        if deadline is not None and time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.1)
+    try:
+        with c.watch(_list_path(kind, ns), {"fieldSelector": f"metadata.name={name}"}, deadline) as w:
+            try:
+                c.get(_obj_path(kind, ns, name))
+            except ClientError as e:
+                if e.code == 404:
+                    return True
+                raise
+            while (ev := w.next_event()) is not None:
+                if ev.get("type") == "DELETED" and ev["object"]["metadata"]["name"] == name:
+                    return True
+    except TimeoutError:
+        return False
+    raise ClientError(f"the daemon at {c.socket_path} ended the watch of {kind.lower()}s/{name} before it was gone")
 
 
 # ---- get / describe ---------------------------------------------------------------------------
@@ -293,15 +330,15 @@ def get(ctx, kind, name, namespace, all_namespaces, selector, output, watch):
     if output and output not in ("wide", "yaml", "json", "name") and not output.startswith("jsonpath="):
         raise click.BadParameter(f"{output!r}: wide, yaml, json, name or jsonpath=...", param_hint="-o")
 
-    async def go():
+    def go():
         from .status import printers
-        async with _client(ctx) as c:
+        with _client(ctx) as c:
             if k == "namespaces":
                 path = f"/api/v1/namespaces/{name}" if name else "/api/v1/namespaces"
             else:
                 path = pod_path(namespace, name) if (name or not all_namespaces) else "/api/v1/pods"
             params = {"labelSelector": selector} if selector and not name else None
-            body = await c.get(path, params)
+            body = c.get(path, params)
             objs = [body] if name else body["items"]
             if not objs and not watch and output not in ("json", "yaml"):
                 click.echo(printers.no_resources_message(None if all_namespaces or k == "namespaces" else namespace),
@@ -313,7 +350,7 @@ def get(ctx, kind, name, namespace, all_namespaces, selector, output, watch):
                 wparams = {**({"labelSelector": selector} if selector else {}),
                            **({"fieldSelector": f"metadata.name={name}"} if name else {})}
                 first = True
-                async for ev in c.watch(wpath, wparams):
+                for ev in c.watch(wpath, wparams):
                     if first and ev["type"] == "ADDED":
                         continue  # already printed above
                     first = False
@@ -323,7 +360,7 @@ def get(ctx, kind, name, namespace, all_namespaces, selector, output, watch):
                                                        all_namespaces=all_namespaces, no_headers=True), nl=False)
                     else:
                         _print_objects([obj], k, output, all_namespaces, True)
-    _run(go())
+    _run(go)
 
 
 @cli.command()
@@ -337,14 +374,14 @@ def describe(ctx, kind, name, namespace):
     if ALIASES.get(kind.lower()) != "pods":
         raise KpyError(f'error: describe supports pods, not "{kind}"')
 
-    async def go():
+    def go():
         from .status.describe import describe_pod
-        async with _client(ctx) as c:
-            pod = await c.get(pod_path(namespace, name))
-            events = (await c.get(f"/api/v1/namespaces/{namespace}/events",
-                                  {"fieldSelector": f"involvedObject.name={name}"}))["items"]
+        with _client(ctx) as c:
+            pod = c.get(pod_path(namespace, name))
+            events = c.get(f"/api/v1/namespaces/{namespace}/events",
+                           {"fieldSelector": f"involvedObject.name={name}"})["items"]
             click.echo(describe_pod(pod, events, time.time()), nl=False)
-    _run(go())
+    _run(go)
 
 
 # ---- logs / exec ------------------------------------------------------------------------------
@@ -368,12 +405,12 @@ def logs(ctx, pod, container, namespace, follow, previous, tail, timestamps, sin
                                  ("tailLines", str(tail) if tail >= 0 else None),
                                  ("sinceSeconds", str(_duration(since, "--since")) if since else None)) if v is not None}
 
-    async def go():
-        async with _client(ctx) as c:
-            async for chunk in c.stream(pod_path(namespace, pod, "log"), params):
+    def go():
+        with _client(ctx) as c:
+            for chunk in c.stream(pod_path(namespace, pod, "log"), params):
                 sys.stdout.buffer.write(chunk)
                 sys.stdout.buffer.flush()
-    _run(go())
+    _run(go)
 
 
 @cli.command(name="exec", context_settings={"ignore_unknown_options": True})
@@ -393,14 +430,15 @@ def exec_(ctx, pod, container, namespace, stdin, tty, cmd):
         params.append(("container", container))
 
     async def go() -> int:
+        import asyncio
         import termios
         import tty as ttymod
-        from aiohttp import WSMsgType
-        async with _client(ctx) as c:
+        async with _async_client(ctx) as c:
             try:
                 ws = await c.exec_ws(pod_path(namespace, pod, "exec"), params)
             except Exception as e:  # noqa: BLE001 - the server's refusal, as one line
                 raise KpyError(f"error: {getattr(e, 'message', e)}") from None
+            from aiohttp import WSMsgType  # loaded by exec_ws
             loop = asyncio.get_running_loop()
             old = None
             if tty and stdin and os.isatty(0):
@@ -477,30 +515,34 @@ def wait(ctx, target, condition, namespace, timeout):
         raise click.BadParameter(f"{condition!r}: condition=NAME[=VALUE], delete or jsonpath=EXPR=VALUE",
                                  param_hint="--for")
 
-    async def go() -> bool:
+    def until_met(c, deadline: float) -> bool | None:
+        """Watch the pod until the condition holds (True); None if the watch ends first (the
+        daemon went away); TimeoutError at the deadline."""
+        if condition == "delete":
+            return wait_gone(c, "Pod", namespace, name, deadline)
+        with c.watch(pod_path(namespace), {"fieldSelector": f"metadata.name={name}"}, deadline) as w:
+            while (ev := w.next_event()) is not None:
+                if ev.get("type") != "DELETED" and met(ev["object"]):
+                    return True
+        return None
+
+    def go() -> bool:
         deadline = time.monotonic() + limit
-        while True:  # a daemon (or a `run -f`) that is still starting is waited for too
+        c = _client(ctx)
+        while True:  # a daemon (or a `run -f`) that is still starting, or restarting, is waited for too
             try:
-                async with _client(ctx) as c:
-                    while time.monotonic() < deadline:
-                        try:
-                            pod = await c.get(pod_path(namespace, name))
-                        except ClientError as e:
-                            if e.code == 404 and condition == "delete":
-                                return True
-                            if e.code not in (0, 404):
-                                raise
-                            pod = None
-                        if pod is not None and condition != "delete" and met(pod):
-                            return True
-                        await asyncio.sleep(0.1)
-                    return False
+                if until_met(c, deadline):
+                    return True
+            except TimeoutError:
+                return False
             except ClientError as e:
                 if e.code or time.monotonic() >= deadline:
                     raise
-                await asyncio.sleep(0.2)
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
 
-    if not _run(go()):
+    if not _run(go):
         raise KpyError(f"timed out waiting for the condition on pods/{name}")
     click.echo(f"pod/{name} condition met")
 

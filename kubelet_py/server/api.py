@@ -2,15 +2,18 @@
 Kubernetes API where one exists:
 
     GET    /healthz
-    GET    /api/v1/namespaces[/NAME]                    POST /api/v1/namespaces   DELETE .../NAME
+    GET    /api/v1/namespaces[/NAME]                    ?watch=1   POST /api/v1/namespaces   DELETE .../NAME
     GET    /api/v1/pods                                  every namespace (?labelSelector, ?watch=1)
     GET    /api/v1/namespaces/NS/pods[/NAME]             ?labelSelector=a=b,c!=d  ?watch=1 (a JSON line per event)
     DELETE /api/v1/namespaces/NS/pods/NAME               ?gracePeriodSeconds=N
     GET    /api/v1/namespaces/NS/pods/NAME/log           ?container&follow&previous&tailLines&timestamps&sinceSeconds
     GET    /api/v1/namespaces/NS/pods/NAME/exec          ?container&command=..&stdin&tty  (WebSocket)
     GET    /api/v1/namespaces/NS/events                  ?fieldSelector=involvedObject.name=NAME
-    POST   /apis/kubelet-py/v1/apply                     {"items": [...], "strict": bool}: create or update each
+    POST   /apis/kubelet-py/v1/apply                     {"items": [...], "strict": bool}: create or update each;
+                                                          {"files": [{"name", "text"}]}: the manifests' objects
     GET    /apis/kubelet-py/v1/kinds/KIND                other kinds the store holds (ConfigMap, Secret, ...)
+    GET    /api/v1[/namespaces/NS]/configmaps|secrets    ?labelSelector ?watch=1;  POST .../NS/configmaps|secrets
+    GET    /api/v1/namespaces/NS/configmaps|secrets/NAME                         DELETE the same
 
 Errors are `Status` objects (`{"kind": "Status", "status": "Failure", "message", "reason",
 "code"}`) as the API server sends them."""
@@ -52,6 +55,33 @@ def _selector(request):
         raise ApiError(400, str(e)) from None
 
 
+_CONFIG_KINDS = {"configmaps": "ConfigMap", "secrets": "Secret"}
+
+
+def _load_files(files, strict: bool) -> tuple[list[dict], list[list[str]]]:
+    """The objects of manifest files sent as `{"name", "text"}` (what `kubectl apply -f` reads),
+    and each one's warnings; one 422 naming every error of every file (file, document, object,
+    field), so nothing of a bad file is applied."""
+    from ..api.errors import ApiError as FieldErrors
+    from ..api.load import load
+    if not isinstance(files, list) or not all(isinstance(f, dict) and isinstance(f.get("name"), str)
+                                              and isinstance(f.get("text"), str) for f in files):
+        raise ApiError(400, "apply: files must be a list of {name, text} objects")
+    items, warnings, errors = [], [], []
+    for f in files:
+        try:
+            docs = load(f["text"], f["name"], strict=strict)
+        except FieldErrors as e:
+            errors.append(str(e))
+            continue
+        for d in docs:
+            items.append(d.obj)
+            warnings.append([str(w) for w in d.warnings])
+    if errors:
+        raise ApiError(422, "\n".join(errors), "Invalid")
+    return items, warnings
+
+
 def _flag(request, name: str) -> bool:
     return request.query.get(name, "").lower() in ("1", "true", "yes")
 
@@ -75,6 +105,13 @@ class Api:
         r.add_get("/api/v1/namespaces/{ns}/events", self.events)
         r.add_post("/apis/kubelet-py/v1/apply", self.apply)
         r.add_get("/apis/kubelet-py/v1/kinds/{kind}", self.list_kind)
+        # ConfigMaps and Secrets: list (?labelSelector, ?watch=1), create, get, delete
+        cfg = "{plural:configmaps|secrets}"
+        r.add_get(f"/api/v1/{cfg}", self.list_config)
+        r.add_get(f"/api/v1/namespaces/{{ns}}/{cfg}", self.list_config)
+        r.add_post(f"/api/v1/namespaces/{{ns}}/{cfg}", self.create_config)
+        r.add_get(f"/api/v1/namespaces/{{ns}}/{cfg}/{{name}}", self.get_config)
+        r.add_delete(f"/api/v1/namespaces/{{ns}}/{cfg}/{{name}}", self.delete_config)
 
     # ---- server life ------------------------------------------------------------------------
     async def start(self, socket_path: str) -> web.AppRunner:
@@ -98,6 +135,8 @@ class Api:
         return web.Response(text="ok")
 
     async def list_namespaces(self, request):
+        if _flag(request, "watch"):  # `delete namespace` waits for its DELETED event
+            return await self._watch(request, "Namespace", None, _selector(request))
         return web.json_response(_list("Namespace", self.agent.store.list("Namespace"), self.agent.store.version))
 
     async def get_namespace(self, request):
@@ -166,6 +205,34 @@ class Api:
         ns = request.query.get("namespace")
         return web.json_response(_list(kind, self.agent.store.list(kind, ns), self.agent.store.version))
 
+    # ---- ConfigMaps and Secrets --------------------------------------------------------------
+    async def list_config(self, request):
+        kind, ns, sel = _CONFIG_KINDS[request.match_info["plural"]], request.match_info.get("ns"), _selector(request)
+        if _flag(request, "watch"):
+            return await self._watch(request, kind, ns, sel)
+        objs = [o for o in self.agent.store.list(kind, ns) if matches(sel, o)]
+        return web.json_response(_list(kind, objs, self.agent.store.version))
+
+    async def create_config(self, request):
+        kind, ns = _CONFIG_KINDS[request.match_info["plural"]], request.match_info["ns"]
+        body = await self._json(request)
+        if body.get("kind") != kind:
+            raise ApiError(400, f"the body's kind must be {kind}")
+        body.setdefault("metadata", {}).setdefault("namespace", ns)
+        res = await self.agent.apply([body], strict=False, create_only=True)
+        return web.json_response(res[0]["object"], status=201)
+
+    async def get_config(self, request):
+        plural, ns, name = request.match_info["plural"], request.match_info["ns"], request.match_info["name"]
+        obj = self.agent.store.get(_CONFIG_KINDS[plural], ns, name)
+        if obj is None:
+            raise ApiError(404, f'{plural} "{name}" not found', details={"name": name, "kind": plural})
+        return web.json_response(obj)
+
+    async def delete_config(self, request):
+        plural, ns, name = request.match_info["plural"], request.match_info["ns"], request.match_info["name"]
+        return web.json_response(await self.agent.delete(_CONFIG_KINDS[plural], ns, name))
+
     async def events(self, request):
         ns = request.match_info["ns"]
         name = request.query.get("fieldSelector", "").partition("involvedObject.name=")[2] or None
@@ -173,10 +240,17 @@ class Api:
 
     async def apply(self, request):
         body = await self._json(request)
-        items = body.get("items")
+        strict = bool(body.get("strict"))
+        file_warnings: list[list[str]] = []
+        if "files" in body:  # `apply -f`: the daemon reads and validates (the CLI need not load the api package)
+            items, file_warnings = _load_files(body["files"], strict)
+        else:
+            items = body.get("items")
         if not isinstance(items, list):
             raise ApiError(400, "apply: items must be a list of objects")
-        res = await self.agent.apply(items, strict=bool(body.get("strict")), dry_run=bool(body.get("dryRun")))
+        res = await self.agent.apply(items, strict=strict, dry_run=bool(body.get("dryRun")))
+        for r, warnings in zip(res, file_warnings):
+            r["warnings"] = warnings + list(r.get("warnings") or [])
         return web.json_response({"items": res})
 
     async def pod_log(self, request):
