@@ -69,19 +69,32 @@ def _secret(secret: dict) -> list[FieldError]:
         total += len(base64.b64decode(v))
     if total > MAX_SECRET_SIZE:
         errs.append(too_long(path, MAX_SECRET_SIZE))
-    kind = secret.get("type", "")
-    needs = {"kubernetes.io/tls": ("tls.crt", "tls.key"), "kubernetes.io/ssh-auth": ("ssh-privatekey",),
-             "kubernetes.io/dockerconfigjson": (".dockerconfigjson",)}
-    for key in needs.get(kind, ()):
-        if key not in data:
-            errs.append(required(path.key(key)))
-    if kind == "kubernetes.io/basic-auth" and "username" not in data and "password" not in data:
+    return errs + _secret_type(secret.get("type", ""), data, secret.get("metadata", {}), path)
+
+
+SECRET_TYPE_KEYS = {"kubernetes.io/tls": ("tls.crt", "tls.key"), "kubernetes.io/dockercfg": (".dockercfg",),
+                    "kubernetes.io/dockerconfigjson": (".dockerconfigjson",)}
+SERVICE_ACCOUNT_NAME = "kubernetes.io/service-account.name"
+
+
+def _secret_type(kind: str, data: dict, meta: dict, path: Path) -> list[FieldError]:
+    """ValidateSecret's switch on the built-in types (any other type is free-form)."""
+    errs = [required(path.key(k)) for k in SECRET_TYPE_KEYS.get(kind, ()) if k not in data]
+    if kind == "kubernetes.io/service-account-token" and not meta.get("annotations", {}).get(SERVICE_ACCOUNT_NAME):
+        errs.append(required(META.child("annotations").key(SERVICE_ACCOUNT_NAME)))
+    elif kind == "kubernetes.io/basic-auth" and "username" not in data and "password" not in data:
         errs += [required(path.key("username")), required(path.key("password"))]
-    if kind == "kubernetes.io/dockerconfigjson" and ".dockerconfigjson" in data:
+    elif kind == "kubernetes.io/ssh-auth" and not data.get("ssh-privatekey"):  # present but empty too
+        errs.append(required(path.key("ssh-privatekey")))
+    elif kind in ("kubernetes.io/dockercfg", "kubernetes.io/dockerconfigjson") and not errs:
+        key = SECRET_TYPE_KEYS[kind][0]
         try:
-            json.loads(base64.b64decode(data[".dockerconfigjson"]))
+            doc = json.loads(base64.b64decode(data[key]))
+            if doc is not None and not isinstance(doc, dict):  # Go decodes null into a map, nothing else
+                go_type = {list: "array", str: "string", bool: "bool"}.get(type(doc), "number")
+                raise ValueError(f"json: cannot unmarshal {go_type} into Go value of type map[string]interface {{}}")
         except ValueError as e:
-            errs.append(invalid(path.key(".dockerconfigjson"), "<secret contents redacted>", str(e)))
+            errs.append(invalid(path.key(key), "<secret contents redacted>", str(e)))
     return errs
 
 
