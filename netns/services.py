@@ -490,6 +490,39 @@ def restore_text(deltas: Iterable[TableDelta]) -> str:
     return "".join(d.render() for d in deltas)
 
 
+def restore_error_location(text: str, stderr: str) -> tuple[str, str]:
+    """(table, chain) of the input line iptables-restore names in its error, when it does."""
+    m = re.search(r"line:? (\d+)", stderr)
+    if not m:
+        return "*", "*"
+    lines = text.splitlines()
+    n = int(m.group(1))
+    table, chain = "*", "*"
+    for line in lines[:n]:
+        if line.startswith("*"):
+            table, chain = line[1:], "*"
+    if 0 < n <= len(lines):
+        words = lines[n - 1].split()
+        if len(words) > 1 and words[0] in ("-A", "-I", "-X"):
+            chain = words[1]
+        elif words and words[0].startswith(":"):
+            chain = words[0][1:]
+        elif words and words[0] == "COMMIT":
+            chain = "COMMIT"
+    return table, chain
+
+
+def conntrack_flush_targets(old: ServiceRules | None, new: ServiceRules) -> tuple[set, set]:
+    """(endpoint addresses (ip, port) no longer behind some UDP service port, ClusterIP/ports
+    (ip, port) of UDP service ports that got their first endpoint)."""
+    if old is None:
+        return set(), set()
+    gone_eps = {(ip, port) for (_, _, _, _, ip, port) in old.udp_endpoints - new.udp_endpoints}
+    old_svcs = {(k, cip, p) for (k, cip, p, _, _, _) in old.udp_endpoints}
+    new_svcs = {(k, cip, p) for (k, cip, p, _, _, _) in new.udp_endpoints}
+    return gone_eps, {(cip, p) for (_, cip, p) in new_svcs - old_svcs}
+
+
 def teardown_order(config: NetworkConfig, table: str, chains: Iterable[str]) -> tuple[str, ...]:
     """Our chains of `table` (from a live list) in an order that can be removed one by one, each
     after every chain that jumps to it: the entry chains, then EXT, SVC, SEP, then the rest."""

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -75,28 +74,6 @@ def live_state(config: NetworkConfig) -> tuple[dict[str, list[str]], dict[str, d
 
 # ---- appliers -----------------------------------------------------------------------------------
 
-def _failed_line(text: str, stderr: str) -> tuple[str, str]:
-    """(table, chain) of the input line iptables-restore names in its error, when it does."""
-    m = re.search(r"line:? (\d+)", stderr)
-    if not m:
-        return "*", "*"
-    lines = text.splitlines()
-    n = int(m.group(1))
-    table, chain = "*", "*"
-    for line in lines[:n]:
-        if line.startswith("*"):
-            table, chain = line[1:], "*"
-    if 0 < n <= len(lines):
-        words = lines[n - 1].split()
-        if len(words) > 1 and words[0] in ("-A", "-I", "-X"):
-            chain = words[1]
-        elif words and words[0].startswith(":"):
-            chain = words[0][1:]
-        elif words and words[0] == "COMMIT":
-            chain = "COMMIT"
-    return table, chain
-
-
 def apply_restore(deltas: Iterable[TableDelta], restore: str = RESTORE) -> None:
     """All deltas as one iptables-legacy-restore --noflush run: one commit per table. On failure
     nothing of the failing table was committed (tables before it in the input were)."""
@@ -116,7 +93,7 @@ def apply_restore(deltas: Iterable[TableDelta], restore: str = RESTORE) -> None:
         raise ServiceSyncError("*", "*", f"cannot run {restore}: {e.strerror or e}") from None
     if p.returncode != 0:
         err = p.stderr.decode(errors="replace").strip().replace("\n", "; ")
-        table, chain = _failed_line(text, err)
+        table, chain = services.restore_error_location(text, err)
         raise ServiceSyncError(table, chain, f"{restore} exited {p.returncode}: {err[:500]}")
 
 
@@ -138,17 +115,6 @@ def apply_iptc(deltas: Iterable[TableDelta]) -> None:
 
 
 # ---- conntrack (pyroute2) -------------------------------------------------------------------------
-
-def _udp_gone(old: ServiceRules | None, new: ServiceRules) -> tuple[set, set]:
-    """(endpoint addresses (ip, port) no longer behind some UDP service port, ClusterIP/ports
-    (ip, port) of UDP service ports that got their first endpoint)."""
-    if old is None:
-        return set(), set()
-    gone_eps = {(ip, port) for (_, _, _, _, ip, port) in old.udp_endpoints - new.udp_endpoints}
-    old_svcs = {(k, cip, p) for (k, cip, p, _, _, _) in old.udp_endpoints}
-    new_svcs = {(k, cip, p) for (k, cip, p, _, _, _) in new.udp_endpoints}
-    return gone_eps, {(cip, p) for (_, cip, p) in new_svcs - old_svcs}
-
 
 def flush_conntrack(gone_endpoints: set, new_services: set) -> int:
     """Delete UDP conntrack entries NATed to a gone endpoint (reply source = that ip:port, the
@@ -253,7 +219,7 @@ class ServiceProxy:
         self._applied = new
         if new.node_ports:
             self._route_localnet()
-        n_ct = flush_conntrack(*_udp_gone(old, new)) if self.conntrack else 0
+        n_ct = flush_conntrack(*services.conntrack_flush_targets(old, new)) if self.conntrack else 0
         return SyncResult(full, tuple(f"{d.table}/{c.name}" for d in deltas for c in d.write),
                           tuple(f"{d.table}/{c}" for d in deltas for c in d.delete), n_ct,
                           time.monotonic() - t0)
