@@ -12,6 +12,7 @@ import copy
 import datetime as dt
 from typing import Callable
 
+from kubelet_py.api import service_validation
 from kubelet_py.api.errors import (ALREADY_EXISTS, CONFLICT, EXISTS, FAILED_PRECONDITION, INVALID_ARGUMENT, ApiError,
                                    FieldError, Path, forbidden, invalid, required)
 from kubelet_py.api.meta_validation import object_ref
@@ -100,6 +101,8 @@ def update(old: dict, new: dict, *, version: str | None = None) -> dict:
                                    "been modified; please apply your changes to the latest version and try again")
                         .at(obj=ref)], kind=FAILED_PRECONDITION)
     out = copy.deepcopy(new)
+    if old.get("kind") == "Service":
+        out = service_validation.patch_allocated_values(out, old)
     meta = out.setdefault("metadata", {})
     for key in SYSTEM_FIELDS:
         meta.pop(key, None)
@@ -117,6 +120,8 @@ def update(old: dict, new: dict, *, version: str | None = None) -> dict:
         out["spec"] = copy.deepcopy(old.get("spec", {}))  # finalizers change only through /finalize
     elif kind in ("ConfigMap", "Secret"):
         errs = _immutable_data(out, old)
+    elif kind == "Service":
+        errs = service_validation.validate_service_update(out, old)
     if errs:
         raise ApiError([e.at(obj=ref) for e in errs], kind=INVALID_ARGUMENT)
     if out == old:
