@@ -7,7 +7,6 @@ import dataclasses
 import json
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 
@@ -106,10 +105,10 @@ def _registries(ctx: click.Context):
 @click.option("--cgroup-root", envvar="KUBELET_PY_CGROUP_ROOT", default="kubelet-py", show_default=True,
               help="Parent of every cgroup the agent makes, below each hierarchy's root.")
 @click.option("--max-layer-size", envvar="KUBELET_PY_MAX_LAYER_SIZE", type=_Count("bytes"),
-              default=_iec(UnpackLimits.max_bytes), show_default=True,
+              default=UnpackLimits.max_bytes, show_default=_iec(UnpackLimits.max_bytes),
               help="Largest layer an import or pull may store: its blob and its unpacked tar (1Gi, 500Mi, 1G).")
 @click.option("--max-image-size", envvar="KUBELET_PY_MAX_IMAGE_SIZE", type=_Count("bytes"),
-              default=_iec(UnpackLimits.max_image_bytes), show_default=True,
+              default=UnpackLimits.max_image_bytes, show_default=_iec(UnpackLimits.max_image_bytes),
               help="Largest image: the sum over its layers, of blobs and of unpacked tars.")
 @click.option("--max-layer-entries", envvar="KUBELET_PY_MAX_LAYER_ENTRIES", type=_Count("entries"),
               default=UnpackLimits.max_entries, show_default=True, help="Most tar entries in one layer.")
@@ -241,6 +240,7 @@ def image_builtin(ctx):
     from runtime.image.archive import import_path
     from runtime.image.build import write_oci_layout
     from runtime.image.testimages import DEFAULT_IMAGE, busybox_image
+    import tempfile  # ~4 ms of imports (shutil, random): not for every command
     with tempfile.TemporaryDirectory(prefix="kpy-builtin-") as d:
         write_oci_layout(d, {DEFAULT_IMAGE: busybox_image()})
         rec = import_path(_store(ctx), d)[0]
@@ -497,6 +497,7 @@ def demo(ctx):
     from runtime.image.archive import import_path
     from runtime.image.build import write_oci_layout
     from runtime.image.testimages import DEFAULT_IMAGE, busybox_image
+    import tempfile
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="kpy-demo-") as d:
         write_oci_layout(d, {DEFAULT_IMAGE: busybox_image()})
