@@ -15,7 +15,6 @@ from typing import Callable
 
 import click
 
-from kubelet_py.api import names
 
 ENV_NAME_FMT = "[-._a-zA-Z][-._a-zA-Z0-9]*"  # kubectl's env files keep the classic IsEnvVarName rule
 _UTF8_BOM = b"\xef\xbb\xbf"
@@ -67,6 +66,7 @@ def parse_env_file(text: bytes, path: str, environ: Callable[[str], str | None] 
             continue
         key, sep, value = line.partition("=")
         if not re.fullmatch(ENV_NAME_FMT, key):
+            from kubelet_py.api import names  # the api package: ~45 ms of imports, not for every command
             msg = names.regex_error("a valid environment variable name must consist of alphabetic characters, "
                                     "digits, '_', '-', or '.', and must not start with a digit", ENV_NAME_FMT,
                                     "my.env-name", "MY_ENV.NAME", "MyEnvName1")
@@ -85,6 +85,7 @@ def _meta(name: str, namespace: str | None) -> dict:
 
 
 def _check_key(key: str, kind: str) -> None:
+    from kubelet_py.api import names  # the api package: ~45 ms of imports, not for every command
     errs = names.is_config_map_key(key)
     if errs:
         if kind == "ConfigMap":
