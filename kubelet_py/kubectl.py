@@ -20,7 +20,9 @@ import click
 from .cli import KpyError, cli
 
 ALIASES = {"pod": "pods", "po": "pods", "pods": "pods", "namespace": "namespaces", "namespaces": "namespaces",
-           "ns": "namespaces"}
+           "ns": "namespaces", "configmap": "configmaps", "configmaps": "configmaps", "cm": "configmaps",
+           "secret": "secrets", "secrets": "secrets"}
+CONFIG_KINDS = {"configmaps": "ConfigMap", "secrets": "Secret"}  # namespaced kinds at /api/v1/namespaces/NS/<plural>
 
 
 def _run(work):
@@ -206,7 +208,7 @@ def _pod_refs(ctx, kind, names, paths, namespace) -> list[tuple[str, str, str]]:
             raise KpyError(f'error: the server doesn\'t have a resource type "{kind}"')
         if "/" in kind:
             names = (kind.split("/", 1)[1],) + tuple(names)
-        refs = [("Pod" if k == "pods" else "Namespace", namespace, n) for n in names]
+        refs = [(CONFIG_KINDS.get(k) or ("Pod" if k == "pods" else "Namespace"), namespace, n) for n in names]
     if not refs:
         raise KpyError("error: resource(s) were provided, but no name was specified")
     return refs
@@ -214,12 +216,16 @@ def _pod_refs(ctx, kind, names, paths, namespace) -> list[tuple[str, str, str]]:
 
 def _obj_path(kind: str, ns: str, name: str) -> str:
     from .client import pod_path
+    if kind in CONFIG_KINDS.values():
+        return f"{_list_path(kind, ns)}/{name}"
     return pod_path(ns, name) if kind == "Pod" else f"/api/v1/namespaces/{name}"
 
 
 def _list_path(kind: str, ns: str) -> str:
     """The list (and watch) of `kind` that holds an object of it in `ns`."""
     from .client import pod_path
+    if kind in CONFIG_KINDS.values():
+        return f"/api/v1/namespaces/{ns}/{kind.lower()}s"
     return pod_path(ns) if kind == "Pod" else "/api/v1/namespaces"
 
 
@@ -256,7 +262,7 @@ def delete(ctx, kind, names, paths, namespace, all_, grace_period, now, wait):
             for k, ns, name in refs:
                 params = {"gracePeriodSeconds": str(grace_period)} if grace_period is not None else None
                 c.delete(_obj_path(k, ns, name), params)
-                click.echo(f'{k.lower()} "{name}" deleted' + (f' from {ns} namespace' if k == "Pod" else ""))
+                click.echo(f'{k.lower()} "{name}" deleted' + (f' from {ns} namespace' if k != "Namespace" else ""))
             if wait:
                 for k, ns, name in refs:
                     wait_gone(c, k, ns, name)
@@ -306,6 +312,9 @@ def _print_objects(objs: list[dict], kind: str, output: str | None, all_ns: bool
         click.echo(jsonpath(output.split("=", 1)[1], doc), nl=False)
     elif kind == "pods":
         click.echo(printers.pods_table(objs, now, wide=output == "wide", all_namespaces=all_ns), nl=False)
+    elif kind in CONFIG_KINDS:
+        table = printers.configmaps_table if kind == "configmaps" else printers.secrets_table
+        click.echo(table(objs, now, all_namespaces=all_ns), nl=False)
     else:
         click.echo(printers.namespaces_table(objs, now), nl=False)
 
@@ -335,6 +344,9 @@ def get(ctx, kind, name, namespace, all_namespaces, selector, output, watch):
         with _client(ctx) as c:
             if k == "namespaces":
                 path = f"/api/v1/namespaces/{name}" if name else "/api/v1/namespaces"
+            elif k in CONFIG_KINDS:
+                path = f"/api/v1/{k}" if all_namespaces and not name else \
+                    _obj_path(CONFIG_KINDS[k], namespace, name) if name else _list_path(CONFIG_KINDS[k], namespace)
             else:
                 path = pod_path(namespace, name) if (name or not all_namespaces) else "/api/v1/pods"
             params = {"labelSelector": selector} if selector and not name else None
@@ -371,12 +383,23 @@ def get(ctx, kind, name, namespace, all_namespaces, selector, output, watch):
 def describe(ctx, kind, name, namespace):
     """A pod as `kubectl describe pod` shows it, with its events."""
     from .client import pod_path
-    if ALIASES.get(kind.lower()) != "pods":
-        raise KpyError(f'error: describe supports pods, not "{kind}"')
+    k = ALIASES.get(kind.lower())
+    if k not in ("pods", *CONFIG_KINDS):
+        raise KpyError(f'error: describe supports pods, configmaps and secrets, not "{kind}"')
 
     def go():
-        from .status.describe import describe_pod
+        from .status.describe import describe_configmap, describe_pod, describe_secret
         with _client(ctx) as c:
+            if k in CONFIG_KINDS:
+                obj = c.get(_obj_path(CONFIG_KINDS[k], namespace, name))
+                if k == "secrets":  # kubectl shows no events for a Secret
+                    click.echo(describe_secret(obj), nl=False)
+                    return
+                events = c.get(f"/api/v1/namespaces/{namespace}/events",
+                               {"fieldSelector": f"involvedObject.name={name}"})["items"]
+                click.echo(describe_configmap(obj, [e for e in events if (e.get("involvedObject") or {}).get("kind")
+                                                    == "ConfigMap"], time.time()), nl=False)
+                return
             pod = c.get(pod_path(namespace, name))
             events = c.get(f"/api/v1/namespaces/{namespace}/events",
                            {"fieldSelector": f"involvedObject.name={name}"})["items"]

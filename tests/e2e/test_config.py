@@ -1,0 +1,142 @@
+"""ConfigMaps, Secrets and the container environment end to end: a real `kubelet-py serve`
+driven through the CLI, on the built-in busybox image. The environment is read from inside the
+container (`exec env`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+
+import pytest
+
+from tests.e2e.daemon import status_of
+
+pytestmark = [pytest.mark.root]
+IMAGE = "kubelet-py.local/busybox:1.35"
+
+
+def _pod(name: str, container: dict, **spec) -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": name}},
+                       "spec": {"containers": [{"name": "c", "image": IMAGE, "command": ["sleep", "600"],
+                                                **container}], **spec}})
+
+
+def _obj(kind: str, name: str, **fields) -> str:
+    return json.dumps({"apiVersion": "v1", "kind": kind, "metadata": {"name": name}, **fields})
+
+
+def _running(d, name: str, timeout: float = 30) -> dict:
+    return d.wait_for(name, lambda p: "running" in status_of(p, "c").get("state", {}), timeout, what="running")
+
+
+def _env(d, pod: str) -> dict[str, str]:
+    out = d.cli("exec", pod, "--", "env").stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def test_env_from_configmap_secret_field_and_resource_refs(d):
+    d.apply(_obj("ConfigMap", "cfg-env", data={"level": "very", "how.much": "a lot", "1st": "one"}))
+    d.apply(_obj("Secret", "sec-env", stringData={"password": "39528$vdg7Jb", "user": "my-app"}))
+    d.apply(_pod("env-refs", {
+        "resources": {"requests": {"cpu": "125m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}},
+        "envFrom": [{"configMapRef": {"name": "cfg-env"}, "prefix": "CM_"}, {"secretRef": {"name": "sec-env"}}],
+        "env": [{"name": "LEVEL", "valueFrom": {"configMapKeyRef": {"name": "cfg-env", "key": "level"}}},
+                {"name": "PASS", "valueFrom": {"secretKeyRef": {"name": "sec-env", "key": "password"}}},
+                {"name": "GONE", "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "k", "optional": True}}},
+                {"name": "SENTENCE", "value": "$(LEVEL) $(CM_level) $$(LEVEL) $(PASS) $(LATER)"},
+                {"name": "LATER", "value": "later"},
+                {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                {"name": "UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
+                {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+                {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                {"name": "SA", "valueFrom": {"fieldRef": {"fieldPath": "spec.serviceAccountName"}}},
+                {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                {"name": "IPS", "valueFrom": {"fieldRef": {"fieldPath": "status.podIPs"}}},
+                {"name": "CPU_REQ", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu",
+                                                                       "divisor": "1m"}}},
+                {"name": "CPU_LIM", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
+                {"name": "MEM_REQ", "valueFrom": {"resourceFieldRef": {"resource": "requests.memory"}}},
+                {"name": "MEM_LIM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory",
+                                                                       "divisor": "1Mi"}}}]}))
+    pod = _running(d, "env-refs")
+    env = _env(d, "env-refs")
+    assert env["CM_level"] == "very" and env["CM_how.much"] == "a lot" and env["CM_1st"] == "one"
+    assert env["password"] == "39528$vdg7Jb" and env["user"] == "my-app"
+    assert env["LEVEL"] == "very" and env["PASS"] == "39528$vdg7Jb" and "GONE" not in env
+    assert env["SENTENCE"] == "very very $(LEVEL) 39528$vdg7Jb $(LATER)"
+    md = pod["metadata"]
+    assert (env["POD"], env["NS"], env["UID"], env["APP"]) == ("env-refs", "default", md["uid"], "env-refs")
+    assert env["NODE"] == pod["spec"]["nodeName"] and env["SA"] == "default"
+    assert env["IP"] == pod["status"]["podIP"] == env["IPS"]
+    assert (env["CPU_REQ"], env["MEM_REQ"], env["MEM_LIM"]) == ("125", str(32 << 20), "64")
+    assert env["CPU_LIM"] == str(os.cpu_count())  # no limit: the node's allocatable cpus
+
+
+def test_missing_configmap_is_a_config_error_until_it_is_created(d):
+    d.apply(_pod("wait-cfg", {"env": [{"name": "K", "valueFrom": {"configMapKeyRef": {"name": "late",
+                                                                                     "key": "k"}}}]}))
+    pod = d.wait_for("wait-cfg", lambda p: status_of(p, "c").get("state", {}).get("waiting", {}).get("reason")
+                     == "CreateContainerConfigError", 30, what="CreateContainerConfigError")
+    assert status_of(pod, "c")["state"]["waiting"]["message"] == 'configmap "late" not found'
+    assert d.cli("get", "pods").stdout.splitlines()[1].split()[:3] == ["wait-cfg", "0/1", "CreateContainerConfigError"]
+    events = d.cli("describe", "pod", "wait-cfg").stdout
+    assert 'Error: configmap "late" not found' in events, events
+    d.apply(_obj("ConfigMap", "late", data={"other": "x"}))  # the key is still missing
+    pod = d.wait_for("wait-cfg", lambda p: "couldn't find key" in str(status_of(p, "c").get("state")), 10,
+                     what="the missing key")
+    assert status_of(pod, "c")["state"]["waiting"]["message"] == "couldn't find key k in ConfigMap default/late"
+    t0 = time.monotonic()
+    d.apply(_obj("ConfigMap", "late", data={"k": "finally"}))
+    _running(d, "wait-cfg", timeout=8)
+    assert time.monotonic() - t0 < 5  # at once, not at the next 10 s resync
+    assert _env(d, "wait-cfg")["K"] == "finally"
+
+
+def test_missing_secret_in_env_from_blocks_an_init_container(d):
+    d.apply(json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "wait-sec"},
+                        "spec": {"initContainers": [{"name": "init", "image": IMAGE, "command": ["true"],
+                                                     "envFrom": [{"secretRef": {"name": "creds"}}]}],
+                                 "containers": [{"name": "c", "image": IMAGE, "command": ["sleep", "600"]}]}}))
+    pod = d.wait_for("wait-sec", lambda p: status_of(p, "init").get("state", {}).get("waiting", {}).get("reason")
+                     == "CreateContainerConfigError", 30, what="CreateContainerConfigError")
+    assert status_of(pod, "init")["state"]["waiting"]["message"] == 'secret "creds" not found'
+    assert d.cli("get", "pods").stdout.splitlines()[1].split()[2] == "Init:CreateContainerConfigError"
+    d.apply(_obj("Secret", "creds", stringData={"TOKEN": "t0k"}))
+    _running(d, "wait-sec")
+
+
+def test_immutable_configmap_refuses_changes_but_can_be_deleted(d):
+    d.apply(_obj("ConfigMap", "frozen", data={"a": "1"}, immutable=True))
+    p = d.cli("apply", "-f", "-", input=_obj("ConfigMap", "frozen", data={"a": "2"}, immutable=True), check=False)
+    assert p.returncode != 0
+    assert "data: Forbidden: field is immutable when `immutable` is set" in p.stderr, p.stderr
+    p = d.cli("apply", "-f", "-", input=_obj("ConfigMap", "frozen", data={"a": "1"}), check=False)
+    assert "immutable: Forbidden: field is immutable when `immutable` is set" in p.stderr, p.stderr
+    assert d.apply(_obj("ConfigMap", "frozen", data={"a": "1"}, immutable=True)).strip() == "configmap/frozen unchanged"
+    d.cli("delete", "configmap", "frozen")
+    assert d.apply(_obj("ConfigMap", "frozen", data={"a": "2"})).strip() == "configmap/frozen created"
+
+
+def test_secrets_are_checkpointed_0600_and_never_logged(d):
+    d.apply(_obj("Secret", "hush", stringData={"password": "s3cr3t-value-xyz"}))
+    d.apply(_pod("hush-pod", {"env": [{"name": "P", "valueFrom": {"secretKeyRef": {"name": "hush",
+                                                                                  "key": "password"}}}]}))
+    _running(d, "hush-pod")
+    found = []
+    for dirpath, _dirs, files in os.walk(d.root):
+        for f in files:
+            path = os.path.join(dirpath, f)
+            if os.path.islink(path) or not os.path.isfile(path):
+                continue
+            with open(path, "rb") as fh:
+                data = fh.read()
+            if b"czNjcjN0LXZhbHVlLXh5eg==" in data or b"s3cr3t-value-xyz" in data:
+                found.append(path)
+    checkpoint = [p for p in found if "/kubelet/objects/Secret/" in p]
+    assert checkpoint and stat.S_IMODE(os.stat(checkpoint[0]).st_mode) == 0o600
+    # the value is in the container's spec (as upstream's config.json holds it), nowhere else on disk
+    assert all("/kubelet/objects/Secret/" in p or p.endswith("config.json") for p in found), found
+    assert "s3cr3t-value-xyz" not in d.daemon_log() and "czNjcjN0LXZhbHVlLXh5eg" not in d.daemon_log()
