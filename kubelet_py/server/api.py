@@ -31,6 +31,7 @@ from ..labels import SelectorError, matches, parse_selector
 from .errors import ApiError, status_body
 
 log = logging.getLogger("kubelet_py.server")
+WATCH_IDLE_CHECK = 5.0  # seconds: how often an idle watch looks whether its client is still there
 @web.middleware
 async def _errors(request, handler):
     try:
@@ -174,7 +175,12 @@ class Api:
                 if matches(sel, obj) and (name is None or obj["metadata"]["name"] == name):
                     await resp.write(json.dumps({"type": "ADDED", "object": obj}).encode() + b"\n")
             while True:
-                event, obj = await w.queue.get()
+                try:
+                    event, obj = await asyncio.wait_for(w.queue.get(), WATCH_IDLE_CHECK)
+                except asyncio.TimeoutError:  # a client that went (a CLI's delete, once it saw its
+                    if request.transport is None or request.transport.is_closing():  # event) is let go
+                        break
+                    continue
                 if matches(sel, obj) and (name is None or obj["metadata"]["name"] == name):
                     await resp.write(json.dumps({"type": event, "object": obj}).encode() + b"\n")
         except (ConnectionResetError, asyncio.CancelledError):

@@ -302,3 +302,18 @@ def test_plain_commands_import_neither_aiohttp_nor_asyncio(tmp_path):
                        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     assert "no daemon at" in p.stderr
     assert p.stdout.strip() == "[]", p.stdout
+
+
+def test_a_watch_whose_client_went_is_dropped_by_the_daemon(daemon, monkeypatch):
+    import kubelet_py.server.api as server_api
+    monkeypatch.setattr(server_api, "WATCH_IDLE_CHECK", 0.1)
+    c = SyncClient(daemon.socket)
+    daemon.call(daemon.agent.store.put, _pod("k"))
+    w = c.watch(pod_path("default"), {"fieldSelector": "metadata.name=k"})
+    assert w.next_event()["type"] == "ADDED"
+    assert daemon.call(lambda: len(daemon.agent.store.watches)) == 1
+    w.close()  # no event comes after: only the idle check can notice
+    deadline = time.monotonic() + 3
+    while daemon.call(lambda: len(daemon.agent.store.watches)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert daemon.call(lambda: len(daemon.agent.store.watches)) == 0
