@@ -248,8 +248,8 @@ def _reachable_by_others(path: str) -> str | None:
 
 
 def let_others_search(path: str) -> None:
-    """o+x on a dir of ours that holds only per-pod dirs (pods/, containers/), whatever the umask
-    that made it: a pod's root reaches its own dir through it."""
+    """o+x (search, not list) on a dir of ours on the way to a pod's dirs (the run root, pods/,
+    containers/), whatever the umask that made it: a hostUsers: false pod's root passes."""
     mode = os.stat(path).st_mode
     if not mode & 0o001:
         os.chmod(path, (mode & 0o7777) | 0o001)
@@ -319,6 +319,11 @@ def create_sandbox(run_root: str, pod_uid: str, hostname: str, *, cgroup_root: s
         # the record first and gone last (remove_sandbox): a half-made or half-removed pod is
         # always found, with the owner that tells whether it is still being worked on
         if not host_users:
+            # the pod's root (not the host's) reaches its rootfs and /dev/shm below the run root:
+            # ours is made searchable (never listable) by others, as containerd's /run/containerd
+            # (0711; what it holds keeps its own modes: the daemon's socket is 0600), and every
+            # dir above it must be
+            let_others_search(run_root)
             closed = _reachable_by_others(run_root)
             if closed:
                 raise SandboxError(pod_uid, f"hostUsers: false: the pod's root (not the host's) must reach its rootfs "

@@ -96,6 +96,10 @@ def test_a_userns_pod_runs_in_its_own_range_through_the_api(env):
     cfg = api.PodConfig(uid="podu-one", name="uns", host_users=False)
     sb = api.run_pod_sandbox(paths, cfg)
     first, count = sb.user_ids
+    # the run root lets the pod's root pass (search, not list), the pod's dir its root's group only
+    assert os.stat(paths.run_root).st_mode & 0o001
+    st = os.stat(sb.dir)
+    assert (st.st_mode & 0o777, st.st_uid, st.st_gid) == (0o710, 0, first)
     assert count == 65536 and first % 65536 == 0 and 65536 <= first < 2**31, sb.user_ids
     # the pod's namespaces are made inside its user namespace: owned by it, not by the host's
     userns_ino = os.stat(sb.namespaces["user"]).st_ino
