@@ -140,3 +140,59 @@ def test_secrets_are_checkpointed_0600_and_never_logged(d):
     # the value is in the container's spec (as upstream's config.json holds it), nowhere else on disk
     assert all("/kubelet/objects/Secret/" in p or p.endswith("config.json") for p in found), found
     assert "s3cr3t-value-xyz" not in d.daemon_log() and "czNjcjN0LXZhbHVlLXh5eg" not in d.daemon_log()
+
+
+def test_create_get_describe_delete_from_the_cli(d, tmp_path):
+    (tmp_path / "game.properties").write_text("enemies=aliens\nlives=3\n")
+    (tmp_path / "ui").mkdir()
+    (tmp_path / "ui" / "color").write_text("red")
+    (tmp_path / "ui" / "blob").write_bytes(b"\xff\x00\x01")
+    (tmp_path / "app.env").write_text("# settings\nMODE=fast\nEMPTY=\n")
+    d.cli("create", "namespace", "cfg-ns")
+    out = d.cli("create", "configmap", "game", "-n", "cfg-ns", "--from-literal", "special.how=very",
+                "--from-file", str(tmp_path / "game.properties"), "--from-file", f"ui-dir={tmp_path / 'ui'}",
+                check=False)
+    assert out.returncode != 0 and "cannot give a key name for a directory path" in out.stderr
+    assert d.cli("create", "configmap", "game", "-n", "cfg-ns", "--from-literal", "special.how=very",
+                 "--from-file", str(tmp_path / "game.properties"), "--from-file", str(tmp_path / "ui")
+                 ).stdout == "configmap/game created\n"
+    cm = json.loads(d.cli("get", "configmap", "game", "-n", "cfg-ns", "-o", "json").stdout)
+    assert cm["data"] == {"special.how": "very", "game.properties": "enemies=aliens\nlives=3\n", "color": "red"}
+    assert cm["binaryData"] == {"blob": "/wAB"}
+    again = d.cli("create", "configmap", "game", "-n", "cfg-ns", "--from-literal", "a=b", check=False)
+    assert again.returncode != 0 and 'configmaps "game" already exists' in again.stderr, again.stderr
+    d.cli("create", "configmap", "envs", "-n", "cfg-ns", "--from-env-file", str(tmp_path / "app.env"))
+    table = d.cli("get", "cm", "-n", "cfg-ns").stdout.splitlines()
+    assert [r.split()[:2] for r in table] == [["NAME", "DATA"], ["envs", "2"], ["game", "4"]]
+    text = d.cli("describe", "configmap", "game", "-n", "cfg-ns").stdout
+    assert "special.how:\n----\nvery\n" in text and "blob: 3 bytes" in text
+
+    assert d.cli("create", "secret", "generic", "db", "-n", "cfg-ns", "--from-literal", "password=39528$vdg7Jb",
+                 "--from-file", f"key={tmp_path / 'ui' / 'color'}").stdout == "secret/db created\n"
+    d.cli("create", "secret", "generic", "typed", "-n", "cfg-ns", "--type", "example.com/x", "--from-literal", "a=b")
+    rows = d.cli("get", "secrets", "-n", "cfg-ns").stdout.splitlines()
+    assert [r.split()[:3] for r in rows] == [["NAME", "TYPE", "DATA"], ["db", "Opaque", "2"],
+                                             ["typed", "example.com/x", "1"]]
+    text = d.cli("describe", "secret", "db", "-n", "cfg-ns").stdout
+    assert "password:  12 bytes" in text and "key:       3 bytes" in text and "39528" not in text, text
+    sec = json.loads(d.cli("get", "secret", "db", "-n", "cfg-ns", "-o", "json").stdout)
+    assert sec["data"]["password"] == "Mzk1MjgkdmRnN0pi"
+    bad = d.cli("create", "secret", "tls", "web", "-n", "cfg-ns", "--cert", str(tmp_path / "game.properties"),
+                "--key", str(tmp_path / "game.properties"), check=False)
+    assert bad.returncode != 0 and "failed to load key pair" in bad.stderr
+
+    # a pod of the namespace reads both
+    d.apply(json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "cfg-reader", "namespace": "cfg-ns"},
+                        "spec": {"containers": [{"name": "c", "image": IMAGE, "command": ["sleep", "600"],
+                                                 "envFrom": [{"configMapRef": {"name": "envs"}, "prefix": "APP_"},
+                                                             {"secretRef": {"name": "db"}, "prefix": "DB_"}]}]}}))
+    d.wait_for("cfg-reader", lambda p: "running" in status_of(p, "c").get("state", {}), 30, ns="cfg-ns")
+    env = dict(ln.split("=", 1) for ln in d.cli("exec", "cfg-reader", "-n", "cfg-ns", "--", "env").stdout.splitlines()
+               if "=" in ln)
+    assert (env["APP_MODE"], env["APP_EMPTY"], env["DB_password"], env["DB_key"]) == ("fast", "", "39528$vdg7Jb",
+                                                                                          "red")
+    assert d.cli("delete", "configmap", "game", "-n", "cfg-ns").stdout == 'configmap "game" deleted from cfg-ns namespace\n'
+    assert d.cli("delete", "secret", "db", "-n", "cfg-ns").stdout == 'secret "db" deleted from cfg-ns namespace\n'
+    gone = d.cli("get", "secret", "db", "-n", "cfg-ns", check=False)
+    assert gone.returncode != 0 and 'secrets "db" not found' in gone.stderr
+    assert [r.split()[0] for r in d.cli("get", "configmaps", "-A").stdout.splitlines()[1:]] == ["cfg-ns"]
