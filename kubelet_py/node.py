@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import dataclasses
 import logging
 import os
 import socket
@@ -50,6 +51,8 @@ class NodeOptions:
     max_pods: int = 110
     crashloop_max: float | None = None
     image_limits: object = None
+    seccomp_profile_root: str = "/var/lib/kubelet-py/seccomp"  # serve --seccomp-profile-root
+    allowed_unsafe_sysctls: tuple[str, ...] = ()  # serve --allowed-unsafe-sysctls
 
 
 def rfc3339(t: float) -> str:
@@ -77,6 +80,8 @@ class _NodeRuntime:
                                  veth_prefix=opts.bridge[:7] if opts.bridge != "kpy0" else "kpy")
         self.netns = netns
         self.store = ObjectStore(opts.root)
+        from .volumes.manager import VolumeManager
+        self.volumes = VolumeManager(opts.root, self.allocatable)
         self.workers: dict[str, PodWorker] = {}
         self.backoff = Backoff(crashloop_policy(opts.crashloop_max))
         self.pull_backoff = Backoff()
@@ -150,13 +155,109 @@ class _NodeRuntime:
         pod = worker.pod
         c = pod["spec"][lst][i]
         cfg = translate.sandbox_config(pod)
-        req = translate.container_request(pod, lst, i, env)
+        req = translate.container_request(pod, lst, i, env, node_security=self.node_security())
+        req = dataclasses.replace(req, extra_mounts=list(req.extra_mounts) + self.container_mounts(pod, lst, i, req))
         return rt.create_container(
             self.images, self.paths, worker.uid, c["image"], req,
             log_path=rt.pod_log_path(self.opts.log_root, cfg, c["name"], restart_count), attempt=restart_count,
             labels={translate.CONTAINER_NAME_LABEL: c["name"], translate.POD_UID_LABEL: worker.uid,
                     translate.RESTART_COUNT_LABEL: str(restart_count)},
             stop_signal=translate.stop_signal(c))
+
+    # ---- volumes and the security context (kubelet_py.volumes, kubelet_py.pods.security) ------------
+    def node_security(self):
+        from .pods.security import NodeSecurity
+        return NodeSecurity(self.opts.seccomp_profile_root, tuple(self.opts.allowed_unsafe_sysctls))
+
+    def container_mounts(self, pod: dict, lst: str, i: int, req) -> list[dict]:
+        """Blocking: the runAsNonRoot check against the image's user (upstream's messages), then
+        the container's volume mounts (subPaths resolved and staged now). Either failure is a
+        TranslateError with reason CreateContainerConfigError."""
+        from .pods.security import SecurityError, verify_run_as_non_root
+        from .volumes.content import VolumeError
+        try:
+            if req.run_as_non_root and req.uid is None:
+                verify_run_as_non_root(pod, lst, i, self.images.image(pod["spec"][lst][i]["image"]).config.user or "")
+            else:
+                verify_run_as_non_root(pod, lst, i, "")
+            return self.volumes.mounts(pod, lst, i, req.env)
+        except (SecurityError, VolumeError) as e:
+            err = translate.TranslateError(e.field, e.why)
+            err.reason = "CreateContainerConfigError"
+            raise err from None
+
+    def volume_objects(self, pod: dict) -> dict:
+        """On the event loop: the ConfigMaps and Secrets the pod's volumes name, as they are now."""
+        from .volumes.content import referenced
+        ns = pod["metadata"].get("namespace") or "default"
+        return {(k, n): self.store.get(k, ns, n) for k, n in referenced(pod)}
+
+    async def _refresh_volumes_on(self, kind: str) -> None:
+        """A ConfigMap or Secret changed, or a pod's labels or annotations (downwardAPI): the
+        API-data volumes of the running pods that use it are rewritten (the atomic writer) at once;
+        _volume_period does it again every sync period in case an event was missed."""
+        from .volumes.content import referenced
+        watch = self.store.watch(kind)
+        seen_meta: dict[str, tuple] = {}
+        try:
+            while True:
+                _event, obj = await watch.queue.get()
+                md = obj["metadata"]
+                ns = md.get("namespace") or "default"
+                if kind == "Pod":
+                    meta = (md.get("labels"), md.get("annotations"))
+                    if seen_meta.get(md.get("uid")) == meta:
+                        continue
+                    first = md.get("uid") not in seen_meta
+                    seen_meta[md.get("uid")] = meta
+                    w = self.workers.get(md.get("uid"))
+                    if w is not None and not first and w.volumes_ready:
+                        self._refresh_pod(w, obj)
+                    continue
+                for w in list(self.workers.values()):
+                    if (w.pod["metadata"].get("namespace") or "default") == ns and w.volumes_ready \
+                            and (kind, md["name"]) in referenced(w.pod):
+                        self._refresh_pod(w, None)
+        finally:
+            watch.close()
+
+    def _refresh_pod(self, w: PodWorker, pod: dict | None) -> None:
+        """Rewrite the pod's API-data volumes in a thread (one refresh at a time per pod, the
+        latest state)."""
+        if pod is None:
+            pod = self.store.get("Pod", w.pod["metadata"].get("namespace") or "default", w.pod["metadata"]["name"])
+            if pod is None or pod["metadata"].get("uid") != w.uid:
+                return
+        objects = self.volume_objects(pod)
+
+        async def run():
+            try:
+                names = await asyncio.to_thread(self.volumes.refresh, pod, objects)
+                if names:
+                    log.info("pod %s: volumes %s updated", w.uid, ", ".join(names))
+            except Exception as e:  # noqa: BLE001 - logged; the next change or period tries again
+                log.warning("pod %s: updating volumes: %s", w.uid, e)
+        asyncio.get_running_loop().create_task(run(), name=f"volumes {w.uid}")
+
+    async def _volume_period(self, period: float = 10.0) -> None:
+        """Every sync period: API-data volumes refreshed; disk emptyDirs measured (du) and a pod
+        whose emptyDir exceeds its sizeLimit evicted, as the eviction manager does."""
+        while True:
+            await asyncio.sleep(period)
+            for w in list(self.workers.values()):
+                if not w.volumes_ready or w.record.terminal or w.pod["metadata"].get("deletionTimestamp"):
+                    continue
+                self._refresh_pod(w, None)
+                try:
+                    over = await asyncio.to_thread(self.volumes.over_limit, w.pod)
+                except OSError as e:
+                    log.warning("pod %s: measuring emptyDir volumes: %s", w.uid, e)
+                    continue
+                if over:
+                    name, _used, limit = over[0]
+                    size = next((v.get("emptyDir", {}).get("sizeLimit") for v in w.pod["spec"].get("volumes") or []
+                                 if v.get("name") == name), limit)
+                    w.evict(f'Usage of EmptyDir volume "{name}" exceeds the limit "{size}". ')
 
     # ---- the container's environment (on the event loop: it reads the store) -------------------
     def container_env(self, worker: PodWorker, c: dict) -> dict[str, str]:
@@ -353,6 +454,7 @@ class _NodeControl:
         await asyncio.to_thread(rt.prepare)  # the supervisors' zygote, warm before the first pod
         wanted = {p["metadata"]["uid"] for p in self.store.list("Pod")}
         removed = await asyncio.to_thread(rt.gc, self.images, self.paths, wanted)
+        removed += await asyncio.to_thread(self.volumes.gc, wanted)  # after the containers that mounted them
         for what in removed:
             log.info("removed %s: it belongs to no desired pod", what)
         await asyncio.to_thread(self.netns.gc, wanted, config=self.net)
@@ -362,6 +464,9 @@ class _NodeControl:
         self._tick_task = asyncio.get_running_loop().create_task(self._tick(), name="tick")
         self._config_tasks = [asyncio.get_running_loop().create_task(self._wake_on_config(k), name=f"wake on {k}")
                               for k in ("ConfigMap", "Secret")]
+        self._config_tasks += [asyncio.get_running_loop().create_task(self._refresh_volumes_on(k), name=f"volumes {k}")
+                               for k in ("ConfigMap", "Secret", "Pod")]
+        self._config_tasks.append(asyncio.get_running_loop().create_task(self._volume_period(), name="volume period"))
         if self.opts.manifests:
             from .config.static import StaticPods
             self.static = StaticPods(self, self.opts.manifests)

@@ -58,6 +58,8 @@ class PodWorker:
         self.done = asyncio.Event()
         self.killing: set[str] = set()
         self.probes = None  # the prober's handle for this pod (started with the sandbox)
+        self.volumes_ready = False  # the pod's volumes set up (kubelet_py.volumes), after the sandbox
+        self.evicted: str | None = None  # the eviction manager's message, carried out by the next sync
 
     # ---- life ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -136,8 +138,18 @@ class PodWorker:
                 self.publish()
                 return False
             self._wake_in(left)
+        if self.evicted is not None:
+            self.agent.event(pod, "Warning", "Evicted", self.evicted)
+            await self.kill_pod(0.0, "Stopping container")
+            self.record = dataclasses.replace(self.record, terminal=True, reason="Evicted", message=self.evicted)
+            self.publish()
+            return False
         if not self.record.sandbox_ready:
             if not await self.ensure_sandbox():
+                self.publish()
+                return False
+        if not self.volumes_ready:
+            if not await self.ensure_volumes():
                 self.publish()
                 return False
         await self.sync_containers()
@@ -158,6 +170,28 @@ class PodWorker:
         self.watch_events()
         self.probes = self.agent.prober_for(self)
         return True
+
+    async def ensure_volumes(self) -> bool:
+        """The pod's volumes, after its sandbox and before its first container (idempotent: an
+        adopted pod's are found as they are). A failure is upstream's FailedMount, tried again."""
+        from ..volumes.content import VolumeError
+        try:
+            await asyncio.to_thread(self.agent.volumes.setup, self.pod, self.agent.volume_objects(self.pod))
+        except VolumeError as e:
+            log.info("pod %s: volume %s: %s", self.uid, e.volume, e)
+            self.agent.event(self.pod, "Warning", "FailedMount",
+                             f'MountVolume.SetUp failed for volume "{e.volume}" : {e}')
+            self._wake_in(2.0 if e.retry else 10.0)
+            return False
+        self.volumes_ready = True
+        return True
+
+    def evict(self, message: str) -> None:
+        """The eviction manager's verdict (a disk emptyDir over its sizeLimit): the next sync
+        kills every container at once and the pod ends Failed, reason Evicted."""
+        if self.evicted is None and not self.record.terminal:
+            self.evicted = message
+            self.wake.set()
 
     def watch_events(self) -> None:
         if self.stream_task is None or self.stream_task.done():
@@ -284,8 +318,8 @@ class PodWorker:
         try:
             cid = await asyncio.to_thread(self.agent.create_container, self, lst, i, restart_count, env)
         except (RuntimeFailure, translate.TranslateError) as e:
-            reason = "CreateContainerConfigError" if getattr(e, "kind", "") in ("INVALID_ARGUMENT", FAILED_PRECONDITION) \
-                and "runAsNonRoot" in str(e) else "CreateContainerError"
+            reason = getattr(e, "reason", None) or ("CreateContainerConfigError" if getattr(e, "kind", "") in (
+                "INVALID_ARGUMENT", FAILED_PRECONDITION) and "runAsNonRoot" in str(e) else "CreateContainerError")
             self._set(name, waiting_reason=reason, waiting_message=str(e))
             self.agent.event(self.pod, "Warning", "Failed", f"Error: {e}", field=fieldpath)
             self._wake_in(10.0)
@@ -407,6 +441,9 @@ class PodWorker:
         await asyncio.to_thread(self.agent.remove_sandbox, self.pod)
         self.cids.clear()
         self.record = dataclasses.replace(self.record, sandbox_ready=False, pod_ips=())
+        # the volumes once no container holds them: unmounted, then removed (never a hostPath)
+        await asyncio.to_thread(self.agent.volumes.teardown, self.uid)
+        self.volumes_ready = False
 
     # ---- status ------------------------------------------------------------------------------
     def publish(self) -> None:

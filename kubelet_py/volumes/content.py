@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
-import re
-from decimal import Decimal
 
 File = tuple[bytes, int]
 Payload = dict[str, File]
@@ -101,94 +98,25 @@ def key_payload(what: str, data: dict[str, bytes] | None, name: str, items: list
     return out
 
 
-# ---- the downward API ----------------------------------------------------------------------
-
-def go_quote(s: str) -> str:
-    """Go's %q of a string (strconv.Quote): what the downward API writes for each value."""
-    out = ['"']
-    for ch in s:
-        o = ord(ch)
-        if ch in ('"', "\\"):
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch in "\a\b\f\v":
-            out.append({"\a": "\\a", "\b": "\\b", "\f": "\\f", "\v": "\\v"}[ch])
-        elif o < 0x20 or o == 0x7f:
-            out.append(f"\\x{o:02x}")
-        elif not ch.isprintable():
-            out.append(f"\\u{o:04x}" if o <= 0xffff else f"\\U{o:08x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-def format_map(m: dict) -> str:
-    """Labels or annotations as the downward API writes them: sorted `k="v"` lines."""
-    return "\n".join(f"{k}={go_quote(str(m[k]))}" for k in sorted(m))
-
-
-def field_value(pod: dict, path: str, field: str) -> str:
-    """A downward-API volume item's fieldRef (the paths a volume may use)."""
-    md = pod.get("metadata") or {}
-    m = re.fullmatch(r"metadata\.(labels|annotations)\['(.*)'\]", path)
-    if m:
-        return str((md.get(m.group(1)) or {}).get(m.group(2), ""))
-    if path in ("metadata.labels", "metadata.annotations"):
-        return format_map(md.get(path.split(".")[1]) or {})
-    if path in ("metadata.name", "metadata.namespace", "metadata.uid"):
-        return str(md.get(path.split(".")[1], "default" if path == "metadata.namespace" else ""))
-    raise VolumeError(field, f"unsupported fieldPath: {path}")
-
-
-def _quantity(q) -> Decimal:
-    from kubelet_py.api import quantity
-    return quantity.value(str(q))
-
-
-def resource_value(pod: dict, ref: dict, allocatable: dict, field: str) -> str:
-    """A resourceFieldRef's value: ceil(value / divisor) (cpu in whole or milli units), an
-    unset limit being the node's allocatable (upstream's ExtractResourceValueByContainerName)."""
-    cname, resource = ref.get("containerName", ""), ref.get("resource", "")
-    spec = pod.get("spec") or {}
-    c = next((c for c in (spec.get("containers") or []) + (spec.get("initContainers") or [])
-              if c.get("name") == cname), None)
-    if c is None:
-        raise VolumeError(field, f"container {cname!r} not found in the pod")
-    kind, _, res = resource.partition(".")
-    values = ((c.get("resources") or {}).get(kind) or {})
-    if res in values:
-        v = _quantity(values[res])
-    elif kind == "limits":
-        v = Decimal(allocatable.get(res, 0))
-    elif kind == "requests" and res in ((c.get("resources") or {}).get("limits") or {}):
-        v = _quantity(c["resources"]["limits"][res])  # requests default to limits
-    else:
-        v = Decimal(0)
-    divisor = _quantity(ref.get("divisor") or "1")
-    if divisor <= 0:
-        raise VolumeError(f"{field}.divisor", "must be positive")
-    if res == "cpu":
-        millis, dmillis = math.ceil(v * 1000), math.ceil(divisor * 1000)
-        return str(math.ceil(Decimal(millis) / Decimal(dmillis)))
-    return str(math.ceil(v / divisor))
-
+# ---- the downward API (values as the env builder resolves them: kubelet_py.pods.env) ------
 
 def downward_payload(items: list | None, pod: dict, default_mode: int, allocatable: dict, field: str) -> Payload:
+    """downwardAPI items: fieldRef (labels and annotations as sorted `k="v"` lines) and
+    resourceFieldRef (ceil(value / divisor), an unset limit being the node's allocatable)."""
+    from kubelet_py.pods.env import EnvError, field_ref_value, resource_field_value
     out: Payload = {}
     for i, it in enumerate(items or []):
         where = f"{field}.items[{i}]"
-        if it.get("fieldRef"):
-            val = field_value(pod, it["fieldRef"].get("fieldPath", ""), f"{where}.fieldRef.fieldPath")
-        elif it.get("resourceFieldRef"):
-            val = resource_value(pod, it["resourceFieldRef"], allocatable, f"{where}.resourceFieldRef")
-        else:
-            raise VolumeError(where, "one of fieldRef and resourceFieldRef is required")
+        try:
+            if it.get("fieldRef"):
+                ref = it["fieldRef"]
+                val = field_ref_value(pod, ref.get("fieldPath", ""), ref.get("apiVersion", "v1"))
+            elif it.get("resourceFieldRef"):
+                val = resource_field_value(it["resourceFieldRef"], pod, {}, allocatable)
+            else:
+                raise VolumeError(where, "one of fieldRef and resourceFieldRef is required")
+        except EnvError as e:
+            raise VolumeError(f"{where}.{'fieldRef' if it.get('fieldRef') else 'resourceFieldRef'}", str(e)) from None
         out[it["path"]] = (val.encode(), it["mode"] if it.get("mode") is not None else default_mode)
     return out
 

@@ -23,34 +23,19 @@ from .tree import disk_usage, remove_tree
 log = logging.getLogger("kubelet_py.volumes")
 
 
-def node_allocatable() -> dict:
-    """What an unset resourceFieldRef limit reads (no reservations on this node): every cpu
-    (in cores), all memory, the root filesystem's size."""
-    mem = 0
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                mem = int(line.split()[1]) * 1024
-    st = os.statvfs("/")
-    return {"cpu": len(os.sched_getaffinity(0)), "memory": mem, "ephemeral-storage": st.f_blocks * st.f_frsize}
-
-
 def fs_group_of(pod: dict) -> tuple[int | None, str | None]:
     sc = (pod.get("spec") or {}).get("securityContext") or {}
     return sc.get("fsGroup"), sc.get("fsGroupChangePolicy")
 
 
 class VolumeManager:
-    def __init__(self, root: str):
+    def __init__(self, root: str, allocatable=dict):
+        """`allocatable()`: the node's allocatable cpu, memory, ephemeral-storage (quantity
+        strings), what an unset limit is in a downwardAPI resourceFieldRef."""
         self.root = root
-        self._allocatable: dict | None = None
+        self.allocatable = allocatable
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
-
-    def allocatable(self) -> dict:
-        if self._allocatable is None:
-            self._allocatable = node_allocatable()
-        return self._allocatable
 
     def _lock(self, uid: str) -> threading.Lock:
         with self._guard:
