@@ -184,7 +184,10 @@ def _idmapped(path: str, userns: int, recursive: bool, field: str) -> int:
         ksys.idmap_tree(tree, userns, recursive, path)
     except OSError as e:
         os.close(tree)
-        why = "this filesystem cannot be idmapped (overlayfs: only its layers can)" if e.errno == 22 else e.strerror
+        # an overlay rootfs is mapped by stacking idmapped layers before it is handed over, as
+        # runtime.rootfs does for a hostUsers: false pod's
+        why = ("this filesystem cannot be idmapped (overlayfs: only its layers can: mount the overlay on "
+               "idmapped layers instead)" if e.errno == 22 else e.strerror)
         raise SpecError(field, f"an idmapped mount of {path}: {why}") from None
     return tree
 
