@@ -201,15 +201,30 @@ def read_env_files(paths: tuple[str, ...]) -> list[tuple[str, str]]:
     return out
 
 
-def _post(ctx, obj: dict, plural: str) -> None:
+def _post(ctx, obj: dict, plural: str, dry_run: str = "none", output: str | None = None) -> None:
+    """Post the object (or with `--dry-run=client` only show it), then print it as `-o` asks."""
     from .kubectl import _client, _run
     ns = obj["metadata"].get("namespace") or "default"
 
     def go():
         with _client(ctx) as c:
-            c.request("POST", f"/api/v1/namespaces/{ns}/{plural}", obj)
-    _run(go)
-    click.echo(f"{obj['kind'].lower()}/{obj['metadata']['name']} created")
+            return c.request("POST", f"/api/v1/namespaces/{ns}/{plural}", obj)
+    stored = obj if dry_run == "client" else _run(go)
+    if output == "json":
+        import json
+        click.echo(json.dumps(stored, indent=4))
+    elif output == "yaml":
+        from .api.dump import to_yaml
+        click.echo(to_yaml(stored), nl=False)
+    else:
+        click.echo(f"{obj['kind'].lower()}/{obj['metadata']['name']} created" +
+                   (" (dry run)" if dry_run == "client" else ""))
+
+
+def _output(f):
+    f = click.option("-o", "--output", type=click.Choice(["json", "yaml"]), help="Print the object.")(f)
+    return click.option("--dry-run", type=click.Choice(["none", "client"]), default="none",
+                        help="client: build and print the object, send nothing.")(f)
 
 
 def _sources(f):
@@ -225,7 +240,7 @@ def _guard(fn):
     try:
         return fn()
     except CreateError as e:
-        raise KpyError(f"error: {e}") from None
+        raise KpyError(str(e)) from None
 
 
 # registered on kubectl's `create` group when kubelet_py.cli imports this module
@@ -235,11 +250,12 @@ from .kubectl import create as _create_group  # noqa: E402
 @_create_group.command("configmap")
 @click.argument("name")
 @_sources
+@_output
 @click.pass_context
-def create_configmap(ctx, name, namespace, literals, files, env_files):
+def create_configmap(ctx, name, namespace, literals, files, env_files, dry_run, output):
     """A ConfigMap from literals, files or env files, as `kubectl create configmap`."""
     obj = _guard(lambda: configmap(name, namespace, literals, read_file_sources(files), read_env_files(env_files)))
-    _post(ctx, obj, "configmaps")
+    _post(ctx, obj, "configmaps", dry_run, output)
 
 
 @_create_group.group("secret")
@@ -251,11 +267,12 @@ def create_secret():
 @click.argument("name")
 @_sources
 @click.option("--type", "type_", default="", help="The Secret's type (default Opaque).")
+@_output
 @click.pass_context
-def create_secret_generic(ctx, name, namespace, literals, files, env_files, type_):
+def create_secret_generic(ctx, name, namespace, literals, files, env_files, type_, dry_run, output):
     obj = _guard(lambda: secret_generic(name, namespace, literals, read_file_sources(files),
                                         read_env_files(env_files), type_))
-    _post(ctx, obj, "secrets")
+    _post(ctx, obj, "secrets", dry_run, output)
 
 
 @create_secret.command("tls")
@@ -263,13 +280,14 @@ def create_secret_generic(ctx, name, namespace, literals, files, env_files, type
 @click.option("--cert", required=True, type=click.Path(dir_okay=False), help="PEM certificate file.")
 @click.option("--key", required=True, type=click.Path(dir_okay=False), help="PEM private key file.")
 @click.option("-n", "--namespace", default="default")
+@_output
 @click.pass_context
-def create_secret_tls(ctx, name, cert, key, namespace):
+def create_secret_tls(ctx, name, cert, key, namespace, dry_run, output):
     def build():
         check_key_pair(cert, key)
         with open(cert, "rb") as c, open(key, "rb") as k:
             return secret_tls(name, c.read(), k.read(), namespace)
-    _post(ctx, _guard(build), "secrets")
+    _post(ctx, _guard(build), "secrets", dry_run, output)
 
 
 def check_key_pair(cert: str, key: str) -> None:

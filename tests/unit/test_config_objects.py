@@ -192,3 +192,22 @@ def test_describe_configmap():
         "Name:         special-config\nNamespace:    default\nLabels:       <none>\nAnnotations:  <none>\n\n"
         "Data\n====\nSPECIAL_LEVEL:\n----\nvery\nSPECIAL_TYPE:\n----\ncharm\n\nBinaryData\n====\nb: 3 bytes\n\n"
         "Events:  <none>\n")
+
+
+def test_create_dry_run_prints_the_object_and_sends_nothing(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from kubelet_py.cli import cli
+    (tmp_path / "app.env").write_text("A=1\n")
+    args = ["--socket", str(tmp_path / "none.sock"), "create", "configmap", "x", "-n", "ns1", "--from-env-file",
+            str(tmp_path / "app.env"), "--dry-run", "client"]
+    out = CliRunner().invoke(cli, args + ["-o", "json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output) == {"apiVersion": "v1", "kind": "ConfigMap",
+                                      "metadata": {"name": "x", "namespace": "ns1"}, "data": {"A": "1"}}
+    assert CliRunner().invoke(cli, args).output == "configmap/x created (dry run)\n"
+    out = CliRunner().invoke(cli, ["--socket", str(tmp_path / "none.sock"), "create", "secret", "generic", "s",
+                                   "--from-literal", "a=b"])
+    assert out.exit_code != 0  # no daemon: it was sent
