@@ -125,8 +125,9 @@ def test_secrets_are_checkpointed_0600_and_never_logged(d):
     d.apply(_pod("hush-pod", {"env": [{"name": "P", "valueFrom": {"secretKeyRef": {"name": "hush",
                                                                                   "key": "password"}}}]}))
     _running(d, "hush-pod")
+    assert _env(d, "hush-pod")["P"] == "s3cr3t-value-xyz"
     found = []
-    for dirpath, _dirs, files in os.walk(d.root):
+    for dirpath, _dirs, files in [*os.walk(d.root), *os.walk(d.logs)]:
         for f in files:
             path = os.path.join(dirpath, f)
             if os.path.islink(path) or not os.path.isfile(path):
@@ -135,10 +136,10 @@ def test_secrets_are_checkpointed_0600_and_never_logged(d):
                 data = fh.read()
             if b"czNjcjN0LXZhbHVlLXh5eg==" in data or b"s3cr3t-value-xyz" in data:
                 found.append(path)
-    checkpoint = [p for p in found if "/kubelet/objects/Secret/" in p]
-    assert checkpoint and stat.S_IMODE(os.stat(checkpoint[0]).st_mode) == 0o600
-    # the value is in the container's spec (as upstream's config.json holds it), nowhere else on disk
-    assert all("/kubelet/objects/Secret/" in p or p.endswith("config.json") for p in found), found
+    # on disk (--root, the logs) only the checkpoint holds it; the container's config.json (its env,
+    # as upstream's) is under --run-root, a tmpfs (/run) outside tests
+    assert found == [os.path.join(d.root, "kubelet", "objects", "Secret", "default", "hush.json")], found
+    assert stat.S_IMODE(os.stat(found[0]).st_mode) == 0o600
     assert "s3cr3t-value-xyz" not in d.daemon_log() and "czNjcjN0LXZhbHVlLXh5eg" not in d.daemon_log()
 
 
