@@ -269,7 +269,8 @@ def make_environment(pod: dict, container: dict, lookup: Lookup | None, facts: P
                 if ref.get("key") not in data:
                     if optional:
                         continue
-                    raise EnvError(f"couldn't find key {ref.get('key', '')} in {kind} {ns}/{ref.get('name', '')}", where)
+                    raise EnvError(f"couldn't find key {ref.get('key', '')} in {kind} {ns}/{ref.get('name', '')}",
+                                   where)
                 value = data[ref["key"]]
             elif src.get("fileKeyRef") is not None:
                 raise EnvError("fileKeyRef is not supported on this node (the EnvFiles feature)", where)

@@ -192,7 +192,8 @@ def test_create_get_describe_delete_from_the_cli(d, tmp_path):
                if "=" in ln)
     assert (env["APP_MODE"], env["APP_EMPTY"], env["DB_password"], env["DB_key"]) == ("fast", "", "39528$vdg7Jb",
                                                                                           "red")
-    assert d.cli("delete", "configmap", "game", "-n", "cfg-ns").stdout == 'configmap "game" deleted from cfg-ns namespace\n'
+    assert d.cli("delete", "configmap", "game", "-n", "cfg-ns").stdout == \
+        'configmap "game" deleted from cfg-ns namespace\n'
     assert d.cli("delete", "secret", "db", "-n", "cfg-ns").stdout == 'secret "db" deleted from cfg-ns namespace\n'
     gone = d.cli("get", "secret", "db", "-n", "cfg-ns", check=False)
     assert gone.returncode != 0 and 'secrets "db" not found' in gone.stderr
