@@ -18,6 +18,7 @@ import time
 import click
 
 from .cli import KpyError, cli
+from .service.daemon import config_option
 
 ALIASES = {"pod": "pods", "po": "pods", "pods": "pods", "namespace": "namespaces", "namespaces": "namespaces",
            "ns": "namespaces", "configmap": "configmaps", "configmaps": "configmaps", "cm": "configmaps",
@@ -110,6 +111,7 @@ def load_manifests(paths: tuple[str, ...], recursive: bool = False, strict: bool
 # ---- serve ------------------------------------------------------------------------------------
 
 @cli.command()
+@config_option
 @click.option("--manifests", type=click.Path(file_okay=False), help="Static pods: a directory of pod manifests, watched.")
 @click.option("--node-name", default="", help="The node's name (default: the hostname).")
 @click.option("--pod-cidr", default="10.244.0.0/16", show_default=True, help="The pod network; the bridge takes its .1.")
@@ -132,9 +134,8 @@ def serve(ctx, manifests, node_name, pod_cidr, bridge, chain_prefix, max_pods, c
     import logging
     import signal
     from .node import NodeAgent, NodeOptions
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kubelet_py").setLevel(getattr(logging, log_level.upper()))
+    from .service.daemon import ServiceHooks
+    hooks = ServiceHooks.begin(log_level)  # logfmt lines on stderr, $NOTIFY_SOCKET taken
     o = ctx.obj
     opts = NodeOptions(root=o.root, run_root=o.run_root, log_root=o.log_root, socket=o.socket, registries=o.registries,
                        cgroup_root=o.cgroup_root, node_name=node_name, manifests=manifests and os.path.abspath(manifests),
@@ -151,7 +152,9 @@ def serve(ctx, manifests, node_name, pod_cidr, bridge, chain_prefix, max_pods, c
         for s in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(s, stop.set)
         logging.getLogger("kubelet_py").info("serving on %s (node %s)", opts.socket, agent.node_name)
+        hooks.serving(ctx, agent)  # READY=1, watchdog pings, SIGHUP re-reads the config file
         await stop.wait()
+        hooks.stopping()
         await agent.stop()
     asyncio.run(main())
 
