@@ -142,3 +142,90 @@ def test_secret_and_immutable_configmap_examples(d):
     d.cli("delete", "configmap", "company-name-20150801")  # delete and recreate is the way
     assert d.cli("apply", "-f", "-", input=text.replace("ACME, Inc.", "ACME, Ltd.")).stdout == \
         "configmap/company-name-20150801 created\n"
+
+
+# ---- volumes and the security context (the pod-configuration issue, second part) -----------------
+
+def _ex(d, name: str, script: str, container: str | None = None) -> str:
+    return d.cli("exec", name, *(["-c", container] if container else []), "--", "sh", "-c", script).stdout
+
+
+def _running(d, name: str, container: str, timeout: float = 60) -> dict:
+    return d.wait_for(name, lambda p: "running" in status_of(p, container).get("state", {}), timeout, what="running")
+
+
+def test_configmap_volume_examples_in_turn(d):
+    """Both dapi-test-pod volume files (same pod name), on configmap-multikeys."""
+    d.cli("apply", "-f", _file("configmap/configmap-multikeys.yaml"))
+    d.cli("apply", "-f", _file("pods/pod-configmap-volume.yaml"))
+    _succeeded(d, "dapi-test-pod")
+    assert d.cli("logs", "dapi-test-pod").stdout.split() == ["SPECIAL_LEVEL", "SPECIAL_TYPE"]
+    d.cli("delete", "pod", "dapi-test-pod", "--grace-period", "1")
+    d.cli("apply", "-f", _file("pods/pod-configmap-volume-specific-key.yaml"))
+    _succeeded(d, "dapi-test-pod")
+    assert d.cli("logs", "dapi-test-pod").stdout.rstrip("\n") == "very"  # the file has no newline
+
+
+def test_downward_api_volume_examples(d):
+    d.cli("apply", "-f", _file("pods/inject/dapi-volume.yaml"))
+    d.cli("apply", "-f", _file("pods/inject/dapi-volume-resources.yaml"))
+    name = "kubernetes-downwardapi-volume-example"
+    _running(d, name, "client-container")
+    assert _ex(d, name, "cat /etc/podinfo/labels") == 'cluster="test-cluster1"\nrack="rack-22"\nzone="us-est-coast"'
+    assert 'build="two"\nbuilder="john-doe"' in _ex(d, name, "cat /etc/podinfo/annotations")
+    assert _ex(d, name, "readlink /etc/podinfo/labels; readlink /etc/podinfo/..data").startswith("..data/labels\n..20")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and 'rack="rack-22"' not in d.cli("logs", name).stdout:
+        time.sleep(0.5)
+    assert 'zone="us-est-coast"' in d.cli("logs", name).stdout
+    res = "kubernetes-downwardapi-volume-example-2"
+    _running(d, res, "client-container")
+    assert _ex(d, res, "cd /etc/podinfo; cat cpu_limit; echo; cat cpu_request; echo; cat mem_limit; echo; "
+                       "cat mem_request").split() == ["250", "125", "64", "32"]
+
+
+def test_security_context_example(d):
+    d.cli("apply", "-f", _file("pods/security/security-context.yaml"))
+    _running(d, "security-context-demo", "sec-ctx-demo")
+    out = _ex(d, "security-context-demo", "id; cd /data/demo && echo hello > testfile && stat -c '%g' . testfile; "
+                                          "grep NoNewPrivs /proc/1/status")
+    lines = out.splitlines()
+    # upstream shows groups=2000,3000,4000: containerd also lists the primary gid among the
+    # supplementary ones, which runtime.oci.users leaves out; the stand-in image's uid 1000 is
+    # `app`, a member of `staff` (50) in its /etc/group, which the default Merge policy adds
+    assert re.match(r"uid=1000(\(\w+\))? gid=3000 groups=", lines[0]), lines[0]
+    assert {"2000", "4000"} <= set(re.findall(r"(\d+)", lines[0].split("groups=")[1])), lines[0]
+    assert lines[1:3] == ["2000", "2000"] and lines[3].split() == ["NoNewPrivs:", "1"], out
+
+
+def test_projected_volume_examples_with_their_inline_objects(d):
+    """The Secrets and ConfigMap the docs create on the command line, then both volume-test files."""
+    d.cli("create", "secret", "generic", "mysecret", "--from-literal", "username=admin",
+          "--from-literal", "password=1f2d1e2e67df")
+    d.cli("create", "secret", "generic", "mysecret2", "--from-literal", "password=pw2")
+    d.cli("create", "configmap", "myconfigmap", "--from-literal", "config=cfg")
+    d.cli("apply", "-f", _file("pods/storage/projected-secret-downwardapi-configmap.yaml"))
+    pod = _running(d, "volume-test", "container-test")
+    out = _ex(d, "volume-test", "cd /projected-volume; cat my-group/my-username; echo; cat my-group/my-config; echo; "
+                                "cat cpu_limit; echo; cat labels | wc -c")
+    cpus = str(len(os.sched_getaffinity(0)))
+    assert out.split() == ["admin", "cfg", cpus, "0"], out  # no cpu limit: the node's allocatable cpus
+    assert "ro," in _ex(d, "volume-test", "grep ' /projected-volume ' /proc/mounts")
+    d.cli("delete", "pod", "volume-test", "--grace-period", "1")
+    d.cli("apply", "-f", _file("pods/storage/projected-secrets-nondefault-permission-mode.yaml"))
+    _running(d, "volume-test", "container-test")
+    modes = _ex(d, "volume-test", "cd /projected-volume/my-group; stat -L -c '%a %n' my-password my-username; "
+                                  "cat my-password")
+    assert modes.splitlines() == ["777 my-password", "644 my-username", "pw2"], modes
+    assert pod["metadata"]["uid"] not in open("/proc/self/mountinfo").read()
+
+
+def test_streaming_sidecar_example_shares_an_empty_dir(d):
+    d.cli("apply", "-f", _file("admin/logging/two-files-counter-pod-streaming-sidecar.yaml"))
+    for c in ("count", "count-log-1", "count-log-2"):
+        _running(d, "counter", c)
+    time.sleep(3)
+    one = d.cli("logs", "counter", "-c", "count-log-1").stdout.splitlines()
+    two = d.cli("logs", "counter", "-c", "count-log-2").stdout.splitlines()
+    assert len(one) >= 2 and one[0].startswith("0: ") and one[1].startswith("1: "), one
+    assert len(two) >= 2 and two[0].endswith(" INFO 0") and two[1].endswith(" INFO 1"), two
