@@ -116,7 +116,8 @@ def mount_one(rootfs_fd: int, m: Mount, cgroup: Cgroup | None, idmapped: int | N
     flags, prop, data = mount_flags(m.options)
     is_bind = m.type == "bind" or flags & ksys.MS_BIND
     if is_bind:
-        src_is_dir = os.path.isdir(m.source)
+        # an idmapped source is known by its tree: a user namespace's root may not reach the path
+        src_is_dir = stat.S_ISDIR(os.fstat(idmapped).st_mode) if idmapped is not None else os.path.isdir(m.source)
         fd = open_in_root(rootfs_fd, m.destination, "dir" if src_is_dir else "file")
         try:
             target = proc_fd(fd)

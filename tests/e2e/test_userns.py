@@ -11,6 +11,7 @@ import os
 import pathlib
 import shutil
 import tempfile
+import time
 import urllib.request
 
 import pytest
@@ -42,21 +43,34 @@ def _uid_map(text: str) -> list[str]:
 def test_a_host_users_false_pod_runs_in_its_own_range_and_leaves_nothing(d):
     web = ("cat /proc/self/uid_map; mkdir -p /www; echo hi-from-userns > /www/index.html; "
            "ls -ln /etc/hosts; exec httpd -f -p 8080 -h /www")
-    side = "cat /proc/self/uid_map; exec sleep 3600"
+    side = ("cat /proc/self/uid_map; echo from-side > /shared/f && ls -ln /shared/f; cat /cfg/k; echo; "
+            "echo side-done; exec sleep 3600")
+    d.apply(json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "uns-cfg"},
+                        "data": {"k": "v-from-configmap"}}))
     d.apply(json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "uns"},
                         "spec": {"hostUsers": False, "containers": [
                             {"name": "web", "image": IMAGE, "command": ["sh", "-c", web],
                              "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1}},
-                            {"name": "side", "image": IMAGE, "command": ["sh", "-c", side]}]}}))
+                            {"name": "side", "image": IMAGE, "command": ["sh", "-c", side],
+                             "volumeMounts": [{"name": "shared", "mountPath": "/shared"},
+                                              {"name": "cfg", "mountPath": "/cfg"}]}],
+                            "volumes": [{"name": "shared", "emptyDir": {}},
+                                        {"name": "cfg", "configMap": {"name": "uns-cfg"}}]}}))
     pod = d.wait_for("uns", lambda p: condition(p, "Ready") == "True", 60, what="Ready")
     uid = pod["metadata"]["uid"]
     from runtime.sandbox import load_sandbox
     first, count = load_sandbox(d.run, uid).user_ids
     assert count == 65536 and first >= 65536 and first % 65536 == 0
     # both containers in the pod's one range, the web server reachable at the pod's IP
+    deadline = time.monotonic() + 20
+    while "side-done" not in d.cli("logs", "uns", "-c", "side").stdout and time.monotonic() < deadline:
+        time.sleep(0.2)
     logs = {c: d.cli("logs", "uns", "-c", c).stdout for c in ("web", "side")}
     for c, text in logs.items():
         assert _uid_map(text) == ["0", str(first), str(count)], (c, text)
+    # volumes: an emptyDir the pod's root writes (root's inside), a configMap it reads
+    written = next(line for line in logs["side"].splitlines() if line.endswith("/shared/f"))
+    assert written.split()[2:4] == ["0", "0"] and "v-from-configmap" in logs["side"], logs["side"]
     hosts = next(line for line in logs["web"].splitlines() if line.endswith("/etc/hosts"))
     assert hosts.split()[2:4] == ["0", "0"], hosts  # the network layer's file, idmapped: root's inside
     ip = pod["status"]["podIP"]
