@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import struct
 from typing import Sequence
 
@@ -34,6 +35,7 @@ MAX_UDP = 512
 EDNS_PAYLOAD = 1232  # the DNS flag day 2020 size: what we advertise and the most we send on UDP
 CACHE_MAX = 20000
 TCP_IDLE = 10.0
+RCVBUF = 4 << 20
 
 
 def parse_resolv_conf(text: str) -> list[str]:
@@ -104,6 +106,20 @@ def udp_limit(query: DNSRecord) -> int:
     return MAX_UDP
 
 
+def _large_receive_buffer(sock) -> None:
+    """A burst that arrives while the loop is busy (or the process is not scheduled) waits in
+    the socket instead of being dropped: ask for RCVBUF bytes (SO_RCVBUFFORCE as root passes
+    net.core.rmem_max; otherwise the kernel caps it there)."""
+    for opt in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+        if opt is None:
+            continue
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, RCVBUF)
+            return
+        except OSError as e:
+            log.debug("cluster DNS: receive buffer option %d: %s", opt, e)
+
+
 class _Upstream(asyncio.DatagramProtocol):
     def __init__(self, qid: bytes, fut: asyncio.Future):
         self.qid, self.fut = qid, fut
@@ -138,6 +154,7 @@ class DNSServer:
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         self._udp, _ = await loop.create_datagram_endpoint(lambda: _UDP(self), local_addr=(host, port))
+        _large_receive_buffer(self._udp.get_extra_info("socket"))
         self._tcp = await asyncio.start_server(self._tcp_client, host, port)
         log.info("cluster DNS listening on %s:%d (udp, tcp); forwarding to %s", host, port,
                  ", ".join(f"{h}:{p}" for h, p in self.upstreams) or "nothing")
