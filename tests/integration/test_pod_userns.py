@@ -131,9 +131,16 @@ def test_a_userns_pod_runs_in_its_own_range_through_the_api(env):
     assert [m for m in mounts_under(paths.root)] == []
     # a second container of the pod: the same mapping, the same network namespace; its user
     # runAsUser 1000 is host uid first + 1000
+    # and a volume below a dir closed to others (as the kubelet's state root): bound idmapped,
+    # its root's writes land as the host's root
+    vol = os.path.join(paths.root, "private", "vol")
+    os.makedirs(vol)
+    os.chmod(os.path.dirname(vol), 0o700)
+    os.chmod(vol, 0o777)  # runAsUser 1000 writes it
     b = api.create_container(store, paths, cfg.uid, DEFAULT_IMAGE,
                              _req("b", "cat /proc/self/uid_map; ip -o addr show lo; id -u; echo done; exec sleep 60",
-                                  uid=1000, gid=1000), log_path=log_b)
+                                  uid=1000, gid=1000, extra_mounts=[{"destination": "/vol", "type": "bind", "source": vol,
+                                                                     "options": ["rbind", "rw"]}]), log_path=log_b)
     pid_b = api.start_container(paths, cfg.uid, b)
     out_b = _wait_log(log_b, "done")
     assert out_b.split()[:3] == ["0", str(first), str(count)] and "10.99.0.1/32" in out_b and "\n1000\n" in out_b, out_b
@@ -144,6 +151,10 @@ def test_a_userns_pod_runs_in_its_own_range_through_the_api(env):
     code, out_x, _ = api.exec_sync(paths, cfg.uid, a, ["sh", "-c", "id -u; cat /proc/self/uid_map; ls -ln /written-by-root"])
     assert code == 0 and out_x.split()[:4] == [b"0", b"0", str(first).encode(), str(count).encode()], out_x
     assert out_x.split()[6:8] == [b"0", b"0"], out_x
+    code, out_v, err_v = api.exec_sync(paths, cfg.uid, b, ["sh", "-c", "ls -ldn /vol; echo x > /vol/f"])
+    assert code == 0 and out_v.split()[2:4] == [b"0", b"0"], (out_v, err_v)  # the host root's dir: root's inside
+    st = os.stat(os.path.join(vol, "f"))
+    assert (st.st_uid, st.st_gid) == (1000, 1000)  # on disk as the ids inside, not the range's
     for cid in (a, b):
         api.stop_container(paths, cfg.uid, cid, grace=1)
         api.remove_container(store, paths, cfg.uid, cid)
