@@ -282,7 +282,8 @@ def check_others(f: dict, paths: dict, defaults: dict) -> list[Check]:
     else:
         out.append(Check("other/kubelet-py", OK, f"the kubelet-py daemon here: {same[0]}" if same else
                          "no kubelet-py daemon runs on these paths", "", True))
-    others = sorted({f"{OTHER_RUNTIMES[p['comm']]} (pid {p['pid']})" for p in f["processes"] if p["kind"] == "other"})
+    others = [f"{OTHER_RUNTIMES[p['comm']]} (pid {p['pid']})"
+              for p in sorted(f["processes"], key=lambda p: p["pid"]) if p["kind"] == "other"]
     out.append(_c("other/runtimes", not others, "running: " + ", ".join(others) if others else
                   "no other kubelet or container runtime runs", "they keep their own paths, but share bridges, "
                   "iptables and cgroups with us: check the bridge and CIDR lines, or stop them", required=False))
