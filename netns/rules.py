@@ -24,6 +24,7 @@ filter INPUT      -j P-FIREWALL                                       (only once
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -43,6 +44,13 @@ class Match:
     name: str
     args: tuple[tuple[str, str | None], ...] = ()   # value None: an option without value (`--rcheck`)
 
+    def render(self) -> str:
+        out = [f"-m {self.name}"]
+        for opt, val in self.args:
+            neg = opt.startswith("!")
+            out.append(f"{'! ' if neg else ''}--{opt.lstrip('!')}" + _saved_value(self.name, opt, val))
+        return " ".join(out)
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -54,8 +62,9 @@ class Rule:
     matches: tuple[Match, ...] = ()
     target_args: tuple[tuple[str, str | None], ...] = ()
 
-    def render(self) -> str:
-        """The rule as `iptables-save` prints it (tests compare live tables with this)."""
+    def render(self, _matches: dict | None = None) -> str:
+        """The rule as `iptables-save` prints it (tests compare live tables with this).
+        `_matches`: render_rules' memo of Match texts by object id."""
         out = [f"-A {self.chain}"]
         for flag, v in (("-s", self.src), ("-d", self.dst)):
             if v:
@@ -63,25 +72,41 @@ class Rule:
         if self.protocol:
             out.append(f"-p {self.protocol}")
         for m in self.matches:
-            out.append(f"-m {m.name}")
-            for opt, val in m.args:
-                neg = opt.startswith("!")
-                out.append(f"{'! ' if neg else ''}--{opt.lstrip('!')}" + _saved_value(m.name, opt, val))
+            if _matches is None:
+                out.append(m.render())
+            else:
+                text = _matches.get(id(m))
+                if text is None:
+                    text = _matches[id(m)] = m.render()
+                out.append(text)
         out.append(f"-j {self.target}")
         for opt, val in self.target_args:
             out.append(f"--{opt}" + ("" if val is None else f" {val}"))
         return " ".join(out)
 
 
-_NO_QUOTE = set("_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+def render_rules(rules: Iterable[Rule]) -> list[str]:
+    """Rule.render of many rules; a Match object shared by several rules (a Service's comment)
+    is rendered once."""
+    memo: dict[int, str] = {}
+    keep = []                     # the ids stay valid while their objects live
+    out = []
+    for r in rules:
+        keep.append(r)
+        out.append(r.render(memo))
+    return out
+
+
+_BARE = re.compile(r"[A-Za-z0-9_-]+")
+_ESCAPE = str.maketrans({'"': '\\"', "\\": "\\\\", "'": "\\'"})
 
 
 def _quote(v: str) -> str:
     """A string as xtables_save_string prints it: bare when it is only letters, digits, '_' and
     '-', else in double quotes with '"', '\\' and "'" escaped."""
-    if v and set(v) <= _NO_QUOTE:
+    if _BARE.fullmatch(v):
         return v
-    return '"' + "".join("\\" + c if c in "\"\\'" else c for c in v) + '"'
+    return '"' + v.translate(_ESCAPE) + '"'
 
 
 def saved_probability(p: str) -> str:

@@ -44,14 +44,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
 import re
+import socket
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from .errors import ServiceSpecError
 from .plan import CHAIN_MAX, NetworkConfig
-from .rules import BUILTIN, FILTER, NAT, ChainSpec, Match, Rule
+from .rules import BUILTIN, FILTER, NAT, ChainSpec, Match, Rule, render_rules
 
 MASQ_MARK = 0x4000                   # kube-proxy's masquerade bit 14
 DEFAULT_AFFINITY_S = 10800           # sessionAffinityConfig.clientIP.timeoutSeconds default
@@ -115,14 +115,20 @@ class ServicePort:
 
 # ---- names (semantics 6.2) ----------------------------------------------------------------------
 
+def _hash16(text: str) -> str:
+    # base32 turns each 5 bytes into 8 characters: the first 16 characters are those of the
+    # first 10 bytes of the digest
+    return base64.b32encode(hashlib.sha256(text.encode()).digest()[:10]).decode()
+
+
 def port_proto_hash(key: str, proto: str) -> str:
     """upstream portProtoHash: base32(sha256(spn + protocol)), first 16 characters."""
-    return base64.b32encode(hashlib.sha256((key + proto).encode()).digest()).decode()[:HASH_CHARS]
+    return _hash16(key + proto)
 
 
 def endpoint_hash(key: str, proto: str, endpoint: str) -> str:
     """upstream servicePortEndpointChainName's hash: sha256(spn + protocol + "ip:port")."""
-    return base64.b32encode(hashlib.sha256((key + proto + endpoint).encode()).digest()).decode()[:HASH_CHARS]
+    return _hash16(key + proto + endpoint)
 
 
 def svc_chain(config: NetworkConfig, sp: ServicePort) -> str:
@@ -179,9 +185,12 @@ def probability(n: int, i: int) -> str:
 
 def _ip(service: str, fld: str, value: object) -> str:
     try:
-        return str(ipaddress.IPv4Address(value))
-    except (ValueError, TypeError):
+        packed = socket.inet_pton(socket.AF_INET, value)     # dotted quad only, as IPv4Address
+    except (OSError, TypeError):
         raise ServiceSpecError(service, fld, value, "not an IPv4 address") from None
+    if socket.inet_ntop(socket.AF_INET, packed) != value:
+        raise ServiceSpecError(service, fld, value, "not an IPv4 address in canonical form")
+    return value
 
 
 def _port(service: str, fld: str, value: object) -> int:
@@ -222,9 +231,9 @@ def usable_endpoints(endpoints: Iterable[Endpoint]) -> list[Endpoint]:
     once, sorted (so that chain contents do not depend on the order they were given in)."""
     eps = list(endpoints)
     use = [e for e in eps if e.ready] or [e for e in eps if e.serving and e.terminating]
-    seen: dict[tuple[int, int], Endpoint] = {}
+    seen: dict[tuple[bytes, int], Endpoint] = {}
     for e in use:
-        seen.setdefault((int(ipaddress.IPv4Address(e.ip)), e.port), e)
+        seen.setdefault((socket.inet_pton(socket.AF_INET, e.ip), e.port), e)
     return [seen[k] for k in sorted(seen)]
 
 
@@ -243,7 +252,11 @@ class ServiceRules:
     udp_endpoints: frozenset = field(default_factory=frozenset)
 
     def table(self, table: str) -> dict[str, tuple[Rule, ...]]:
-        return {c.name: c.rules for c in self.chains.get(table, ())}
+        """chain name -> rules (built once per plan; do not change it)."""
+        views = self.__dict__.setdefault("_views", {})     # frozen: the cache goes in __dict__ directly
+        if table not in views:
+            views[table] = {c.name: c.rules for c in self.chains.get(table, ())}
+        return views[table]
 
     def render(self) -> str:
         """The rule set as one iptables-restore input (kube-proxy's format: each table's chain
@@ -253,7 +266,7 @@ class ServiceRules:
             specs = self.chains.get(table, ())
             out.append(f"*{table}")
             out += [f":{c.name} - [0:0]" for c in specs]
-            out += [r.render() for c in specs for r in c.rules]
+            out += render_rules(r for c in specs for r in c.rules)
             out.append("COMMIT")
         return "\n".join(out) + "\n"
 
@@ -315,11 +328,89 @@ def _fixed(config: NetworkConfig) -> tuple[list[Rule], list[Rule], list[Rule], l
 REJECT = (("reject-with", "icmp-port-unreachable"),)
 
 
+@dataclass(frozen=True)
+class _Fragment:
+    """What one service port with its endpoints contributes (memoized across syncs)."""
+
+    nat_services: tuple[Rule, ...] = ()
+    nodeports: tuple[Rule, ...] = ()
+    chains: tuple[ChainSpec, ...] = ()
+    f_services: tuple[Rule, ...] = ()
+    f_external: tuple[Rule, ...] = ()
+    udp: tuple[tuple, ...] = ()
+
+
+def _fragment(config: NetworkConfig, sp: ServicePort, eps: tuple[Endpoint, ...]) -> _Fragment:
+    check_endpoints(sp, eps)
+    use = usable_endpoints(eps)
+    ch = config.chain
+    key, proto = sp.key, sp.proto
+    cip = f"{sp.cluster_ip}/32"
+    dport = _dport(proto, sp.port)
+    if not use:
+        gone = _c(f"{key} has no endpoints")
+        f_external = [Rule(ch("EXTERNAL-SERVICES"), "REJECT", dst=f"{ip}/32", protocol=proto,
+                           matches=(gone, dport), target_args=REJECT) for ip in sp.external_ips]
+        if sp.node_port:
+            f_external.append(Rule(ch("EXTERNAL-SERVICES"), "REJECT", protocol=proto, matches=(
+                gone, Match("addrtype", (("dst-type", "LOCAL"),)), _dport(proto, sp.node_port)), target_args=REJECT))
+        return _Fragment(f_services=(Rule(ch("SERVICES"), "REJECT", dst=cip, protocol=proto, matches=(gone, dport),
+                                          target_args=REJECT),), f_external=tuple(f_external))
+    mm = ch("MARK-MASQ")
+    svc, ext = svc_chain(config, sp), ext_chain(config, sp)
+    c_key, c_cip = _c(key), _c(f"{key} cluster IP")
+    nat_services = [Rule(ch("SERVICES"), svc, dst=cip, protocol=proto, matches=(c_cip, dport))]
+    nat_services += [Rule(ch("SERVICES"), ext, dst=f"{ip}/32", protocol=proto, matches=(_c(f"{key} external IP"), dport))
+                     for ip in sp.external_ips]
+    nodeports = ()
+    chains: list[ChainSpec] = []
+    if sp.node_port:
+        nodeports = (Rule(ch("NODEPORTS"), ext, protocol=proto, matches=(c_key, _dport(proto, sp.node_port))),)
+    if sp.node_port or sp.external_ips:
+        chains.append(ChainSpec(ext, (
+            Rule(ext, mm, matches=(_c(f"masquerade traffic for {key} external destinations"),)),
+            Rule(ext, svc, matches=(c_key,)))))
+    svc_rules = [Rule(svc, mm, src="!" + str(config.cidr), dst=cip, protocol=proto, matches=(c_cip, dport))]
+    seps = [(ep, sep_chain(config, sp, ep), _c(f"{key} -> {ep.hostport}")) for ep in use]
+    affinity = sp.session_affinity_timeout
+    if affinity is not None:
+        for ep, sep, c_ep in seps:
+            svc_rules.append(Rule(svc, sep, matches=(c_ep, Match("recent", (
+                ("rcheck", None), ("seconds", str(affinity)), ("reap", None),
+                ("name", sep), ("mask", "255.255.255.255"), ("rsource", None))))))
+    n = len(seps)
+    for i, (ep, sep, c_ep) in enumerate(seps):
+        if i < n - 1:
+            ms = (c_ep, Match("statistic", (("mode", "random"), ("probability", probability(n, i)))))
+        else:
+            ms = (c_ep,)
+        svc_rules.append(Rule(svc, sep, matches=ms))
+    chains.append(ChainSpec(svc, tuple(svc_rules)))
+    proto_match = Match(proto, ())
+    udp = []
+    for ep, sep, _ in seps:
+        if affinity is not None:
+            dnat_ms = (c_key, Match("recent", (("set", None), ("name", sep), ("mask", "255.255.255.255"),
+                                               ("rsource", None))), proto_match)
+        else:
+            dnat_ms = (c_key, proto_match)
+        chains.append(ChainSpec(sep, (
+            Rule(sep, mm, src=f"{ep.ip}/32", matches=(c_key,)),
+            Rule(sep, "DNAT", protocol=proto, matches=dnat_ms, target_args=(("to-destination", ep.hostport),)))))
+        if proto == "udp":
+            udp.append((key, sp.cluster_ip, sp.port, sp.node_port or 0, ep.ip, ep.port))
+    return _Fragment(tuple(nat_services), nodeports, tuple(chains), udp=tuple(udp))
+
+
 def plan(config: NetworkConfig, services: Iterable[ServicePort],
-         endpoints: Mapping[str, Iterable[Endpoint]]) -> ServiceRules:
+         endpoints: Mapping[str, Iterable[Endpoint]], cache: dict | None = None) -> ServiceRules:
     """The complete rule set for these service ports and their endpoints (keyed by
     ServicePort.key). Raises ServiceSpecError for a port or endpoint it cannot program, and for
-    two ports with the same key and protocol."""
+    two ports with the same key and protocol.
+
+    `cache`: a dict the caller keeps between calls (ServiceProxy does): the rules of a service
+    port whose ServicePort and endpoints are unchanged are reused (the same objects, so comparing
+    them with the last plan is an identity check); it is left holding this call's entries only."""
     check_prefix(config)
     ch = config.chain
     services = sorted(services, key=lambda s: (s.key, s.proto))
@@ -330,87 +421,36 @@ def plan(config: NetworkConfig, services: Iterable[ServicePort],
             raise ServiceSpecError(f"{sp.namespace}/{sp.name}", f"ports[{sp.port_name}]", sp.port_name,
                                    f"service port {sp.key}/{sp.protocol} given twice")
         seen.add((sp.key, sp.proto))
-    pod_cidr = str(config.cidr)
-    mm = ch("MARK-MASQ")
-    nat_services: list[Rule] = []
-    nodeports: list[Rule] = []
-    per_service: list[ChainSpec] = []
-    f_services: list[Rule] = []
-    f_external: list[Rule] = []
-    udp: set[tuple] = set()
-    any_node_port = False
+    old = cache if cache is not None else {}
+    used: dict = {}
+    frags: list[_Fragment] = []
     for sp in services:
         if sp.headless:
             continue
-        eps = list(endpoints.get(sp.key, ()))
-        check_endpoints(sp, eps)
-        use = usable_endpoints(eps)
-        key, proto = sp.key, sp.proto
-        cip = f"{sp.cluster_ip}/32"
-        has_ext = bool(sp.node_port or sp.external_ips)
-        any_node_port |= bool(sp.node_port)
-        if not use:
-            gone = _c(f"{key} has no endpoints")
-            f_services.append(Rule(ch("SERVICES"), "REJECT", dst=cip, protocol=proto,
-                                   matches=(gone, _dport(proto, sp.port)), target_args=REJECT))
-            for ip in sp.external_ips:
-                f_external.append(Rule(ch("EXTERNAL-SERVICES"), "REJECT", dst=f"{ip}/32", protocol=proto,
-                                       matches=(gone, _dport(proto, sp.port)), target_args=REJECT))
-            if sp.node_port:
-                f_external.append(Rule(ch("EXTERNAL-SERVICES"), "REJECT", protocol=proto, matches=(
-                    gone, Match("addrtype", (("dst-type", "LOCAL"),)), _dport(proto, sp.node_port)),
-                    target_args=REJECT))
-            continue
-        svc, ext = svc_chain(config, sp), ext_chain(config, sp)
-        nat_services.append(Rule(ch("SERVICES"), svc, dst=cip, protocol=proto,
-                                 matches=(_c(f"{key} cluster IP"), _dport(proto, sp.port))))
-        for ip in sp.external_ips:
-            nat_services.append(Rule(ch("SERVICES"), ext, dst=f"{ip}/32", protocol=proto,
-                                     matches=(_c(f"{key} external IP"), _dport(proto, sp.port))))
-        if sp.node_port:
-            nodeports.append(Rule(ch("NODEPORTS"), ext, protocol=proto,
-                                  matches=(_c(key), _dport(proto, sp.node_port))))
-        if has_ext:
-            per_service.append(ChainSpec(ext, (
-                Rule(ext, mm, matches=(_c(f"masquerade traffic for {key} external destinations"),)),
-                Rule(ext, svc, matches=(_c(key),)))))
-        svc_rules = [Rule(svc, mm, src="!" + pod_cidr, dst=cip, protocol=proto,
-                          matches=(_c(f"{key} cluster IP"), _dport(proto, sp.port)))]
-        seps = [(ep, sep_chain(config, sp, ep)) for ep in use]
-        if sp.session_affinity_timeout is not None:
-            for ep, sep in seps:
-                svc_rules.append(Rule(svc, sep, matches=(_c(f"{key} -> {ep.hostport}"), Match("recent", (
-                    ("rcheck", None), ("seconds", str(sp.session_affinity_timeout)), ("reap", None),
-                    ("name", sep), ("mask", "255.255.255.255"), ("rsource", None))))))
-        n = len(seps)
-        for i, (ep, sep) in enumerate(seps):
-            ms = [_c(f"{key} -> {ep.hostport}")]
-            if i < n - 1:
-                ms.append(Match("statistic", (("mode", "random"), ("probability", probability(n, i)))))
-            svc_rules.append(Rule(svc, sep, matches=tuple(ms)))
-        per_service.append(ChainSpec(svc, tuple(svc_rules)))
-        for ep, sep in seps:
-            dnat_ms = [_c(key)]
-            if sp.session_affinity_timeout is not None:
-                dnat_ms.append(Match("recent", (("set", None), ("name", sep), ("mask", "255.255.255.255"),
-                                                ("rsource", None))))
-            dnat_ms.append(Match(proto, ()))
-            per_service.append(ChainSpec(sep, (
-                Rule(sep, mm, src=f"{ep.ip}/32", matches=(_c(key),)),
-                Rule(sep, "DNAT", protocol=proto, matches=tuple(dnat_ms),
-                     target_args=(("to-destination", ep.hostport),)))))
-            if proto == "udp":
-                udp.add((key, sp.cluster_ip, sp.port, sp.node_port or 0, ep.ip, ep.port))
+        k = (sp, tuple(endpoints.get(sp.key, ())))
+        frag = old.get(k)
+        if frag is None:
+            frag = _fragment(config, sp, k[1])
+        used[k] = frag
+        frags.append(frag)
+    if cache is not None:
+        cache.clear()
+        cache.update(used)
+    nat_services = [r for f in frags for r in f.nat_services]
     nat_services.append(Rule(ch("SERVICES"), ch("NODEPORTS"), matches=(
         _c("kubernetes service nodeports; NOTE: this must be the last rule in this chain"),
         Match("addrtype", (("dst-type", "LOCAL"),)))))
     postrouting, mark_masq, forward, firewall = _fixed(config)
-    nat = (ChainSpec(ch("SERVICES"), tuple(nat_services)), ChainSpec(ch("NODEPORTS"), tuple(nodeports)),
-           ChainSpec(mm, tuple(mark_masq)), ChainSpec(ch("PROXY-POSTROUTING"), tuple(postrouting)),
-           *per_service)
-    filt = (ChainSpec(ch("SERVICES"), tuple(f_services)), ChainSpec(ch("EXTERNAL-SERVICES"), tuple(f_external)),
+    nat = (ChainSpec(ch("SERVICES"), tuple(nat_services)),
+           ChainSpec(ch("NODEPORTS"), tuple(r for f in frags for r in f.nodeports)),
+           ChainSpec(ch("MARK-MASQ"), tuple(mark_masq)), ChainSpec(ch("PROXY-POSTROUTING"), tuple(postrouting)),
+           *(c for f in frags for c in f.chains))
+    filt = (ChainSpec(ch("SERVICES"), tuple(r for f in frags for r in f.f_services)),
+            ChainSpec(ch("EXTERNAL-SERVICES"), tuple(r for f in frags for r in f.f_external)),
             ChainSpec(ch("FORWARD"), tuple(forward)), ChainSpec(ch("PROXY-FIREWALL"), tuple(firewall)))
-    return ServiceRules({NAT: nat, FILTER: filt}, _jumps(config), any_node_port, frozenset(udp))
+    any_node_port = any(sp.node_port for sp in services if not sp.headless)
+    return ServiceRules({NAT: nat, FILTER: filt}, _jumps(config), any_node_port,
+                        frozenset(u for f in frags for u in f.udp))
 
 
 # ---- what a sync writes -------------------------------------------------------------------------
@@ -438,7 +478,7 @@ class TableDelta:
         out += [f":{name} - [0:0]" for name in self.delete]            # flushed before -X
         # each jump inserted at the top: in reverse so that they end up in plan order
         out += [_insert_at_top(j) for j in reversed(self.jumps)]
-        out += [r.render() for c in self.write for r in c.rules]
+        out += render_rules(r for c in self.write for r in c.rules)
         out += [f"-X {name}" for name in self.delete]
         out.append("COMMIT")
         return "\n".join(out) + "\n"
