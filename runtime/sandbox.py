@@ -36,7 +36,7 @@ from .cgroups import Cgroup, Resources
 from .errors import ALREADY_EXISTS, FAILED_PRECONDITION, INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED, RuntimeFailure
 from .idrange import IdRangeError, candidate_slots, parse_subid, slot_range
 from .linux import sys as ksys
-from .linux.net import lo_up
+from .linux.net import lo_up, write_sysctl
 from .threadns import in_own_thread
 
 log = logging.getLogger("kubelet_py.runtime")
@@ -253,12 +253,6 @@ def let_others_search(path: str) -> None:
     mode = os.stat(path).st_mode
     if not mode & 0o001:
         os.chmod(path, (mode & 0o7777) | 0o001)
-
-
-def write_sysctl(key: str, value: str) -> None:
-    """`key` (dotted) of the calling thread's namespaces, in /proc/sys."""
-    with open(f"/proc/sys/{key.replace('.', '/')}", "w") as f:
-        f.write(value)
 
 
 def process_token(pid: int) -> str | None:

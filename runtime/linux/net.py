@@ -23,3 +23,9 @@ def lo_up() -> None:
             fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack(_IFREQ, b"lo", flags | IFF_UP))
     finally:
         os.close(s)
+
+
+def write_sysctl(key: str, value: str) -> None:
+    """`key` (dotted) of the calling thread's namespaces, in /proc/sys."""
+    with open(f"/proc/sys/{key.replace('.', '/')}", "w") as f:
+        f.write(value)

@@ -81,7 +81,7 @@ def helper_main(arg: str) -> int:
     per step on stdout: `u`, then `n` (or `E why`)."""
     import json
 
-    from .net import lo_up
+    from .net import lo_up, write_sysctl
     req = json.loads(arg)
     try:
         ksys.unshare(ksys.CLONE_NEWUSER)
@@ -95,8 +95,7 @@ def helper_main(arg: str) -> int:
         if req["flags"] & ksys.CLONE_NEWNET:
             lo_up()
             for key, value in req.get("sysctls", {}).items():
-                with open(f"/proc/sys/{key.replace('.', '/')}", "w") as f:
-                    f.write(value)
+                write_sysctl(key, value)
     except OSError as e:
         print(f"E {e}", flush=True)
         return 1
