@@ -324,7 +324,8 @@ def create_sandbox(run_root: str, pod_uid: str, hostname: str, *, cgroup_root: s
                                    f"and /dev/shm below {run_root}, but {closed} is closed to others (chmod o+x)",
                                    FAILED_PRECONDITION, "hostUsers")
             ids = claim_user_ids(run_root, pod_uid)
-            sb = dataclasses.replace(sb, user_ids=ids, namespaces={**sb.namespaces, "user": os.path.join(ns_dir, "user")})
+            sb = dataclasses.replace(sb, user_ids=ids,
+                                     namespaces={**sb.namespaces, "user": os.path.join(ns_dir, "user")})
             os.chown(d, 0, ids[0])  # the pod's root (its group) passes through to /dev/shm
             os.chmod(d, 0o710)
             let_others_search(os.path.dirname(d))
