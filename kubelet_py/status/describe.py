@@ -20,6 +20,7 @@ from urllib.parse import quote
 from kubelet_py.quantity import parse_quantity
 
 from . import podspec
+from .printers import format_labels
 from .qos import qos_class
 from .quantityfmt import canonical
 from .reasons import go_list
@@ -512,4 +513,96 @@ def describe_secret(secret: Mapping, tz: tzinfo = timezone.utc) -> str:
     w.write(0, "\nData\n====\n")
     for k, v in sorted((secret.get("data") or {}).items()):
         w.write(0, f"{k}:\t{len(base64.b64decode(v))} bytes\n")
+    return w.tab.getvalue()
+
+
+# --- Services (kubectl's describeService) -----------------------------------------------------
+
+def format_endpoint_slices(slices: Sequence[Mapping], ports: set | None = None) -> str:
+    """formatEndpointSlices: up to 3 ready `ip:port` (or ip, for a slice without ports) of the
+    ports named in `ports` (None: all), then `+ N more...`; `<none>` without any slice."""
+    if not slices:
+        return "<none>"
+    items: list[str] = []
+    more, count, limit = False, 0, 3
+
+    def add(endpoint: Mapping, text: str) -> None:
+        nonlocal more, count
+        if len(items) == limit:
+            more = True
+        ready = (endpoint.get("conditions") or {}).get("ready")
+        if ready is not None and not ready:
+            return
+        if not more:
+            items.append(text)
+        count += 1
+
+    for s in slices:
+        endpoints = s.get("endpoints") or []
+        if not s.get("ports"):
+            for e in endpoints:
+                add(e, (e.get("addresses") or [""])[0])
+            continue
+        for p in s["ports"]:
+            if ports is None or p.get("name", "") in ports:
+                for e in endpoints:
+                    addr = (e.get("addresses") or [""])[0]
+                    add(e, f"[{addr}]:{p.get('port')}" if ":" in addr else f"{addr}:{p.get('port')}")
+    ret = ",".join(items)
+    return f"{ret} + {count - limit} more..." if more else ret
+
+
+def describe_service(svc: Mapping, slices: Sequence[Mapping], events: Iterable | None, now: float,
+                     tz: tzinfo = timezone.utc) -> str:
+    """`kubectl describe service`: `slices` are the Service's EndpointSlices (those labelled
+    kubernetes.io/service-name=<name> in its namespace)."""
+    w = _Writer(tz)
+    meta, spec, status = svc.get("metadata") or {}, svc.get("spec") or {}, svc.get("status") or {}
+    w.write(0, f"Name:\t{meta.get('name', '')}\n")
+    w.write(0, f"Namespace:\t{meta.get('namespace', '')}\n")
+    _labels(w, "Labels", meta.get("labels"))
+    _annotations(w, "Annotations", meta.get("annotations"))
+    w.write(0, f"Selector:\t{format_labels(spec.get('selector'))}\n")
+    w.write(0, f"Type:\t{spec.get('type', '')}\n")
+    if spec.get("ipFamilyPolicy") is not None:
+        w.write(0, f"IP Family Policy:\t{spec['ipFamilyPolicy']}\n")
+    w.write(0, f"IP Families:\t{','.join(spec.get('ipFamilies') or []) or '<none>'}\n")
+    w.write(0, f"IP:\t{spec.get('clusterIP', '')}\n")
+    w.write(0, f"IPs:\t{','.join(spec.get('clusterIPs') or []) or '<none>'}\n")
+    if spec.get("externalIPs"):
+        w.write(0, f"External IPs:\t{','.join(spec['externalIPs'])}\n")
+    if spec.get("loadBalancerIP"):
+        w.write(0, f"Desired LoadBalancer IP:\t{spec['loadBalancerIP']}\n")
+    if spec.get("externalName"):
+        w.write(0, f"External Name:\t{spec['externalName']}\n")
+    ingress = (status.get("loadBalancer") or {}).get("ingress") or []
+    if ingress:
+        parts = []
+        for i in ingress:
+            parts.append(i["ip"] + (f" ({i['ipMode']})" if i.get("ipMode") else "") if i.get("ip")
+                         else i.get("hostname", ""))
+        w.write(0, f"LoadBalancer Ingress:\t{', '.join(parts)}\n")
+    for sp in spec.get("ports") or []:
+        name = sp.get("name") or "<unset>"
+        proto = sp.get("protocol", "")
+        w.write(0, f"Port:\t{name}\t{sp.get('port')}/{proto}\n")
+        w.write(0, f"TargetPort:\t{sp.get('targetPort')}/{proto}\n")
+        if sp.get("appProtocol"):
+            w.write(0, f"AppProtocol:\t{sp['appProtocol']}\n")
+        if sp.get("nodePort"):
+            w.write(0, f"NodePort:\t{name}\t{sp['nodePort']}/{proto}\n")
+        w.write(0, f"Endpoints:\t{format_endpoint_slices(slices, {sp.get('name', '')})}\n")
+    w.write(0, f"Session Affinity:\t{spec.get('sessionAffinity', '')}\n")
+    if spec.get("externalTrafficPolicy"):
+        w.write(0, f"External Traffic Policy:\t{spec['externalTrafficPolicy']}\n")
+    if spec.get("internalTrafficPolicy") is not None:
+        w.write(0, f"Internal Traffic Policy:\t{spec['internalTrafficPolicy']}\n")
+    if spec.get("healthCheckNodePort"):
+        w.write(0, f"HealthCheck NodePort:\t{spec['healthCheckNodePort']}\n")
+    if spec.get("loadBalancerSourceRanges"):
+        w.write(0, f"LoadBalancer Source Ranges:\t{','.join(spec['loadBalancerSourceRanges'])}\n")
+    if spec.get("trafficDistribution") is not None:
+        w.write(0, f"Traffic Distribution:\t{spec['trafficDistribution']}\n")
+    if events is not None:
+        _events(w, events, now)
     return w.tab.getvalue()

@@ -206,3 +206,127 @@ def secrets_table(secrets: Sequence[Mapping], now: float, *, all_namespaces: boo
         rows.append(([meta.get("namespace", "")] if all_namespaces else []) + row)
     header = (["NAMESPACE"] if all_namespaces else []) + list(SECRET_COLUMNS)
     return _table(None if no_headers else header, rows)
+
+
+# --- Services, EndpointSlices, Endpoints (kubectl's printService, printEndpointSlice, printEndpoints) ---
+
+SERVICE_COLUMNS = ("NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE")
+ENDPOINT_SLICE_COLUMNS = ("NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE")
+ENDPOINTS_COLUMNS = ("NAME", "ENDPOINTS", "AGE")
+
+
+def format_labels(labels: Mapping | None) -> str:
+    """labels.FormatLabels: sorted `k=v` joined by commas, `<none>` when empty."""
+    return ",".join(f"{k}={labels[k]}" for k in sorted(labels)) if labels else "<none>"
+
+
+def _join_host_port(host: str, port) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _service_external_ip(svc: Mapping, wide: bool) -> str:
+    spec = svc.get("spec") or {}
+    external = spec.get("externalIPs") or []
+    kind = spec.get("type")
+    if kind in ("ClusterIP", "NodePort"):
+        return ",".join(external) if external else "<none>"
+    if kind == "LoadBalancer":
+        ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+        result = ",".join(sorted({i.get("ip") or i.get("hostname", "") for i in ingress} - {""}))
+        if not wide and len(result) > 16:  # loadBalancerStatusStringer's cut without -o wide
+            result = result[:13] + "..."
+        if external:
+            return ",".join(([result] if result else []) + external)
+        return result or "<pending>"
+    if kind == "ExternalName":
+        return spec.get("externalName", "")
+    return "<unknown>"
+
+
+def service_ports(ports) -> str:
+    """makePortString: `80/TCP`, `80:30080/TCP`, joined by commas."""
+    out = []
+    for p in ports or []:
+        np = p.get("nodePort") or 0
+        out.append(f"{p.get('port')}:{np}/{p.get('protocol')}" if np > 0 else f"{p.get('port')}/{p.get('protocol')}")
+    return ",".join(out)
+
+
+def service_row(svc: Mapping, now: float, *, wide: bool = False) -> list[str]:
+    meta, spec = svc.get("metadata") or {}, svc.get("spec") or {}
+    cips = spec.get("clusterIPs") or []
+    row = [meta.get("name", ""), spec.get("type", ""), cips[0] if cips else "<none>",
+           _service_external_ip(svc, wide), service_ports(spec.get("ports")) or "<none>",
+           since(meta.get("creationTimestamp"), now)]
+    if wide:
+        row.append(format_labels(spec.get("selector")))
+    return row
+
+
+def _namespaced_table(objs, row_fn, columns, now, wide, all_namespaces, no_headers, wide_columns=()) -> str:
+    rows = []
+    for o in objs:
+        row = row_fn(o, now, wide=wide) if wide_columns else row_fn(o, now)
+        rows.append(([(o.get("metadata") or {}).get("namespace", "")] if all_namespaces else []) + row)
+    header = (["NAMESPACE"] if all_namespaces else []) + list(columns) + (list(wide_columns) if wide else [])
+    return _table(None if no_headers else header, rows)
+
+
+def services_table(services: Sequence[Mapping], now: float, *, wide: bool = False, all_namespaces: bool = False,
+                   no_headers: bool = False) -> str:
+    """`kubectl get services [-o wide] [-A]`."""
+    return _namespaced_table(services, service_row, SERVICE_COLUMNS, now, wide, all_namespaces, no_headers,
+                             ("SELECTOR",))
+
+
+def _more(items: list[str], count: int, limit: int = 3, empty: str = "<unset>") -> str:
+    """listWithMoreString."""
+    ret = ",".join(items[:limit])
+    if count > limit:
+        return f"{ret} + {count - limit} more..."
+    return ret or empty
+
+
+def endpoint_slice_row(eps: Mapping, now: float) -> list[str]:
+    ports = [str(p["port"]) if p.get("port") is not None else (p.get("name") or "*") for p in eps.get("ports") or []]
+    addrs = [a for e in eps.get("endpoints") or [] for a in e.get("addresses") or []]
+    meta = eps.get("metadata") or {}
+    return [meta.get("name", ""), eps.get("addressType", ""), _more(ports, len(ports)), _more(addrs, len(addrs)),
+            since(meta.get("creationTimestamp"), now)]
+
+
+def endpoint_slices_table(slices: Sequence[Mapping], now: float, *, all_namespaces: bool = False,
+                          no_headers: bool = False) -> str:
+    """`kubectl get endpointslices [-A]`."""
+    return _namespaced_table(slices, endpoint_slice_row, ENDPOINT_SLICE_COLUMNS, now, False, all_namespaces,
+                             no_headers)
+
+
+def format_endpoints(ep: Mapping, ports: set | None = None) -> str:
+    """formatEndpoints: up to 3 `ip:port` of the ready addresses, then `+ N more...`."""
+    subsets = ep.get("subsets") or []
+    if not subsets:
+        return "<none>"
+    items, count = [], 0
+    for ss in subsets:
+        addrs = ss.get("addresses") or []
+        if not ss.get("ports"):
+            count += len(addrs)
+            items += [a.get("ip", "") for a in addrs]
+            continue
+        for p in ss["ports"]:
+            if ports is None or p.get("name", "") in ports:
+                count += len(addrs)
+                items += [_join_host_port(a.get("ip", ""), p.get("port")) for a in addrs]
+    return _more(items, count, empty="<none>")
+
+
+def endpoints_row(ep: Mapping, now: float) -> list[str]:
+    meta = ep.get("metadata") or {}
+    return [meta.get("name", ""), format_endpoints(ep), since(meta.get("creationTimestamp"), now)]
+
+
+def endpoints_table(endpoints: Sequence[Mapping], now: float, *, all_namespaces: bool = False,
+                    no_headers: bool = False) -> str:
+    """`kubectl get endpoints [-A]`."""
+    return _namespaced_table(endpoints, endpoints_row, ENDPOINTS_COLUMNS, now, False, all_namespaces, no_headers)
