@@ -183,6 +183,7 @@ class _NodeRuntime:
             return self.volumes.mounts(pod, lst, i, req.env)
         except (SecurityError, VolumeError) as e:
             err = translate.TranslateError(e.field, e.why)
+            err.args = (str(e),)  # the kubelet's message as it is (no field for the runAsNonRoot ones)
             err.reason = "CreateContainerConfigError"
             raise err from None
 
@@ -215,9 +216,12 @@ class _NodeRuntime:
                         self._refresh_pod(w, obj)
                     continue
                 for w in list(self.workers.values()):
-                    if (w.pod["metadata"].get("namespace") or "default") == ns and w.volumes_ready \
+                    if (w.pod["metadata"].get("namespace") or "default") == ns \
                             and (kind, md["name"]) in referenced(w.pod):
-                        self._refresh_pod(w, None)
+                        if w.volumes_ready:
+                            self._refresh_pod(w, None)
+                        elif w.record.sandbox_ready:
+                            w.wake.set()  # waiting on FailedMount for it: set up at once
         finally:
             watch.close()
 

@@ -167,3 +167,122 @@ def test_a_subpath_symlink_escape_is_refused_and_nothing_outside_is_touched(d, t
     pod = d.pod("vol-esc")
     _gone(d, "vol-esc", pod["metadata"]["uid"])
     assert sorted(os.listdir(canary)) == ["secret"]
+
+
+def test_volumes_survive_a_daemon_restart_and_gc_removes_those_of_undesired_pods(d):
+    d.apply(_cm("vol-rcm", {"k": "one"}))
+    d.apply(json.dumps({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "vol-rsec"},
+                        "data": {"s": base64.b64encode(b"sec").decode()}}))
+    vols = [{"name": "c", "configMap": {"name": "vol-rcm"}}, {"name": "s", "secret": {"secretName": "vol-rsec"}},
+            {"name": "e", "emptyDir": {}}]
+    mounts = [{"name": "c", "mountPath": "/c"}, {"name": "s", "mountPath": "/s"}, {"name": "e", "mountPath": "/e"}]
+    d.apply(_pod("vol-keep", [_c("c", "echo kept > /e/f; sleep 3600", mounts)], vols))
+    d.apply(_pod("vol-drop", [_c("c", "sleep 3600", mounts)], vols))
+    keep = d.wait_for("vol-keep", _running, 60, what="Running")
+    drop = d.wait_for("vol-drop", _running, 60, what="Running")
+    d.kill9()
+    os.unlink(os.path.join(d.root, "kubelet", "objects", "Pod", "default", "vol-drop.json"))  # no longer desired
+    d.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and os.path.exists(_pod_dir(d, drop["metadata"]["uid"])):
+        time.sleep(0.2)
+    assert not os.path.exists(_pod_dir(d, drop["metadata"]["uid"]))
+    with open("/proc/self/mountinfo") as f:
+        assert drop["metadata"]["uid"] not in f.read()
+    pod = d.wait_for("vol-keep", _running, 30, what="Running again")
+    assert status_of(pod, "c")["containerID"] == status_of(keep, "c")["containerID"]  # adopted, not restarted
+    assert _exec(d, "vol-keep", "cat /c/k /s/s /e/f") == "onesec" + "kept\n"
+    d.apply(_cm("vol-rcm", {"k": "two"}))
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 15 and _exec(d, "vol-keep", "cat /c/k") != "two":
+        time.sleep(0.2)
+    assert _exec(d, "vol-keep", "cat /c/k") == "two"
+    _gone(d, "vol-keep", keep["metadata"]["uid"])
+
+
+def test_a_missing_configmap_volume_waits_then_the_pod_starts(d):
+    d.apply(_pod("vol-wait", [_c("c", "cat /c/k; sleep 3600", [{"name": "c", "mountPath": "/c"}])],
+                 [{"name": "c", "configMap": {"name": "vol-later"}}]))
+    deadline = time.monotonic() + 20
+    text = ""
+    while time.monotonic() < deadline and "FailedMount" not in text:
+        text = d.cli("describe", "pod", "vol-wait").stdout
+        time.sleep(0.3)
+    assert 'MountVolume.SetUp failed for volume "c" : spec.volumes[0].configMap: configmap "vol-later" not found' \
+        in text, text
+    assert d.pod("vol-wait")["status"]["phase"] == "Pending"
+    d.apply(_cm("vol-later", {"k": "here"}))
+    pod = d.wait_for("vol-wait", _running, 30, what="Running once the ConfigMap exists")
+    assert _exec(d, "vol-wait", "cat /c/k") == "here"
+    _gone(d, "vol-wait", pod["metadata"]["uid"])
+
+
+def test_a_disk_empty_dir_over_its_size_limit_evicts_the_pod(d):
+    d.apply(_pod("vol-evict", [_c("c", "dd if=/dev/zero of=/e/big bs=1024 count=2048; sleep 3600",
+                                  [{"name": "e", "mountPath": "/e"}])],
+                 [{"name": "e", "emptyDir": {"sizeLimit": "1Mi"}}]))
+    pod = d.wait_for("vol-evict", lambda p: (p.get("status") or {}).get("phase") == "Failed", 60, what="Evicted")
+    assert pod["status"]["reason"] == "Evicted", pod["status"]
+    assert pod["status"]["message"] == 'Usage of EmptyDir volume "e" exceeds the limit "1Mi". '
+    assert "terminated" in status_of(pod, "c")["state"]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and os.path.exists(_pod_dir(d, pod["metadata"]["uid"])):
+        time.sleep(0.2)
+    assert not os.path.exists(_pod_dir(d, pod["metadata"]["uid"]))  # its volumes go with its containers
+    d.cli("delete", "pod", "vol-evict", "--grace-period", "1")
+
+
+def test_security_context_run_as_non_root_and_sysctls(d):
+    d.apply(_pod("vol-nonroot", [_c("c", "sleep 3600", [], securityContext={"runAsNonRoot": True})], []))
+    deadline = time.monotonic() + 30
+    st = {}
+    while time.monotonic() < deadline:
+        st = status_of(d.pod("vol-nonroot"), "c")
+        if (st.get("state") or {}).get("waiting", {}).get("reason") == "CreateContainerConfigError":
+            break
+        time.sleep(0.3)
+    assert st["state"]["waiting"]["message"].startswith(
+        "container has runAsNonRoot and image will run as root (pod: \"vol-nonroot_default("), st
+    d.apply(_pod("vol-sysctl", [_c("c", "cat /proc/sys/net/ipv4/ip_unprivileged_port_start; sleep 3600", [],
+                                   securityContext={"runAsUser": 1000, "runAsNonRoot": True})], [],
+                 securityContext={"sysctls": [{"name": "net.ipv4.ip_unprivileged_port_start", "value": "80"}]}))
+    pod = d.wait_for("vol-sysctl", _running, 60, what="Running")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not d.cli("logs", "vol-sysctl").stdout:
+        time.sleep(0.2)
+    assert d.cli("logs", "vol-sysctl").stdout == "80\n"
+    d.apply(_pod("vol-unsafe", [_c("c", "sleep 3600", [])], [],
+                 securityContext={"sysctls": [{"name": "net.core.somaxconn", "value": "1000"}]}))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        st = status_of(d.pod("vol-unsafe"), "c")
+        if (st.get("state") or {}).get("waiting", {}).get("reason") == "CreateContainerConfigError":
+            break
+        time.sleep(0.3)
+    assert st["state"]["waiting"]["message"] == \
+        'spec.securityContext.sysctls[0]: forbidden sysctl: "net.core.somaxconn" not allowlisted', st
+    _gone(d, "vol-sysctl", pod["metadata"]["uid"])
+
+
+def test_allowed_unsafe_sysctls_and_a_localhost_seccomp_profile(tmp_path):
+    prof = tmp_path / "seccomp"
+    prof.mkdir()
+    (prof / "deny-mkdir.json").write_text(json.dumps({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}))
+    daemon = Daemon(tmp_path, extra=["--allowed-unsafe-sysctls", "net.core.*", "--seccomp-profile-root", str(prof)])
+    daemon.start()
+    try:
+        daemon.apply(_pod("vol-sec2", [_c("c", "cat /proc/sys/net/core/somaxconn; mkdir /tmp/x 2>/dev/null || echo denied; "
+                                               "sleep 3600", [],
+                                          securityContext={"seccompProfile": {"type": "Localhost",
+                                                                              "localhostProfile": "deny-mkdir.json"}})],
+                          [], securityContext={"sysctls": [{"name": "net.core.somaxconn", "value": "1234"}]}))
+        daemon.wait_for("vol-sec2", _running, 60, what="Running")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "denied" not in daemon.cli("logs", "vol-sec2").stdout:
+            time.sleep(0.2)
+        assert daemon.cli("logs", "vol-sec2").stdout == "1234\ndenied\n"
+    finally:
+        leaks = daemon.cleanup()
+    assert leaks == [], leaks
