@@ -88,6 +88,14 @@ def test_a_host_users_false_pod_runs_in_its_own_range_and_leaves_nothing(d):
         except OSError:
             pass
     assert str(first) in host_uids, host_uids
+    # a daemon killed and started again adopts the pod as it is: same containers, same range
+    web_id = next(c["containerID"] for c in pod["status"]["containerStatuses"] if c["name"] == "web")
+    d.kill9()
+    d.start()
+    pod = d.wait_for("uns", lambda p: condition(p, "Ready") == "True", 30, what="Ready after a restart")
+    assert next(c["containerID"] for c in pod["status"]["containerStatuses"] if c["name"] == "web") == web_id
+    out = d.cli("exec", "uns", "-c", "side", "--", "cat", "/proc/self/uid_map").stdout
+    assert _uid_map(out) == ["0", str(first), str(count)], out
     d.cli("delete", "pod", "uns", "--grace-period", "1")
     from runtime import pod as rt
     from runtime.container import Paths
