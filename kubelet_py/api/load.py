@@ -20,6 +20,7 @@ from kubelet_py.api import schema
 from kubelet_py.api.defaults import set_defaults
 from kubelet_py.api.errors import PARSE, ApiError, FieldError, Source, required
 from kubelet_py.api.meta_validation import object_ref
+from kubelet_py.api.service_validation import service_warnings
 from kubelet_py.api.validation import validate
 from kubelet_py.api.yamlread import ReadError, looks_like_json, normalize_numbers, read_json, read_yaml
 
@@ -149,6 +150,7 @@ def admit(obj: dict, source: Source | None = None, strict: bool = False, *,
     errs = validate(defaulted, source)
     if errs:
         raise ApiError(errs)
+    warns += [w.at(source, object_ref(defaulted)) for w in service_warnings(defaulted)]
     return Document(defaulted, source or Source("-"), tuple(warns))
 
 

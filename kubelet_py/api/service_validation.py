@@ -31,8 +31,8 @@ ADDRESS_TYPES = ("FQDN", "IPv4", "IPv6")
 MAX_AFFINITY_TIMEOUT = 86400  # core.MaxClientIPServiceAffinitySeconds
 MAX_SLICE_ENDPOINTS, MAX_SLICE_ADDRESSES, MAX_SLICE_PORTS, MAX_TOPOLOGY_LABELS = 1000, 100, 100, 16
 SCTP_DETAIL = 'supported values: "TCP", "UDP" (SCTP Services are not implemented by this agent)'
-LOAD_BALANCER_WARNING = ("type LoadBalancer: this node has no load-balancer provider; the Service is served as a "
-                         "NodePort (its EXTERNAL-IP stays <pending>)")
+LOAD_BALANCER_WARNING = ("this node has no load-balancer provider: the Service is served as a NodePort (its "
+                         "EXTERNAL-IP stays <pending>)")
 
 
 def is_headless(svc: dict) -> bool:

@@ -92,6 +92,10 @@ def test_load_balancer_accepted_with_a_warning():
     assert svc["spec"]["allocateLoadBalancerNodePorts"] is True
     [w] = service_warnings(svc)
     assert "served as a NodePort" in str(w)
+    [doc] = load(SVC + "  type: LoadBalancer\n  ports: [{port: 80}]\n", "svc.yaml")
+    assert [str(w) for w in doc.warnings] == [
+        'svc.yaml: service default/web: spec.type: Unsupported value: "LoadBalancer": this node has no load-balancer '
+        "provider: the Service is served as a NodePort (its EXTERNAL-IP stays <pending>)"]
     assert service_warnings(obj(SVC + "  ports: [{port: 80}]\n")) == []
 
 
