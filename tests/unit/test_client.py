@@ -317,3 +317,15 @@ def test_a_watch_whose_client_went_is_dropped_by_the_daemon(daemon, monkeypatch)
     while daemon.call(lambda: len(daemon.agent.store.watches)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert daemon.call(lambda: len(daemon.agent.store.watches)) == 0
+
+
+def test_quote_and_query_string_match_urllib():
+    from urllib.parse import quote as uquote
+    from urllib.parse import urlencode
+
+    from kubelet_py.client import quote, query_string
+    for text in ("web-1", "a b/c?d&e=f", "é~._-", "metadata.name=x", "a in (b,c),d!=e"):
+        assert quote(text) == uquote(text, safe="~")
+    params = {"labelSelector": "app in (a,b)", "k": ["1", "2 3"], "n": 5}
+    assert query_string(params) == urlencode(params, doseq=True, quote_via=uquote)
+    assert query_string([("command", "sh"), ("command", "-c")]) == "command=sh&command=-c"
