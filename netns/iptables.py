@@ -211,10 +211,26 @@ def apply(changes: Iterable[TableChange]) -> int:
     return n
 
 
+def _chain_names(t: iptc.Table) -> list[str]:
+    """Names straight from libiptc (Table.chains makes a Chain object for each)."""
+    out = []
+    name = t._iptc.iptc_first_chain(t._handle)
+    while name:
+        out.append(name.decode())
+        name = t._iptc.iptc_next_chain(t._handle)
+    return out
+
+
 def chains(table: str) -> list[str]:
     with locked():
+        return _chain_names(_table(table))
+
+
+def snapshot(table: str, builtins: Iterable[str] = ()) -> tuple[list[str], dict[str, list[str]]]:
+    """(every chain name, the targets of each of `builtins`' rules) from ONE read of the table."""
+    with locked():
         t = _table(table)
-        return [c.name for c in t.chains]
+        return _chain_names(t), {b: _targets(t, b) if _exists(t, b) else [] for b in builtins}
 
 
 def targets(table: str, chain: str) -> list[str]:

@@ -69,8 +69,7 @@ def live_state(config: NetworkConfig) -> tuple[dict[str, list[str]], dict[str, d
     chains: dict[str, list[str]] = {}
     targets: dict[str, dict[str, list[str]]] = {}
     for table in (FILTER, NAT):
-        chains[table] = iptables.chains(table)
-        targets[table] = {b: iptables.targets(table, b) for b in BUILTIN[table]}
+        chains[table], targets[table] = iptables.snapshot(table, BUILTIN[table])
     return chains, targets
 
 
