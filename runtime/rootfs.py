@@ -26,6 +26,7 @@ import shutil
 from os.path import ismount  # a module attribute: the test double (runtime/fake.py) stands in for it
 
 from .linux import sys as ksys
+from .linux.userns import let_others_search
 from .threadns import CLONE_FS, in_own_thread
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -79,10 +80,13 @@ def mount_rootfs(layer_dirs: list[str], state_dir: str, mountpoint: str,
         os.chown(upper, uid, gid)
         os.chown(os.path.dirname(mountpoint), 0, gid)
         os.chmod(os.path.dirname(mountpoint), 0o710)
-        from .sandbox import let_others_search
         let_others_search(os.path.dirname(os.path.dirname(mountpoint)))
-        in_own_thread(lambda: _mount_idmapped(layer_dirs, state_dir, mountpoint, opts, userns),
-                      ksys.CLONE_NEWNS | CLONE_FS)
+        here = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)  # the caller's: the overlay's
+        try:
+            in_own_thread(lambda: _mount_idmapped(layer_dirs, state_dir, mountpoint, opts, userns, here),
+                          ksys.CLONE_NEWNS | CLONE_FS)
+        finally:
+            os.close(here)
         return
 
     def mount_from_state_dir():  # in a thread with a cwd of its own: the caller's never moves
@@ -91,10 +95,11 @@ def mount_rootfs(layer_dirs: list[str], state_dir: str, mountpoint: str,
     in_own_thread(mount_from_state_dir, CLONE_FS)
 
 
-def _mount_idmapped(layer_dirs: list[str], state_dir: str, mountpoint: str, opts: str, userns_path: str) -> None:
+def _mount_idmapped(layer_dirs: list[str], state_dir: str, mountpoint: str, opts: str, userns_path: str,
+                    host_ns: int) -> None:
     """In a thread in a mount namespace of its own (its caller's copy): idmapped layers at
-    l/<n>, the overlay on them, a copy of it moved to `mountpoint` in the caller's namespace."""
-    host_ns = os.open(f"/proc/{os.getpid()}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)  # the process's, not ours
+    l/<n>, the overlay on them, a copy of it moved to `mountpoint` in the caller's namespace
+    (`host_ns`, an fd)."""
     userns = os.open(userns_path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         ksys.mount(None, "/", None, ksys.MS_REC | ksys.MS_PRIVATE)  # nothing below propagates out
@@ -122,7 +127,6 @@ def _mount_idmapped(layer_dirs: list[str], state_dir: str, mountpoint: str, opts
             os.close(rootfs)
     finally:
         os.close(userns)
-        os.close(host_ns)
 
 
 def remove_rootfs(state_dir: str, mountpoint: str) -> None:

@@ -37,6 +37,7 @@ from .errors import ALREADY_EXISTS, FAILED_PRECONDITION, INVALID_ARGUMENT, NOT_F
 from .idrange import IdRangeError, candidate_slots, parse_subid, slot_range
 from .linux import sys as ksys
 from .linux.net import lo_up, write_sysctl
+from .linux.userns import closed_to_others, let_others_search
 from .threadns import in_own_thread
 
 log = logging.getLogger("kubelet_py.runtime")
@@ -236,25 +237,6 @@ def _claims(d: str) -> list[tuple[str, str]]:
     return out
 
 
-def _reachable_by_others(path: str) -> str | None:
-    """The first dir on the way to `path` (itself included) that others may not search, or None."""
-    p = os.path.abspath(path)
-    while True:
-        if not os.stat(p).st_mode & 0o001:
-            return p
-        if p == "/":
-            return None
-        p = os.path.dirname(p)
-
-
-def let_others_search(path: str) -> None:
-    """o+x (search, not list) on a dir of ours on the way to a pod's dirs (the run root, pods/,
-    containers/), whatever the umask that made it: a hostUsers: false pod's root passes."""
-    mode = os.stat(path).st_mode
-    if not mode & 0o001:
-        os.chmod(path, (mode & 0o7777) | 0o001)
-
-
 def process_token(pid: int) -> str | None:
     """`<pid>:<start time>`: names one process for good (a reused pid gets another start time)."""
     try:
@@ -318,7 +300,7 @@ def create_sandbox(run_root: str, pod_uid: str, hostname: str, *, cgroup_root: s
             # (0711; what it holds keeps its own modes: the daemon's socket is 0600), and every
             # dir above it must be
             let_others_search(run_root)
-            closed = _reachable_by_others(run_root)
+            closed = closed_to_others(run_root)
             if closed:
                 raise SandboxError(pod_uid, f"hostUsers: false: the pod's root (not the host's) must reach its rootfs "
                                    f"and /dev/shm below {run_root}, but {closed} is closed to others (chmod o+x)",

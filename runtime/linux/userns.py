@@ -68,6 +68,27 @@ def become_root(gid_too: bool = True) -> None:
         os.setresgid(0, 0, 0)
 
 
+# ---- the way to a pod's files, for its root (a host uid of its range, not root) -----------------
+
+def let_others_search(path: str) -> None:
+    """o+x (search, not list) on a dir of ours on the way to a pod's dirs (the run root, pods/,
+    containers/), whatever the umask that made it: a hostUsers: false pod's root passes."""
+    mode = os.stat(path).st_mode
+    if not mode & 0o001:
+        os.chmod(path, (mode & 0o7777) | 0o001)
+
+
+def closed_to_others(path: str) -> str | None:
+    """The first dir on the way to `path` (itself included) that others may not search, or None."""
+    p = os.path.abspath(path)
+    while True:
+        if not os.stat(p).st_mode & 0o001:
+            return p
+        if p == "/":
+            return None
+        p = os.path.dirname(p)
+
+
 # ---- a pod's user namespace, with the namespaces it owns (the sandbox's) ----------------------
 
 # the helper: a new interpreter (a spawn, never a fork of the caller: a daemon's threads may call
