@@ -138,8 +138,7 @@ def write(target: str, payload: Payload, fs_group: int | None = None, now: float
             except FileNotFoundError:
                 pass
             os.symlink(ts, DATA_TMP, dir_fd=dfd)
-            os.rename(DATA_TMP, DATA, src_dir_fd=dfd, dst_dir_fd=dfd)
-            os.fsync(dfd)
+            os.rename(DATA_TMP, DATA, src_dir_fd=dfd, dst_dir_fd=dfd)  # no fsync: rewritten at setup after a crash
         except BaseException:
             remove_at(dfd, ts)
             raise

@@ -44,7 +44,25 @@ def mounts_under(prefix: str) -> list[str]:
 
 
 def is_mount_point(path: str) -> bool:
-    return os.path.realpath(path) in mount_points(_read())
+    """Whether a mount sits at `path` (not following a symlink there): its mount id differs from
+    its parent directory's (/proc/self/fdinfo; a bind of the same filesystem has one of its own)."""
+    from .tree import mount_id
+    parent, name = os.path.split(os.path.abspath(path))
+    try:
+        pfd = os.open(parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        try:
+            fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+        except FileNotFoundError:
+            return False
+        try:
+            return mount_id(fd) != mount_id(pfd)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(pfd)
 
 
 def mount_tmpfs(target: str, options: str) -> None:
@@ -71,7 +89,7 @@ def unmount(target: str) -> None:
 def unmount_all_under(prefix: str) -> list[str]:
     """Every mount at or below `prefix`, deepest first, until none is left; the points removed.
     Raises MountError if one stays (nothing below it may then be deleted)."""
-    done = []
+    done: list[str] = []
     for _ in range(8):  # stacked mounts come off one per pass
         points = mounts_under(prefix)
         if not points:
