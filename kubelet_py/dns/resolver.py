@@ -50,6 +50,7 @@ class Result:
 class _Entry:
     records: dict[int, list] = field(default_factory=dict)  # qtype -> [rdata]
     additional: dict[int, list] = field(default_factory=dict)  # qtype -> [RR]
+    answers: dict[int, Result] = field(default_factory=dict)  # memo of answers asked in the canonical case
 
     def add(self, qtype: int, rdata, extra: Iterable = ()) -> None:
         lst = self.records.setdefault(qtype, [])
@@ -220,6 +221,14 @@ class Resolver:
             return Result(RCODE.NXDOMAIN, authority=(self.soa,))
         if name == self.zone and qtype in (QTYPE.SOA, _ANY):
             return Result(RCODE.NOERROR, (RR(owner, QTYPE.SOA, ttl=self.ttl, rdata=self.soa.rdata),))
+        if owner == name + ".":  # asked in lower case, as most stubs do: reuse the records built once
+            memo = entry.answers.get(qtype)
+            if memo is None:
+                memo = entry.answers[qtype] = self._answer(entry, qtype, owner)
+            return memo
+        return self._answer(entry, qtype, owner)
+
+    def _answer(self, entry: _Entry, qtype: int, owner: str) -> Result:
         if QTYPE.CNAME in entry.records and qtype != QTYPE.CNAME:
             qtype = QTYPE.CNAME
         types = list(entry.records) if qtype == _ANY else [qtype]

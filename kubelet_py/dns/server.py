@@ -36,6 +36,7 @@ EDNS_PAYLOAD = 1232  # the DNS flag day 2020 size: what we advertise and the mos
 CACHE_MAX = 20000
 TCP_IDLE = 10.0
 RCVBUF = 4 << 20
+_QR, _AA, _TC, _RD = 0x8000, 0x0400, 0x0200, 0x0100
 
 
 def parse_resolv_conf(text: str) -> list[str]:
@@ -78,24 +79,15 @@ def build_reply(query: DNSRecord, result, *, max_size: int | None) -> bytes:
     """The packed answer to `query` from a resolver Result (authoritative, RA clear, as CoreDNS
     answers its zone), with an OPT record when the query had one; truncated (TC, no records)
     when over `max_size`."""
-    reply = DNSRecord(DNSHeader(id=query.header.id, qr=1, aa=1, ra=0, rd=query.header.rd, rcode=result.rcode),
-                      q=query.q)
-    for rr in result.answer:
-        reply.add_answer(rr)
-    for rr in result.authority:
-        reply.add_auth(rr)
-    for rr in result.additional:
-        reply.add_ar(rr)
+    # QR | AA | the query's RD | rcode (the header as one bitmap: dnslib's per-flag setters are slow)
+    bitmap = _QR | _AA | (query.header.bitmap & _RD) | (result.rcode & 0xF)
     has_opt = any(rr.rtype == QTYPE.OPT for rr in query.ar)
-    if has_opt:
-        reply.add_ar(EDNS0(udp_len=EDNS_PAYLOAD))
+    opt = [EDNS0(udp_len=EDNS_PAYLOAD)] if has_opt else []
+    reply = DNSRecord(DNSHeader(id=query.header.id, bitmap=bitmap), questions=[query.q], rr=list(result.answer),
+                      auth=list(result.authority), ar=list(result.additional) + opt)
     packed = reply.pack()
     if max_size is not None and len(packed) > max_size:
-        short = DNSRecord(DNSHeader(id=query.header.id, qr=1, aa=1, ra=0, tc=1, rd=query.header.rd,
-                                    rcode=result.rcode), q=query.q)
-        if has_opt:
-            short.add_ar(EDNS0(udp_len=EDNS_PAYLOAD))
-        packed = short.pack()
+        packed = DNSRecord(DNSHeader(id=query.header.id, bitmap=bitmap | _TC), questions=[query.q], ar=opt).pack()
     return packed
 
 
