@@ -188,8 +188,8 @@ def _serve_values(config: str | None) -> dict:
     """serve's flag values as the daemon would take them from the config file and defaults."""
     from kubelet_py.config.file import ConfigFileError, DEFAULT_PATH
     from kubelet_py.kubectl import serve
-    from .daemon import read_config, schema_of
-    values = {p.name: p.default for p in serve.params if isinstance(p, click.Option)}
+    from .daemon import flag_defaults, read_config, schema_of
+    values = flag_defaults(serve)
     try:
         values.update(read_config(config or DEFAULT_PATH, bool(config), schema_of(serve)))
     except ConfigFileError as e:

@@ -93,6 +93,13 @@ def config_option(f):
                              "read when it exists]. Flags override it; SIGHUP re-reads it.")(f)
 
 
+def flag_defaults(command: click.Command) -> dict:
+    """Each option's default as the command sees it (None where it has none: click 8.3 says UNSET)."""
+    unset = getattr(click.core, "UNSET", object())
+    return {p.name: None if p.default is unset else p.default for p in command.params
+            if isinstance(p, click.Option) and p.name != "config"}
+
+
 def _flags_given(ctx: click.Context) -> dict:
     given = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
     return {k: v for k, v in ctx.params.items() if ctx.get_parameter_source(k) in given}
@@ -120,7 +127,7 @@ class ServiceHooks:
         import signal
         self.ctx, self.agent = ctx, agent
         self.schema = schema_of(ctx.command)
-        self.defaults = {p.name: p.default for p in ctx.command.params if isinstance(p, click.Option)}
+        self.defaults = flag_defaults(ctx.command)
         self.current = dict(ctx.params)
         loop = asyncio.get_running_loop()
         self.notifier.send(READY=1, STATUS=self._status("serving"), MAINPID=os.getpid())

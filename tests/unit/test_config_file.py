@@ -3,6 +3,7 @@ and what a SIGHUP re-read applies (kubelet_py.config.file, kubelet_py.service.da
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -144,3 +145,16 @@ def test_serve_with_a_bad_file_exits_before_it_starts(tmp_path):
     assert f"{cfg}: key 'maxPods': expected an integer from 1 to 10000, got string 'many'" in p.stderr
     assert f"{cfg}: unknown key 'podCIDR' (did you mean 'podCidr'?)" in p.stderr
     assert not (tmp_path / "run").exists()  # nothing started
+
+
+def test_re_reading_an_unchanged_setup_changes_nothing(tmp_path):
+    from kubelet_py.service.daemon import flag_defaults
+    serve = serve_command()
+    defaults = flag_defaults(serve)
+    assert defaults["manifests"] is None and defaults["crashloop_max"] is None and defaults["max_pods"] == 110
+    ctx = _parse(["--config", os.devnull, "--bridge", "kpyx"])
+    schema = schema_of(serve)
+    assert cf.plan_reload(ctx.params, {**defaults, "bridge": "kpyx"}, schema, defaults) == cf.Reload({}, ())
+    plan = cf.plan_reload(ctx.params, {**defaults, "bridge": "kpyx", "max_pods": 3, "manifests": "/m"}, schema,
+                          defaults)
+    assert plan == cf.Reload({"max_pods": 3}, ("manifests",))
