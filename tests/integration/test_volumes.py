@@ -54,12 +54,15 @@ def test_the_swap_is_atomic_for_a_reader(tmp_path):
             try:  # both through ..data, as one snapshot: the directory ..data names at that instant
                 data = os.readlink(d / "..data")
                 a, b = (d / data / "a").read_bytes(), (d / data / "b").read_bytes()
+                pa = (d / "a").read_bytes()  # the user-visible link resolves to one complete set
             except FileNotFoundError:  # the old directory went after the swap: read again
                 continue
+            except Exception as e:  # noqa: BLE001 - reported by the test, not lost in the thread
+                mixed.append(e)
+                return
             reads[0] += 1
             if a != b:
                 mixed.append((a, b))
-            pa = (d / "a").read_bytes()  # the user-visible link resolves to one complete set
             if pa not in (str(i).encode() for i in range(200)):
                 mixed.append(pa)
     t = threading.Thread(target=reader)
