@@ -1,4 +1,4 @@
-"""httpGet probes and hooks: a small HTTP/1.1 GET client on asyncio streams (edge: sockets).
+"""httpGet probes and hooks: a small HTTP/1.1 GET client on non-blocking sockets (edge: sockets).
 
 It does what upstream's probe client does (`pkg/probe/http`, Go's net/http under it):
 - one connection per request, `Connection: close`, no proxy, no compression asked for;
@@ -12,12 +12,18 @@ It does what upstream's probe client does (`pkg/probe/http`, Go's net/http under
   as Go's checker counts requests sent; each followed request carries the Referer Go adds;
 - at most 10 KiB of the final body is read;
 - the whole exchange, redirects and body included, runs within the timeout.
-Errors read as Go's (`Get "URL": ...`), since they end up in events next to upstream's."""
+Errors read as Go's (`Get "URL": ...`), since they end up in events next to upstream's.
+
+Cost: plain HTTP is read straight off the socket (loop.sock_recv into one buffer; a small answer
+is one recv), with no transport, protocol or stream objects; HTTPS goes through asyncio's streams
+for TLS. A request's bytes are built once per URL and headers (a probe sends the same every period)."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
+import socket
 import ssl
 from dataclasses import dataclass
 from urllib.parse import quote, urljoin, urlsplit
@@ -129,7 +135,64 @@ def _port(parts) -> int:
     return 443 if parts.scheme == "https" else 80
 
 
-async def _read_head(reader: asyncio.StreamReader) -> tuple[int, list[tuple[str, str]]]:
+class _SockReader:
+    """The reads of asyncio.StreamReader this client uses (readline, readexactly, read, with its
+    errors and its 64 KiB line limit) over a connected non-blocking socket, through loop.sock_recv
+    (which tries recv before it waits)."""
+
+    LIMIT = 1 << 16  # StreamReader's default
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket):
+        self._loop, self._sock = loop, sock
+        self._buf = bytearray()
+        self._eof = False
+
+    async def _fill(self) -> None:
+        data = await self._loop.sock_recv(self._sock, 65536)
+        if data:
+            self._buf += data
+        else:
+            self._eof = True
+
+    def _take(self, n: int) -> bytes:
+        data = bytes(self._buf[:n])
+        del self._buf[:n]
+        return data
+
+    async def readline(self) -> bytes:
+        start = 0
+        while True:
+            i = self._buf.find(b"\n", start)
+            if i >= 0:
+                if i > self.LIMIT:
+                    del self._buf[:i + 1]
+                    raise ValueError("Separator is found, but chunk is longer than limit")
+                return self._take(i + 1)
+            if len(self._buf) > self.LIMIT:
+                self._buf.clear()
+                raise ValueError("Separator is not found, and chunk exceed the limit")
+            if self._eof:
+                return self._take(len(self._buf))
+            start = len(self._buf)
+            await self._fill()
+
+    async def readexactly(self, n: int) -> bytes:
+        while len(self._buf) < n:
+            if self._eof:
+                partial = self._take(len(self._buf))
+                raise asyncio.IncompleteReadError(partial, n)
+            await self._fill()
+        return self._take(n)
+
+    async def read(self, n: int) -> bytes:
+        if n == 0:
+            return b""
+        if not self._buf and not self._eof:
+            await self._fill()
+        return self._take(n)
+
+
+async def _read_head(reader: asyncio.StreamReader | _SockReader) -> tuple[int, list[tuple[str, str]]]:
     skipped = 0
     while True:
         total = 0
@@ -165,7 +228,7 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[int, list[tuple[str,
         return status, headers
 
 
-async def _read_body(reader: asyncio.StreamReader, status: int, headers: list, limit: int) -> bytes:
+async def _read_body(reader: asyncio.StreamReader | _SockReader, status: int, headers: list, limit: int) -> bytes:
     if status in (204, 304) or 100 <= status < 200:
         return b""
     get = {k.lower(): v for k, v in reversed(headers)}
@@ -212,6 +275,26 @@ def _why(e: BaseException) -> str:
     return str(e) or type(e).__name__
 
 
+@functools.lru_cache(maxsize=256)
+def _prepared_headers(headers: tuple, user_agent: str) -> tuple[tuple[tuple[str, str], ...], str | None]:
+    hdrs, host = request_headers(headers, user_agent)
+    return tuple(hdrs), host
+
+
+@functools.lru_cache(maxsize=1024)
+def _request(url: str, host_header: str | None, hdrs: tuple, referer: str | None) -> bytes:
+    """The bytes of a GET of `url` (already split and checked by the caller)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    lines = [f"GET {_request_uri(parts)} HTTP/1.1", f"Host: {host_header or netloc}"]
+    lines += [f"{n}: {v}" for n, v in hdrs]
+    if referer and not any(n == "Referer" for n, _ in hdrs):
+        lines.append(f"Referer: {referer}")
+    if not any(n == "Connection" and v.lower() == "close" for n, v in hdrs):
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
+
+
 async def http_get(url: str, headers=(), *, user_agent: str = PROBE_USER_AGENT, timeout: float | None = None,
                    limit: int = MAX_OUTPUT) -> Reply:
     """GET `url` with the policy above. Raises HTTPError when no response came; a failure while
@@ -219,7 +302,7 @@ async def http_get(url: str, headers=(), *, user_agent: str = PROBE_USER_AGENT, 
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
     try:
-        hdrs, host_override = request_headers(list(headers), user_agent)
+        hdrs, host_override = _prepared_headers(tuple(headers), user_agent)
     except HTTPError as e:
         raise HTTPError(f'Get "{url}": {e}') from None
     first = urlsplit(url)
@@ -228,27 +311,21 @@ async def http_get(url: str, headers=(), *, user_agent: str = PROBE_USER_AGENT, 
         parts = urlsplit(cur)
         if parts.scheme not in ("http", "https"):
             raise HTTPError(f'Get "{cur}": unsupported protocol scheme "{parts.scheme}"')
-        writer = None
+        sock = writer = None
         try:
             try:
                 async with asyncio.timeout_at(deadline):
                     sock = await dial(_hostname(parts), _port(parts), None)  # within this deadline
-                    try:
-                        tls = _tls() if parts.scheme == "https" else None
+                    request = _request(cur, host_header, hdrs, referer)
+                    if parts.scheme == "https":
                         reader, writer = await asyncio.open_connection(
-                            sock=sock, ssl=tls, server_hostname=_hostname(parts) if tls else None)
-                    except BaseException:
-                        sock.close()
-                        raise
-                    netloc = parts.netloc.rpartition("@")[2]
-                    lines = [f"GET {_request_uri(parts)} HTTP/1.1", f"Host: {host_header or netloc}"]
-                    lines += [f"{n}: {v}" for n, v in hdrs]
-                    if referer and not any(n == "Referer" for n, _ in hdrs):
-                        lines.append(f"Referer: {referer}")
-                    if not any(n == "Connection" and v.lower() == "close" for n, v in hdrs):
-                        lines.append("Connection: close")
-                    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace"))
-                    await writer.drain()
+                            sock=sock, ssl=_tls(), server_hostname=_hostname(parts))
+                        sock = None  # the transport's now
+                        writer.write(request)
+                        await writer.drain()
+                    else:
+                        reader = _SockReader(loop, sock)
+                        await loop.sock_sendall(sock, request)
                     status, resp_headers = await _read_head(reader)
             except TimeoutError:
                 raise HTTPError(f'Get "{cur}": context deadline exceeded '
@@ -288,6 +365,8 @@ async def http_get(url: str, headers=(), *, user_agent: str = PROBE_USER_AGENT, 
         finally:
             if writer is not None:
                 writer.transport.abort()
+            elif sock is not None:
+                sock.close()
 
 
 async def http_probe(scheme: str, host: str, port: int, path: str, headers=(), timeout: float = 1.0) -> Outcome:

@@ -6,6 +6,7 @@ TIME_WAIT entry for a minute per probe, and pending data still goes out with a F
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import os
 import socket
@@ -30,33 +31,76 @@ def _literal(host: str, port: int):
     return [(socket.AF_INET, (host, port))]
 
 
-async def dial(host: str, port: int, deadline: float) -> socket.socket:
+def _wake(fut: asyncio.Future, exc: BaseException | None = None) -> None:
+    if not fut.done():
+        if exc is None:
+            fut.set_result(None)
+        else:
+            fut.set_exception(exc)
+
+
+async def _connect(loop: asyncio.AbstractEventLoop, sock: socket.socket, sockaddr, deadline: float | None) -> None:
+    """A non-blocking connect of `sock` by `deadline` (None: none), raising OSError or TimeoutError.
+
+    To a pod on this host (a veth on the node's bridge) the handshake is done by the kernel within
+    the connect call itself: the socket is then connected (or refused) when the call returns, and
+    nothing waits on the loop; otherwise one writer callback and one timer wait for it."""
+    err = sock.connect_ex(sockaddr)
+    if err in (errno.EINPROGRESS, errno.EAGAIN):
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err == 0:
+            try:
+                sock.getpeername()
+                return  # connected already
+            except OSError:
+                pass  # still in SYN_SENT
+            fd = sock.fileno()
+            fut = loop.create_future()
+            loop.add_writer(fd, _wake, fut)
+            timer = None if deadline is None else loop.call_at(deadline, _wake, fut, TimeoutError())
+            try:
+                await fut
+            finally:
+                loop.remove_writer(fd)
+                if timer is not None:
+                    timer.cancel()
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if err:
+        raise OSError(err, os.strerror(err))
+
+
+async def dial(host: str, port: int, deadline: float | None) -> socket.socket:
     """A connected non-blocking TCP socket to host:port, opened before `deadline` (the running
-    loop's clock). Each address of a name is tried in turn. Raises DialError. A cancelled dial
-    leaves no socket open."""
+    loop's clock; None: no limit of its own, the caller's timeout applies). Each address of a name
+    is tried in turn. Raises DialError. A cancelled dial leaves no socket open."""
     loop = asyncio.get_running_loop()
     addr = join_host_port(host, port)
     try:
-        async with asyncio.timeout_at(deadline):
-            targets = _literal(host, port)
-            if targets is None:  # a name: resolved in the loop's executor
+        targets = _literal(host, port)
+        if targets is None:  # a name: resolved in the loop's executor
+            async with asyncio.timeout_at(deadline):
                 infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
-                targets = [(fam, sa) for fam, _t, _p, _c, sa in infos]
-            last: OSError | None = None
-            for family, sockaddr in targets:
-                sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-                try:
-                    sock.setblocking(False)
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER)
-                    await loop.sock_connect(sock, sockaddr)
-                    return sock
-                except OSError as e:
-                    sock.close()
-                    last = e
-                except BaseException:
-                    sock.close()
-                    raise
-            raise last or OSError(0, "no address")
+            targets = [(fam, sa) for fam, _t, _p, _c, sa in infos]
+        last: OSError | None = None
+        for family, sockaddr in targets:
+            if deadline is not None and loop.time() >= deadline:
+                raise TimeoutError
+            sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER)
+                await _connect(loop, sock, sockaddr, deadline)
+                return sock
+            except TimeoutError:
+                sock.close()
+                raise
+            except OSError as e:
+                sock.close()
+                last = e
+            except BaseException:
+                sock.close()
+                raise
+        raise last or OSError(0, "no address")
     except TimeoutError:
         raise DialError(f"dial tcp {addr}: i/o timeout") from None
     except socket.gaierror as e:

@@ -37,8 +37,13 @@ kubelet-py's median over podman's median measured in the same run, the systems t
    supervisors' and the whole machine's alongside.
 3. exec (`--only exec`): the same pods with exec probes (readiness `wget` of the page, liveness
    `nc` to the port), the same figures (the issue asks them reported, no target).
-   After each of 2 and 3 the pods are deleted (`delete pods --all --no-wait`) and the time until
+   bare (`--only bare`, not in the default set): the same pods with no probe, the same figures: the
+   daemon's CPU floor with that many pods, which the probe figures include.
+   After each of these the pods are deleted (`delete pods --all --no-wait`) and the time until
    the watch has seen them all go is printed, or how many are still there after --delete-timeout.
+   `--profile FILE`: py-spy's collapsed stacks of the daemon, FILE for the start rounds,
+   FILE.http / FILE.exec over a second window after each CPU window (py-spy from PATH, next to
+   this Python, or $PY_SPY; `pip install py-spy` into the venv, it is no project dependency).
 
 Everything is removed at the end (pods through the daemon, then Daemon.cleanup's leak check;
 podman's pods, network, store; the host state podman changes, put back as ../shared/peers/bench.sh
@@ -97,7 +102,9 @@ def shape_pod(name: str, n: int) -> dict:
 
 
 def probed_pod(name: str, kind: str) -> dict:
-    if kind == "http":
+    if kind == "none":
+        probes = {}
+    elif kind == "http":
         probes = {"readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1},
                   "livenessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}
     else:
@@ -423,6 +430,12 @@ class Bench:
         out["restarts_after"] = sum(c.get("restartCount", 0) for x in names
                                     for c in ((w.pods.get(x) or {}).get("status") or {}).get("containerStatuses") or [])
         log(f"  daemon CPU {out['daemon_cpu'] * 100:.1f} % of a core")
+        if self.args.profile:  # after the window, so that py-spy's own load is not in the figure
+            prof = f"{self.args.profile}.{names[0].split('-')[1]}"
+            log(f"  profiling the daemon for {self.args.window:g} s into {prof}")
+            spy = self.profile_start(prof, idle=False)
+            await asyncio.sleep(self.args.window)
+            self.profile_stop(spy)
 
     async def delete_many(self, out: dict, names: list[str]) -> None:
         w, n = self.watch, len(names)
@@ -455,29 +468,31 @@ class Bench:
             await asyncio.sleep(0.2)
             res["idle_cpu"] = await self.idle_cpu(10)
             log(f"idle daemon CPU {res['idle_cpu'] * 100:.2f} % of a core")
-            spy = self.profile_start()
+            spy = self.profile_start(self.args.profile) if "start" in self.args.only else None
             try:
                 if "start" in self.args.only:
                     res["start"] = await self.start_rounds()
             finally:
                 self.profile_stop(spy)
-            for kind, key in (("http", "many"), ("exec", "exec")):
+            for kind, key in (("http", "many"), ("exec", "exec"), ("none", "bare")):
                 if key in self.args.only:
                     res[kind] = await self.many(kind)
             self.watch.close()
 
-    def profile_start(self):
-        """--profile: py-spy (PATH, or $PY_SPY) samples the daemon during the start/delete rounds,
-        idle threads included (a thread waiting for a supervisor or a netlink answer shows where
-        a start's wall time goes); collapsed stacks to the file. It costs CPU: not for figures."""
-        if not self.args.profile:
+    def profile_start(self, path: str | None, idle: bool = True):
+        """--profile: py-spy (PATH, or $PY_SPY) samples the daemon into `path` (collapsed stacks):
+        during the start/delete rounds idle threads included (a thread waiting for a supervisor or
+        a netlink answer shows where a start's wall time goes); for many/exec, over a second window
+        after the CPU one, busy samples only (where the probes' CPU goes). It costs CPU: not for figures."""
+        if not path:
             return None
-        spy = os.environ.get("PY_SPY") or shutil.which("py-spy")
+        spy = os.environ.get("PY_SPY") or shutil.which("py-spy") or shutil.which(
+            "py-spy", path=os.path.dirname(sys.executable))
         if not spy:
             log("--profile: no py-spy (set PY_SPY)")
             return None
-        return subprocess.Popen([spy, "record", "--pid", str(self.d.proc.pid), "--idle", "--threads", "--rate", "250",
-                                 "--format", "raw", "--output", self.args.profile, "--nonblocking"],
+        return subprocess.Popen([spy, "record", "--pid", str(self.d.proc.pid), *(["--idle"] if idle else []),
+                                 "--threads", "--rate", "250", "--format", "raw", "--output", path, "--nonblocking"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     @staticmethod
@@ -575,11 +590,12 @@ def report(res: dict, args) -> None:
         if st.get("conmon_rss"):
             print(f"\npodman's conmon VmRSS (same run): {max(st['conmon_rss']) / 1024:.1f} MiB max of "
                   f"{len(st['conmon_rss'])}")
-    for kind in ("http", "exec"):
+    for kind in ("http", "exec", "none"):
         m = res.get(kind)
         if not m:
             continue
-        print(f"\n## {args.pods} pods, {kind} probes (readiness + liveness, period 1 s)")
+        print(f"\n## {args.pods} pods, " + ("no probes (the daemon's floor with that many pods)" if kind == "none" else
+                                           f"{kind} probes (readiness + liveness, period 1 s)"))
         if "error" in m:
             print(f"FAILED: {m['error']} ({m.get('ready_count')} Ready)")
             continue
@@ -608,14 +624,15 @@ def report(res: dict, args) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=20, help="start/delete rounds per shape (default 20)")
-    ap.add_argument("--only", default="start,many,exec", help="comma list of start, many, exec")
+    ap.add_argument("--only", default="start,many,exec", help="comma list of start, many, exec, bare")
     ap.add_argument("--pods", type=int, default=100)
     ap.add_argument("--window", type=float, default=30.0, help="seconds of CPU accounting (default 30)")
     ap.add_argument("--no-podman", action="store_true", help="kubelet-py only (no ratios)")
     ap.add_argument("--keep-log", help="copy the daemon's log here at the end")
     ap.add_argument("--delete-timeout", type=float, default=120.0,
                     help="seconds for the many pods to be gone after delete (default 120)")
-    ap.add_argument("--profile", help="py-spy collapsed stacks of the daemon during the start rounds (see --help)")
+    ap.add_argument("--profile", help="py-spy collapsed stacks of the daemon: FILE for the start rounds, "
+                    "FILE.http / FILE.exec / FILE.none for a window after each CPU window of many / exec / bare")
     args = ap.parse_args()
     args.only = set(args.only.split(","))
     if os.geteuid() != 0:
