@@ -116,9 +116,13 @@ class ServiceHooks:
 
     @classmethod
     def begin(cls, log_level: str) -> "ServiceHooks":
+        import signal
         from .logfmt import setup
         from .notify import Notifier
         setup(log_level)
+        # a SIGHUP before the loop serves would kill the daemon (the default action): log it
+        # instead. A handler, not SIG_IGN, which every process the daemon starts would inherit.
+        signal.signal(signal.SIGHUP, lambda *_: log.warning("SIGHUP before the daemon serves: ignored"))
         return cls(Notifier.from_environ())
 
     def serving(self, ctx: click.Context, agent) -> None:

@@ -238,7 +238,7 @@ def test_doctor_fails_on_a_taken_bridge_name_and_an_overlapping_route(tmp_path):
             assert f"{net} on {name}" in got["cidr/pods"]["message"], got["cidr/pods"]
             text = _doctor(tmp_path, "--pod-cidr", str(net.supernet(new_prefix=20)), "--bridge", name)
             assert text.returncode == 1
-            assert re.search(rf"^FAIL\s+cidr/pods\s+.*-- fix: choose a free --pod-cidr", text.stdout, re.M), text.stdout
+            assert re.search(r"^FAIL\s+cidr/pods\s+.*-- fix: choose a free --pod-cidr", text.stdout, re.M), text.stdout
         finally:
             ipr.link("del", ifname=name)
 
