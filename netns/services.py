@@ -518,8 +518,10 @@ def delta(config: NetworkConfig, new: ServiceRules, old: ServiceRules | None,
             stale = sorted(c for c in prev if c not in want)
             jumps = ()
         # never a chain of the pod network, whatever the inputs say
-        assert all(owned_chain(config, table, c.name) for c in write) and all(
-            owned_chain(config, table, c) for c in stale)
+        foreign = [c.name for c in write if not owned_chain(config, table, c.name)]
+        foreign += [c for c in stale if not owned_chain(config, table, c)]
+        if foreign:
+            raise ValueError(f"service rules would touch chains that are not the proxy's: {table} {foreign}")
         d = TableDelta(table, write, tuple(stale), jumps)
         if not d.empty:
             out.append(d)
@@ -553,14 +555,20 @@ def restore_error_location(text: str, stderr: str) -> tuple[str, str]:
 
 
 def conntrack_flush_targets(old: ServiceRules | None, new: ServiceRules) -> tuple[set, set]:
-    """(endpoint addresses (ip, port) no longer behind some UDP service port, ClusterIP/ports
-    (ip, port) of UDP service ports that got their first endpoint)."""
+    """(endpoint addresses (ip, port) no longer behind some UDP service port, destinations
+    (ip, port) of UDP service ports that got their first endpoint: the ClusterIP and port, and
+    (None, NodePort) for any local address)."""
     if old is None:
         return set(), set()
     gone_eps = {(ip, port) for (_, _, _, _, ip, port) in old.udp_endpoints - new.udp_endpoints}
-    old_svcs = {(k, cip, p) for (k, cip, p, _, _, _) in old.udp_endpoints}
-    new_svcs = {(k, cip, p) for (k, cip, p, _, _, _) in new.udp_endpoints}
-    return gone_eps, {(cip, p) for (_, cip, p) in new_svcs - old_svcs}
+    old_svcs = {(k, cip, p, np) for (k, cip, p, np, _, _) in old.udp_endpoints}
+    new_svcs = {(k, cip, p, np) for (k, cip, p, np, _, _) in new.udp_endpoints}
+    first = set()
+    for _, cip, p, np in new_svcs - old_svcs:
+        first.add((cip, p))
+        if np:
+            first.add((None, np))
+    return gone_eps, first
 
 
 def teardown_order(config: NetworkConfig, table: str, chains: Iterable[str]) -> tuple[str, ...]:

@@ -20,8 +20,8 @@ P-HOSTPORTS, P-FIREWALL, P-MASQ-*, P-HP-*) are never written or removed
 
 Conntrack: through pyroute2's conntrack netlink socket (no `conntrack` tool): when a UDP endpoint
 leaves a Service, the entries NATed to it are deleted, so clients move to a live endpoint; when
-a UDP Service gets its first endpoint, the entries to its ClusterIP are deleted (their datagrams
-were refused and the entries would keep the refusal)."""
+a UDP Service gets its first endpoint, the entries to its ClusterIP and NodePort are deleted
+(their datagrams were refused and the entries would keep the refusal)."""
 
 from __future__ import annotations
 
@@ -134,8 +134,9 @@ def flush_conntrack(gone_endpoints: set, new_services: set) -> int:
             for e in list(ct.dump_entries(tuple_reply=NFCTAttrTuple(saddr=ip, proto=socket.IPPROTO_UDP))):
                 if e.tuple_reply.sport == port and e.tuple_orig.daddr != ip:
                     n += _delete(ct, e)
-        for ip, port in sorted(new_services):
-            for e in list(ct.dump_entries(tuple_orig=NFCTAttrTuple(daddr=ip, proto=socket.IPPROTO_UDP))):
+        for ip, port in sorted(new_services, key=lambda t: (t[0] or "", t[1])):
+            match = NFCTAttrTuple(daddr=ip, proto=socket.IPPROTO_UDP) if ip else NFCTAttrTuple(proto=socket.IPPROTO_UDP)
+            for e in list(ct.dump_entries(tuple_orig=match)):
                 if e.tuple_orig.dport == port:
                     n += _delete(ct, e)
     except (OSError, NetnsError) as e:

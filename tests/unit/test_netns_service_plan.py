@@ -318,6 +318,9 @@ def test_conntrack_flush_targets_removed_udp_endpoints_and_first_endpoints():
     assert services.conntrack_flush_targets(one, fewer) == ({("10.0.0.5", 5353)}, set())   # TCP: nothing
     empty = plan(CFG, [udp], {})
     assert services.conntrack_flush_targets(empty, fewer) == (set(), {("10.96.0.10", 53)})
+    np = ServicePort("ns", "dns", "dns", "UDP", "10.96.0.10", 53, node_port=30053)
+    got = services.conntrack_flush_targets(plan(CFG, [np], {}), plan(CFG, [np], {"ns/dns:dns": [Endpoint("10.0.0.6", 53)]}))
+    assert got == (set(), {("10.96.0.10", 53), (None, 30053)})
 
 
 def test_teardown_order_removes_referrers_first():
