@@ -49,9 +49,9 @@ import socket
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
-from .errors import ServiceSpecError
+from .errors import ConfigError, ServiceSpecError
 from .plan import CHAIN_MAX, NetworkConfig
-from .rules import BUILTIN, FILTER, NAT, ChainSpec, Match, Rule, render_rules
+from .rules import FILTER, NAT, ChainSpec, Match, Rule, render_rules
 
 MASQ_MARK = 0x4000                   # kube-proxy's masquerade bit 14
 DEFAULT_AFFINITY_S = 10800           # sessionAffinityConfig.clientIP.timeoutSeconds default
@@ -166,7 +166,7 @@ def owned_chain(config: NetworkConfig, table: str, chain: str) -> bool:
 
 
 def check_prefix(config: NetworkConfig) -> None:
-    from .errors import ConfigError
+    """Service chain names must fit iptables' 28 characters: a prefix of at most 7."""
     longest = max(len(config.chain(k + "-")) + HASH_CHARS for k in HASHED)
     longest = max(longest, *(len(c) for cs in fixed_chains(config).values() for c in cs))
     if longest > CHAIN_MAX:
@@ -587,10 +587,7 @@ def teardown_order(config: NetworkConfig, table: str, chains: Iterable[str]) -> 
     return tuple(sorted((c for c in chains if owned_chain(config, table, c)), key=order))
 
 
-def builtin_jumps(config: NetworkConfig) -> dict[str, tuple[Rule, ...]]:
-    return _jumps(config)
-
-
 __all__ = ["Endpoint", "ServicePort", "ServiceRules", "TableDelta", "plan", "delta", "restore_text",
            "probability", "port_proto_hash", "endpoint_hash", "svc_chain", "sep_chain", "ext_chain",
-           "owned_chain", "is_hashed_chain", "fixed_chains", "usable_endpoints", "teardown_order", "BUILTIN"]
+           "owned_chain", "is_hashed_chain", "fixed_chains", "usable_endpoints", "teardown_order",
+           "conntrack_flush_targets", "restore_error_location", "check_prefix"]
