@@ -130,6 +130,12 @@ def validate_pod_spec(spec: dict, path: Path) -> list[FieldError]:
     if spec.get("shareProcessNamespace") and spec.get("hostPID"):
         errs.append(invalid(path.child("shareProcessNamespace"), True,
                             "ShareProcessNamespace and HostPID cannot both be enabled"))
+    if spec.get("hostUsers") is False:
+        # upstream's validateHostUsers: a user namespace with a host namespace is refused (its
+        # field names capitalised as upstream writes them)
+        for key, child in (("hostNetwork", "hostNetwork"), ("hostPID", "HostPID"), ("hostIPC", "HostIPC")):
+            if spec.get(key):
+                errs.append(forbidden(path.child(child), "when `pod.Spec.HostUsers` is false"))
     if "resources" in spec:
         errs += validate_resources(spec["resources"], path.child("resources"))
     return errs

@@ -343,6 +343,19 @@ def test_host_network_ports_must_match():
                              "when `hostNetwork` is true"]
 
 
+def test_a_user_namespace_excludes_the_host_namespaces():
+    obj = with_("spec.hostUsers", False)
+    assert problems(obj) == []
+    for key in ("hostPID", "hostIPC"):
+        obj["spec"][key] = True
+    assert problems(obj) == ["spec.HostPID: Forbidden: when `pod.Spec.HostUsers` is false",
+                             "spec.HostIPC: Forbidden: when `pod.Spec.HostUsers` is false"]
+    obj = with_("spec.hostUsers", False)
+    obj["spec"]["hostNetwork"] = True
+    assert "spec.hostNetwork: Forbidden: when `pod.Spec.HostUsers` is false" in problems(obj)
+    assert problems(with_("spec.hostUsers", True)) == []
+
+
 def test_stop_signal_with_linux_os():
     obj = with_("spec.os", {"name": "linux"})
     obj["spec"]["containers"][1]["lifecycle"] = {"stopSignal": "SIGUSR1"}
