@@ -286,3 +286,25 @@ def test_allowed_unsafe_sysctls_and_a_localhost_seccomp_profile(tmp_path):
     finally:
         leaks = daemon.cleanup()
     assert leaks == [], leaks
+
+
+def test_downward_api_volume_follows_label_and_annotation_changes(d):
+    def pod(labels, annotations):
+        return json.dumps({"apiVersion": "v1", "kind": "Pod",
+                           "metadata": {"name": "vol-dapi", "labels": labels, "annotations": annotations},
+                           "spec": {"containers": [_c("c", "sleep 3600", [{"name": "info", "mountPath": "/info"}])],
+                                    "volumes": [{"name": "info", "downwardAPI": {"items": [
+                                        {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+                                        {"path": "tier", "fieldRef": {"fieldPath": "metadata.labels['tier']"}},
+                                        {"path": "notes", "fieldRef": {"fieldPath": "metadata.annotations"}}]}}]}})
+    d.apply(pod({"app": "x", "tier": "one"}, {"note": 'say "hi"'}))
+    p = d.wait_for("vol-dapi", _running, 60, what="Running")
+    assert _exec(d, "vol-dapi", "cat /info/labels; echo; cat /info/tier") == 'app="x"\ntier="one"\none'
+    assert 'note="say \\"hi\\""' in _exec(d, "vol-dapi", "cat /info/notes")
+    d.apply(pod({"app": "x", "tier": "two"}, {"note": "changed"}))
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 15 and _exec(d, "vol-dapi", "cat /info/tier") != "two":
+        time.sleep(0.2)
+    assert _exec(d, "vol-dapi", "cat /info/labels; echo; cat /info/tier") == 'app="x"\ntier="two"\ntwo'
+    assert 'note="changed"' in _exec(d, "vol-dapi", "cat /info/notes")
+    _gone(d, "vol-dapi", p["metadata"]["uid"])
