@@ -348,3 +348,20 @@ def test_a_new_proxy_removes_the_chains_of_services_gone_meanwhile(world):
     finally:
         w.proxy.resync()
     assert_live_equals_plan(w)
+
+
+def test_the_python_iptables_applier_writes_the_same_tables(world):
+    w = world
+    sps, eps = ports(w)
+    other = ServiceProxy(w.cfg, backend="iptc")
+    try:
+        assert other.sync(sps, eps).full
+        assert_live_equals_plan(w, other.applied)
+        r = other.sync(*ports(w, web_eps=("b1",)))
+        assert not r.full and len(r.written) == 1 and len(r.deleted) == 2
+        assert_live_equals_plan(w, other.applied)
+        assert set(names(w, 20, cip(w, 10), 80, ns=w.client)) == {"b1"}
+    finally:
+        w.proxy.resync()
+    assert_live_equals_plan(w)
+    assert set(names(w, 60, cip(w, 10), 80, ns=w.client)) == set(BACKENDS)
