@@ -14,8 +14,8 @@ import copy
 import ipaddress
 
 from kubelet_py.api import names
-from kubelet_py.api.errors import (NOT_SUPPORTED, TOO_MANY, FieldError, Path, duplicate, forbidden, invalid, not_supported,
-                                   required)
+from kubelet_py.api.errors import (NOT_SUPPORTED, TOO_MANY, FieldError, Path, duplicate, forbidden, invalid,
+                                   not_supported, required)
 from kubelet_py.api.meta_validation import messages_as_errors, validate_labels
 from kubelet_py.api.service_defaults import externally_accessible
 from kubelet_py.api.volume_validation import enum_errors
@@ -164,7 +164,8 @@ def validate_service(svc: dict) -> list[FieldError]:
     if affinity == "ClientIP":
         timeout = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}).get("timeoutSeconds")
         if timeout is None:
-            errs.append(required(cfg_path.child("clientIP", "timeoutSeconds"), "when session affinity type is ClientIP"))
+            errs.append(required(cfg_path.child("clientIP", "timeoutSeconds"),
+                                 "when session affinity type is ClientIP"))
         elif not 0 < timeout <= MAX_AFFINITY_TIMEOUT:
             errs.append(invalid(cfg_path.child("clientIP", "timeoutSeconds"), timeout,
                                 f"must be greater than 0 and less than {MAX_AFFINITY_TIMEOUT}"))
@@ -377,7 +378,8 @@ def validate_endpoints(ep: dict) -> list[FieldError]:
                 apath = spath.child(key).index(j)
                 ip = addr.get("ip", "")
                 msgs = names.is_valid_ip(ip)
-                errs += messages_as_errors(apath.child("ip"), ip, msgs) if msgs else non_special_ip(ip, apath.child("ip"))
+                errs += (messages_as_errors(apath.child("ip"), ip, msgs) if msgs
+                         else non_special_ip(ip, apath.child("ip")))
                 if addr.get("hostname"):
                     errs += messages_as_errors(apath.child("hostname"), addr["hostname"],
                                                names.is_dns1123_label(addr["hostname"]))

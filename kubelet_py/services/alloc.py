@@ -145,7 +145,8 @@ def _families(spec: dict) -> list[FieldError]:
     if policy is None:
         policy = "RequireDualStack" if headless and not spec.get("selector") else "SingleStack"
     elif policy == "RequireDualStack" and not (headless and not spec.get("selector")):
-        errs.append(invalid(SPEC.child("ipFamilyPolicy"), policy, "this cluster is not configured for dual-stack services"))
+        errs.append(invalid(SPEC.child("ipFamilyPolicy"), policy,
+                            "this cluster is not configured for dual-stack services"))
     for i, fam in enumerate(spec.get("ipFamilies") or []):
         if fam != "IPv4":
             errs.append(invalid(SPEC.child("ipFamilies").index(i), fam, "not configured on this cluster"))

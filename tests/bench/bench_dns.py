@@ -28,7 +28,6 @@ import os
 import random
 import select
 import socket
-import statistics
 import sys
 import time
 

@@ -27,7 +27,8 @@ def svc(name="web", ns="default", ports=None, selector=None, cluster_ip="10.96.0
 
 def test_slice_conditions_target_ref_ports_and_labels():
     pods = [pod("b", "10.244.0.12", ready=False), pod("a", "10.244.0.3"), pod("t", "10.244.0.9", deleting=True),
-            pod("done", "10.244.0.4", phase="Succeeded"), pod("noip", ""), pod("other", "10.244.0.5", labels={"x": "y"}),
+            pod("done", "10.244.0.4", phase="Succeeded"), pod("noip", ""),
+            pod("other", "10.244.0.5", labels={"x": "y"}),
             pod("elsewhere", "10.244.0.6", ns="prod")]
     [s] = E.controller_slices(svc(), pods)
     assert s["addressType"] == "IPv4" and s["ports"] == [{"name": "http", "port": 8080, "protocol": "TCP"}]
