@@ -78,7 +78,8 @@ def check_namespaces(f: dict) -> list[Check]:
     for name in REQUIRED_NAMESPACES:
         out.append(_c(f"namespace/{name}", ns.get(name, False), f"{name} namespaces " +
                       ("available" if ns.get(name) else "missing from /proc/self/ns"),
-                      f"boot a kernel with CONFIG_{name.upper()}_NS" if name != "mnt" else "boot a kernel with namespaces"))
+                      f"boot a kernel with CONFIG_{name.upper()}_NS" if name != "mnt" else
+                      "boot a kernel with namespaces"))
     for name, why in OPTIONAL_NAMESPACES.items():
         have = ns.get(name, False)
         msg, fix = f"{name} namespaces available", ""
@@ -97,7 +98,8 @@ def check_cgroups(f: dict) -> list[Check]:
     if version not in CONTROLLERS:
         return [_c("cgroups", False, "no cgroup hierarchy mounted at /sys/fs/cgroup",
                    "mount cgroup2 on /sys/fs/cgroup (mount -t cgroup2 none /sys/fs/cgroup)")]
-    layout = {"v2": "cgroup v2 (unified)", "v1": "cgroup v1" + (" (hybrid: cgroup2 also mounted)" if cg.get("hybrid") else "")}
+    layout = {"v2": "cgroup v2 (unified)",
+              "v1": "cgroup v1" + (" (hybrid: cgroup2 also mounted)" if cg.get("hybrid") else "")}
     missing = [c for c in CONTROLLERS[version] if c not in have]
     optional = [c for c in OPTIONAL_CONTROLLERS[version] if c not in have]
     out = [_c("cgroups", not missing, f"{layout[version]}, controllers: {' '.join(sorted(have)) or 'none'}" +
@@ -137,7 +139,8 @@ def check_iptables(f: dict, chain_prefix: str) -> list[Check]:
     elif backend == "nft":
         out.append(_c("iptables/visible", False,
                       f"the host's iptables is nft: our {chain_prefix}-* chains (legacy tables"
-                      + (f", {len(ours)} now" if ours else "") + ") do not show in `iptables -S`; both apply to traffic",
+                      + (f", {len(ours)} now" if ours else "")
+                      + ") do not show in `iptables -S`; both apply to traffic",
                       "read them with iptables-legacy-save, or make legacy the host's iptables: "
                       "update-alternatives --set iptables /usr/sbin/iptables-legacy", required=False))
     return out

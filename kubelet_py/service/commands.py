@@ -215,7 +215,8 @@ def doctor(ctx, output, config, pod_cidr, service_cidr, bridge, chain_prefix):
     o = ctx.obj
     cfg = {"pod_cidr": pod_cidr or sv.get("pod_cidr") or "10.244.0.0/16",
            "service_cidr": service_cidr or sv.get("service_cidr") or str(AllocConfig().cidr),
-           "bridge": bridge or sv.get("bridge") or "kpy0", "chain_prefix": chain_prefix or sv.get("chain_prefix") or "KPY",
+           "bridge": bridge or sv.get("bridge") or "kpy0",
+           "chain_prefix": chain_prefix or sv.get("chain_prefix") or "KPY",
            "root": o.root, "run_root": o.run_root, "log_root": o.log_root, "socket": o.socket}
     root = ctx.find_root().command
     cfg["defaults"] = {"root": _default(root, "root"), "run_root": _default(root, "run_root"),

@@ -51,8 +51,9 @@ class Daemon:
                 "--socket", self.socket, "--cgroup-root", self.cg]
 
     def start(self) -> "Daemon":
-        cmd = self.base() + ["serve", "--bridge", self.bridge, "--pod-cidr", str(self.subnet), "--chain-prefix",
-                             self.chain, "--crashloop-max", str(self.crashloop_max), "--log-level", "debug"] + self.extra
+        # --config /dev/null: never the host's /etc/kubelet-py/config.yaml (an --config in extra wins)
+        cmd = self.base() + ["serve", "--config", os.devnull, "--bridge", self.bridge, "--pod-cidr", str(self.subnet),
+                             "--chain-prefix", self.chain, "--crashloop-max", str(self.crashloop_max), "--log-level", "debug"] + self.extra
         if self.manifests:
             cmd += ["--manifests", self.manifests]
         self.proc = subprocess.Popen(cmd, stdout=open(self.log_file, "ab"), stderr=subprocess.STDOUT)
