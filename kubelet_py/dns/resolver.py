@@ -34,6 +34,8 @@ from kubelet_py.services.endpoints import LABEL_SERVICE_NAME
 TTL = 30
 DEFAULT_ZONE = "cluster.local"
 _ANY = QTYPE.ANY
+_MEMO_TYPES = frozenset({QTYPE.A, QTYPE.AAAA, QTYPE.SRV, QTYPE.CNAME, QTYPE.PTR, QTYPE.TXT, QTYPE.MX, QTYPE.NS,
+                         QTYPE.SOA, QTYPE.ANY, 64, 65})  # 64/65: SVCB/HTTPS, which browsers ask
 
 
 @dataclass(frozen=True)
@@ -221,7 +223,9 @@ class Resolver:
             return Result(RCODE.NXDOMAIN, authority=(self.soa,))
         if name == self.zone and qtype in (QTYPE.SOA, _ANY):
             return Result(RCODE.NOERROR, (RR(owner, QTYPE.SOA, ttl=self.ttl, rdata=self.soa.rdata),))
-        if owner == name + ".":  # asked in lower case, as most stubs do: reuse the records built once
+        if owner == name + "." and (qtype in entry.records or qtype in _MEMO_TYPES):
+            # asked in lower case, as most stubs do: reuse the answer built once (only for the types
+            # clients ask, so that a sweep of all 65536 qtypes cannot grow the memo)
             memo = entry.answers.get(qtype)
             if memo is None:
                 memo = entry.answers[qtype] = self._answer(entry, qtype, owner)

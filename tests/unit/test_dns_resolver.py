@@ -88,3 +88,13 @@ def test_external_name_cname_ptr_and_outside_names():
     assert R.resolve("8.8.8.8.in-addr.arpa", QTYPE.PTR) is None
     assert R.resolve("example.org", QTYPE.A) is None
     assert R.resolve("cluster.local.example.org", QTYPE.A) is None
+
+
+def test_memoised_answers_match_and_stay_bounded():
+    first = R.resolve("web.default.svc.cluster.local", QTYPE.A)
+    assert R.resolve("web.default.svc.cluster.local.", QTYPE.A) is first
+    assert rdatas(R.resolve("WEB.default.svc.cluster.local", QTYPE.A)) == rdatas(first)
+    assert R.resolve("web.default.svc.cluster.local", QTYPE.AAAA).answer == ()
+    for qtype in range(1000, 1100):  # odd types get NODATA, but are not remembered
+        assert R.resolve("web.default.svc.cluster.local", qtype).answer == ()
+    assert all(t < 1000 for t in R.names["web.default.svc.cluster.local"].answers)
