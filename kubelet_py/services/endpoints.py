@@ -338,3 +338,13 @@ def reconcile(services: Sequence[Mapping], pods: Sequence[Mapping], stored_slice
             out.delete.append(key)
     out.delete_endpoints = sorted(set(controller_endpoints) - wanted_eps)
     return out
+
+
+def differs(stored: Mapping, desired: Mapping) -> bool:
+    """Whether a stored controller-made EndpointSlice or Endpoints must be rewritten to match
+    `desired` (system fields such as uid, resourceVersion and creationTimestamp ignored)."""
+    for key in set(stored) | set(desired):
+        if key not in ("metadata", "status") and stored.get(key) != desired.get(key):
+            return True
+    sm, dm = _meta(stored), _meta(desired)
+    return any((sm.get(k) or None) != (dm.get(k) or None) for k in ("labels", "annotations", "ownerReferences"))

@@ -123,3 +123,14 @@ def test_service_env_vars():
     assert set(service_env("default", False, [redis, kube])) == {k for k, _ in from_services([kube])}
     assert service_env("prod", True, [kube, other_ns])["FAR_SERVICE_HOST"] == "10.96.0.50"
     assert merge({"REDIS_PRIMARY_SERVICE_HOST": "mine"}, env)["REDIS_PRIMARY_SERVICE_HOST"] == "mine"
+
+
+def test_differs_ignores_system_fields():
+    [s] = E.controller_slices(svc(), [pod("a", "10.244.0.3")])
+    stored = {**s, "metadata": {**s["metadata"], "uid": "x", "resourceVersion": "7",
+                                "creationTimestamp": "2026-01-01T00:00:00Z"}}
+    assert not E.differs(stored, s)
+    [moved] = E.controller_slices(svc(), [pod("a", "10.244.0.4")])
+    assert E.differs(stored, moved)
+    relabelled = {**s, "metadata": {**s["metadata"], "labels": {**s["metadata"]["labels"], "team": "b"}}}
+    assert E.differs(stored, relabelled)
