@@ -165,23 +165,38 @@ def test_sighup_applies_live_keys_and_names_those_that_need_a_restart(notified):
     d.cli("get", "pod", "one")
 
 
-def test_sigterm_leaves_pods_running_and_drain_stops_them(d):
-    for name in ("a", "b"):
-        d.apply(_pod(name))
-    for name in ("a", "b"):
-        d.wait_for(name, lambda p: (p.get("status") or {}).get("phase") == "Running", 60, what="Running")
-    d.stop()  # SIGTERM
-    assert d.proc.returncode == 0
-    assert processes_naming(d.run), "SIGTERM must leave the pods' supervisors running"
-    d.start()
-    t0 = time.monotonic()
-    out = d.cli("drain", "--grace-period", "1", timeout=120).stdout
-    assert "draining 2 pods" in out
-    assert "pod default/a gone" in out and "pod default/b gone" in out
-    assert re.search(r"drained: 2 pods stopped in [\d.]+s", out), out
-    assert time.monotonic() - t0 < 60
-    assert json.loads(d.cli("get", "pods", "-A", "-o", "json").stdout)["items"] == []
-    assert d.cli("drain").stdout.strip() == "no pods to drain"
+def test_sigterm_leaves_pods_running_and_drain_stops_them(tmp_path):
+    man = tmp_path / "manifests"
+    man.mkdir()
+    (man / "static.yaml").write_text(_pod("stat"))
+    d = Daemon(tmp_path, manifests=str(man)).start()
+    try:
+        for name in ("a", "b"):
+            d.apply(_pod(name))
+        for name in ("a", "b"):
+            d.wait_for(name, lambda p: (p.get("status") or {}).get("phase") == "Running", 60, what="Running")
+        d.stop()  # SIGTERM
+        assert d.proc.returncode == 0
+        assert processes_naming(d.run), "SIGTERM must leave the pods' supervisors running"
+        d.start()
+        t0 = time.monotonic()
+        out = d.cli("drain", "--grace-period", "1", timeout=120).stdout
+        assert "draining 2 pods" in out
+        assert "pod default/a gone" in out and "pod default/b gone" in out
+        assert re.search(r"drained: 2 pods stopped in [\d.]+s", out), out
+        assert time.monotonic() - t0 < 60
+        static = [ln for ln in out.splitlines() if ln.startswith("skipped static pod default/stat-")]
+        assert len(static) == 1 and "remove its file" in static[0], out
+        left = json.loads(d.cli("get", "pods", "-A", "-o", "json").stdout)["items"]
+        assert [p["metadata"]["name"] for p in left] == [static[0].split("default/")[1].split(":")[0]]
+        (man / "static.yaml").unlink()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and json.loads(d.cli("get", "pods", "-o", "json").stdout)["items"]:
+            time.sleep(0.2)
+        assert d.cli("drain").stdout.strip() == "no pods to drain"
+    finally:
+        leaks = d.cleanup()
+    assert leaks == [], leaks
 
 
 # ---- doctor -----------------------------------------------------------------------------------------

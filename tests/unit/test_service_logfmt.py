@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
 
 import pytest
@@ -71,3 +72,26 @@ def test_setup_sets_our_levels():
             logging.getLogger(n).setLevel(lvl)
     lines = buf.getvalue().splitlines()
     assert [re.search(r"msg=(.*)", ln).group(1) for ln in lines] == ["shown", '"now shown"']
+
+
+def test_setup_writes_journal_lines_when_journal_stream_names_the_stream(tmp_path, monkeypatch):
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level, {n: logging.getLogger(n).level for n in logfmt.OURS}
+    path = tmp_path / "stderr"
+    try:
+        for journal in (True, False):
+            with open(path, "w") as f:
+                st = os.fstat(f.fileno())
+                monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino + (0 if journal else 1)}")
+                logfmt.setup("info", f)
+                logging.getLogger("kubelet_py.node").warning("w")
+            text = path.read_text()
+            if journal:
+                assert text == "<4>level=warning logger=kubelet_py.node msg=w\n"
+            else:
+                assert text.startswith("time=") and text.endswith(" level=warning logger=kubelet_py.node msg=w\n")
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        for n, lvl in saved[2].items():
+            logging.getLogger(n).setLevel(lvl)
