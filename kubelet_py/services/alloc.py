@@ -6,8 +6,8 @@ Services themselves, each time (the way upstream's repair loops rebuild their bi
 Services). A Service checkpointed with its clusterIP keeps it over any restart; one that was
 never stored never took anything. So the daemon calls
 
-    svc = allocate(svc, stored_services)            # on create, before the checkpoint
-    svc = allocate(svc, stored_services, old=prev)  # on update (after api.update)
+    svc = allocate(svc, stored_services)   # on create, and on update after api.update (which keeps
+                                           # the clusterIP and nodePorts the stored version holds)
 
 with the stored Services of every namespace except this one (`others` may include it: a Service
 is never in its own way). Errors are ApiErrors naming the field, in upstream's words:
@@ -113,11 +113,11 @@ def _fail(svc: Mapping, errs: list[FieldError], kind: str = INVALID_ARGUMENT) ->
     return ApiError([e.at(obj=ref) for e in errs], kind=kind)
 
 
-def allocate(svc: Mapping, others: Iterable[Mapping], cfg: AllocConfig = DEFAULT, *, old: Mapping | None = None,
+def allocate(svc: Mapping, others: Iterable[Mapping], cfg: AllocConfig = DEFAULT, *,
              rng: random.Random | None = None) -> dict:
     """The Service with its ipFamilies, ipFamilyPolicy, clusterIP(s) and nodePorts filled in, or
-    ApiError. `old`: the stored version on an update (what it already holds stays its own).
-    `rng` picks free addresses and ports (random, as upstream; seed it in tests)."""
+    ApiError. What it asks for that it already holds (an update) stays its own. `rng` picks free
+    addresses and ports (random, as upstream; seed it in tests)."""
     out = copy.deepcopy(dict(svc))
     spec = out.setdefault("spec", {})
     key = _key(out)

@@ -102,3 +102,18 @@ def test_dual_stack_refused():
 def test_conflicting_stored_services_are_reported():
     a, b = svc("a", cluster_ip="10.96.1.1"), svc("b", cluster_ip="10.96.1.1")
     assert taken([a, b]).conflicts == ["clusterIP 10.96.1.1 of default/b is also default/a's"]
+
+
+def test_update_flow_keeps_what_is_held_and_allocates_what_is_new():
+    from kubelet_py.api import create, load, update
+    text = ("apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  type: NodePort\n  selector: {app: web}\n"
+            "  ports: [{port: 80, name: http}]\n")
+    first = allocate(create(load(text, "s.yaml")[0].obj, 0, lambda: "uid-1"), [], rng=random.Random(5))
+    ip, np = first["spec"]["clusterIP"], first["spec"]["ports"][0]["nodePort"]
+    text2 = text.replace("[{port: 80, name: http}]", "[{port: 80, name: http}, {port: 443, name: https}]")
+    second = allocate(update(first, load(text2, "s.yaml")[0].obj), [first], rng=random.Random(6))
+    assert second["spec"]["clusterIP"] == ip and second["spec"]["ports"][0]["nodePort"] == np
+    new_np = second["spec"]["ports"][1]["nodePort"]
+    assert 30000 <= new_np <= 32767 and new_np != np
+    third = allocate(update(second, load(text2.replace("NodePort", "ClusterIP"), "s.yaml")[0].obj), [second])
+    assert third["spec"]["clusterIP"] == ip and all("nodePort" not in p for p in third["spec"]["ports"])
