@@ -213,34 +213,48 @@ class _NodeRuntime:
                     seen_meta[md.get("uid")] = meta
                     w = self.workers.get(md.get("uid"))
                     if w is not None and not first and w.volumes_ready:
-                        self._refresh_pod(w, obj)
+                        self._refresh_pod(w)
                     continue
                 for w in list(self.workers.values()):
                     if (w.pod["metadata"].get("namespace") or "default") == ns \
                             and (kind, md["name"]) in referenced(w.pod):
                         if w.volumes_ready:
-                            self._refresh_pod(w, None)
+                            self._refresh_pod(w)
                         elif w.record.sandbox_ready:
                             w.wake.set()  # waiting on FailedMount for it: set up at once
         finally:
             watch.close()
 
-    def _refresh_pod(self, w: PodWorker, pod: dict | None) -> None:
-        """Rewrite the pod's API-data volumes in a thread (one refresh at a time per pod, the
-        latest state)."""
-        if pod is None:
-            pod = self.store.get("Pod", w.pod["metadata"].get("namespace") or "default", w.pod["metadata"]["name"])
-            if pod is None or pod["metadata"].get("uid") != w.uid:
-                return
-        objects = self.volume_objects(pod)
+    def _refresh_pod(self, w: PodWorker) -> None:
+        """Rewrite the pod's API-data volumes in a thread, from the store's pod and objects as
+        they are when the rewrite starts; one rewrite at a time per pod, and one more after it
+        when something changed meanwhile (so the last state always wins)."""
+        running = getattr(self, "_volume_refresh", None)
+        if running is None:
+            running = self._volume_refresh = {}
+        if w.uid in running:
+            running[w.uid] = True  # again, once the current one is done
+            return
+        running[w.uid] = False
 
         async def run():
             try:
-                names = await asyncio.to_thread(self.volumes.refresh, pod, objects)
-                if names:
-                    log.info("pod %s: volumes %s updated", w.uid, ", ".join(names))
-            except Exception as e:  # noqa: BLE001 - logged; the next change or period tries again
-                log.warning("pod %s: updating volumes: %s", w.uid, e)
+                while True:
+                    running[w.uid] = False
+                    md = w.pod["metadata"]
+                    cur = self.store.get("Pod", md.get("namespace") or "default", md["name"])
+                    if cur is None or cur["metadata"].get("uid") != w.uid:
+                        return
+                    try:
+                        names = await asyncio.to_thread(self.volumes.refresh, cur, self.volume_objects(cur))
+                        if names:
+                            log.info("pod %s: volumes %s updated", w.uid, ", ".join(names))
+                    except Exception as e:  # noqa: BLE001 - logged; the next change or period tries again
+                        log.warning("pod %s: updating volumes: %s", w.uid, e)
+                    if not running.get(w.uid):
+                        return
+            finally:
+                running.pop(w.uid, None)
         asyncio.get_running_loop().create_task(run(), name=f"volumes {w.uid}")
 
     async def _volume_period(self, period: float = 10.0) -> None:
@@ -251,7 +265,7 @@ class _NodeRuntime:
             for w in list(self.workers.values()):
                 if not w.volumes_ready or w.record.terminal or w.pod["metadata"].get("deletionTimestamp"):
                     continue
-                self._refresh_pod(w, None)
+                self._refresh_pod(w)
                 try:
                     over = await asyncio.to_thread(self.volumes.over_limit, w.pod)
                 except OSError as e:
