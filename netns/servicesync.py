@@ -114,6 +114,9 @@ def apply_iptc(deltas: Iterable[TableDelta]) -> None:
         raise
     except RuleError as e:
         raise ServiceSyncError(e.table, e.chain, e.why) from None
+    except Exception as e:        # python-iptables' XTablesError (a match it cannot build), ...
+        log.exception("services: python-iptables refused the sync")
+        raise ServiceSyncError("*", "*", f"python-iptables: {type(e).__name__}: {e}") from None
 
 
 # ---- conntrack (pyroute2) -------------------------------------------------------------------------
@@ -254,7 +257,10 @@ class ServiceProxy:
         that interface (upstream sets it on all interfaces; ours is on the bridge only, as the
         pod network does for hostPorts; P-PROXY-FIREWALL is the guard)."""
         if os.path.isdir(f"/proc/sys/net/ipv4/conf/{self.config.bridge}"):
-            sysctl.route_localnet(self.config.bridge)
+            try:
+                sysctl.route_localnet(self.config.bridge)
+            except NetnsError as e:     # the rules are in; only 127.0.0.1:NodePort stays unreachable
+                log.warning("services: %s", e)
         else:
             log.debug("services: bridge %s not there yet: route_localnet left for a later sync", self.config.bridge)
 
