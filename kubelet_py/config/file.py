@@ -7,12 +7,16 @@ added to `serve` is a key at once. One YAML (or JSON) mapping; an empty file mea
     schema = [KeySpec("podCidr", "pod_cidr", STRING), ...]   (built from serve's flags by the CLI)
     values = load_text(text, path, schema)                    -> {param name: value}
 
+A relative path in a path-valued key (manifests, seccompProfileRoot) is taken relative to the
+file's directory, as the kubelet reads its --config file.
+
 Flags given on the command line override the file (the CLI does that; `effective` is the rule).
 Unknown keys are errors naming the key and the file; a wrong type names the key, the expected
 type and the file. Every error of a file is reported at once."""
 
 from __future__ import annotations
 
+import posixpath
 import re
 from dataclasses import dataclass
 from typing import Iterable
@@ -44,6 +48,7 @@ class KeySpec:
     max: float | None = None
     multiple: bool = False  # a list of values (a repeatable flag)
     live: bool = False  # applied by SIGHUP without a restart
+    path: bool = False  # a file or directory: relative to the config file's directory
 
 
 def key_name(flag: str) -> str:
@@ -113,9 +118,13 @@ def load_mapping(doc, path: str, schema: Iterable[KeySpec]) -> dict:
             problems.append(f"unknown key {key!r}{hint}")
             continue
         try:
-            out[spec.param] = check_value(spec, value)
+            value = check_value(spec, value)
         except ValueError as e:
             problems.append(f"key {key!r}: {e}")
+            continue
+        if spec.path and value and not value.startswith("/"):
+            value = posixpath.normpath(posixpath.join(posixpath.dirname(path), value))
+        out[spec.param] = value
     if problems:
         raise ConfigFileError(path, problems)
     return out

@@ -27,6 +27,7 @@ META = "kubelet_py.config"
 # safe to change in a running daemon: they act on what happens next (a log line, the next
 # crash-loop delay, the next admission), never on what runs
 LIVE = ("log_level", "crashloop_max", "max_pods", "allowed_unsafe_sysctls")
+STATUS_EVERY = 10.0  # seconds between looks at whether STATUS= changed
 
 
 def schema_of(command: click.Command) -> list[cfgfile.KeySpec]:
@@ -48,7 +49,7 @@ def schema_of(command: click.Command) -> list[cfgfile.KeySpec]:
         else:
             kind = cfgfile.STRING
         out.append(cfgfile.KeySpec(cfgfile.key_name(longs[0]), p.name, kind, multiple=p.multiple,
-                                   live=p.name in LIVE, **kw))
+                                   live=p.name in LIVE, path=isinstance(t, click.Path), **kw))
     return out
 
 
@@ -135,25 +136,37 @@ class ServiceHooks:
         self.current = dict(ctx.params)
         loop = asyncio.get_running_loop()
         self.notifier.send(READY=1, STATUS=self._status("serving"), MAINPID=os.getpid())
-        if self.notifier.watchdog:
-            self._tasks.append(loop.create_task(self._watchdog(self.notifier.watchdog), name="watchdog"))
+        if self.notifier.enabled:
+            self._tasks.append(loop.create_task(self._keepalive(), name="service manager"))
         loop.add_signal_handler(signal.SIGHUP, self._on_hup)
 
     def _status(self, what: str) -> str:
         a = self.agent
         return f"{what} on {a.opts.socket}, node {a.node_name}, {len(a.workers)} pods"
 
-    async def _watchdog(self, interval: float) -> None:
-        """WATCHDOG=1 every `interval` while the sync loop is alive: a stuck daemon is restarted."""
+    async def _keepalive(self) -> None:
+        """WATCHDOG=1 every half of WatchdogSec while the sync loop is alive (a stuck daemon is
+        restarted), and STATUS= when the pod count changed (checked every STATUS_EVERY s)."""
         import asyncio
-        log.info("systemd watchdog: a ping every %.1fs", interval)
+        interval = self.notifier.watchdog
+        if interval:
+            log.info("systemd watchdog: a ping every %.1fs", interval)
+        tick = min(interval or STATUS_EVERY, STATUS_EVERY)
+        sent, status_at = self._status("serving"), 0.0
         while True:
-            why = self.agent.unhealthy()
-            if why:
-                log.error("no watchdog ping: %s", why)
-            else:
-                self.notifier.send(WATCHDOG=1)
-            await asyncio.sleep(interval)
+            await asyncio.sleep(tick)
+            if interval:
+                why = self.agent.unhealthy()
+                if why:
+                    log.error("no watchdog ping: %s", why)
+                else:
+                    self.notifier.send(WATCHDOG=1)
+            status_at += tick
+            if status_at >= STATUS_EVERY:
+                status_at = 0.0
+                if (now := self._status("serving")) != sent:
+                    self.notifier.send(STATUS=now)
+                    sent = now
 
     def _on_hup(self) -> None:
         import asyncio

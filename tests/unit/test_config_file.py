@@ -158,3 +158,13 @@ def test_re_reading_an_unchanged_setup_changes_nothing(tmp_path):
     plan = cf.plan_reload(ctx.params, {**defaults, "bridge": "kpyx", "max_pods": 3, "manifests": "/m"}, schema,
                           defaults)
     assert plan == cf.Reload({"max_pods": 3}, ("manifests",))
+
+
+def test_relative_paths_are_relative_to_the_file():
+    schema = [cf.KeySpec("manifests", "manifests", path=True), cf.KeySpec("name", "name")]
+    assert cf.load_text("manifests: pods\nname: x/y\n", "/etc/kubelet-py/config.yaml", schema) == \
+        {"manifests": "/etc/kubelet-py/pods", "name": "x/y"}
+    assert cf.load_text("manifests: ../m\n", "/etc/kubelet-py/config.yaml", schema) == {"manifests": "/etc/m"}
+    assert cf.load_text("manifests: /srv/m\n", "/etc/kubelet-py/config.yaml", schema) == {"manifests": "/srv/m"}
+    serve = {s.key: s for s in schema_of(serve_command())}
+    assert serve["manifests"].path and serve["seccompProfileRoot"].path and not serve["podCidr"].path
