@@ -69,6 +69,15 @@ def is_sealed(pid: int | str = "self") -> bool:
     return exe_seals(pid) & BASE_SEALS == BASE_SEALS
 
 
+def child_python_path() -> str:
+    """PYTHONPATH for an interpreter the runtime starts (the zygote, a helper): the directory the
+    running `runtime` package was loaded from, then this process's sys.path (where the
+    dependencies are), so that the child imports exactly what this process imports however
+    kubelet-py is installed (a path entry, an editable install's import hook, a wheel)."""
+    top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return os.pathsep.join(dict.fromkeys([top] + [p for p in sys.path if p]))
+
+
 def interpreter_argv(args: list[str]) -> list[str]:
     """argv for running the interpreter from the copy: argv[0] stays the interpreter's path,
     which is where Python looks for its venv and stdlib (not /proc/self/exe)."""

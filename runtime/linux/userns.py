@@ -136,14 +136,11 @@ def pin_pod_namespaces(uid_mappings, gid_mappings, pins: dict[str, str], flags: 
     import json
     import subprocess
 
-    # the dir the running `runtime` package came from, then our sys.path: the helper imports
-    # what we import, however kubelet-py is installed (as the supervisor's launch does)
-    top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    python_path = os.pathsep.join(dict.fromkeys([top] + [p for p in sys.path if p]))
+    from .sealed import child_python_path
     proc = subprocess.Popen([sys.executable, "-S", "-c", _HELPER,
                              json.dumps({"flags": flags, "hostname": hostname, "sysctls": sysctls or {}})],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/",
-                            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": python_path},
+                            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": child_python_path()},
                             text=True)
     try:
         def step(want: str, what: str) -> None:

@@ -688,19 +688,33 @@ def _children_map() -> dict[int, list[int]]:
 
 
 def _kill_tree(root: int) -> None:
-    """SIGKILL an exec's process and every descendant, children first (so none is reparented
-    to the container's init and escapes)."""
-    kids = _children_map()
-    order, todo = [], [root]
-    while todo:
-        p = todo.pop()
-        order.append(p)
-        todo += kids.get(p, [])
-    for p in reversed(order):
-        try:
-            os.kill(p, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    """SIGKILL an exec's process and every descendant. All are stopped first, parents before
+    children, until the tree stops growing: none can run on between two kills (a shell whose
+    child was killed would go on to its next command) or fork a child the walk did not see, and
+    none is reparented to the container's init and escapes, since a stopped parent does not die."""
+    stopped: set[int] = set()
+    for _ in range(100):  # a fork bomb outpacing the walk is still bounded
+        kids = _children_map()
+        tree, todo = [], [root]
+        while todo:
+            p = todo.pop()
+            tree.append(p)
+            todo += kids.get(p, [])
+        fresh = [p for p in tree if p not in stopped]
+        if not fresh:
+            break
+        for p in fresh:
+            _signal(p, signal.SIGSTOP)
+            stopped.add(p)
+    for p in stopped:
+        _signal(p, signal.SIGKILL)
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def run(pod_dir: str, cgroup_parent: str, ready_fd: int | None = None) -> int:

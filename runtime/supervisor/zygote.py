@@ -36,14 +36,6 @@ MAX_REQUEST = 1 << 16
 log = logging.getLogger("kubelet_py.runtime")
 
 
-def python_path() -> str:
-    """The directory that holds the `runtime` package, then the rest of sys.path (where the
-    dependencies are): the zygote imports exactly what this process imports, however
-    kubelet-py is installed (a path entry, an editable install's import hook, a wheel)."""
-    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    return os.pathsep.join(dict.fromkeys([here] + [p for p in sys.path if p]))
-
-
 class Zygote:
     """The launcher's side: started on first use (or by `start()`), restarted if it died.
     Thread-safe: a request is one datagram, and starting is under a lock."""
@@ -105,7 +97,7 @@ class Zygote:
             proc.poll()  # reaped if it is gone; a live one exits at the EOF just sent
 
     def _spawn(self) -> None:
-        from ..linux.sealed import interpreter_argv, sealed_copy
+        from ..linux.sealed import child_python_path, interpreter_argv, sealed_copy
         exe = sealed_copy()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         try:
@@ -115,7 +107,7 @@ class Zygote:
                 interpreter_argv(["-S", "-c", MAIN, "--socket-fd", str(theirs.fileno())]),
                 executable=f"/proc/self/fd/{exe}", pass_fds=(exe, theirs.fileno()), cwd="/",
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": python_path()})
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": child_python_path()})
         except BaseException:
             ours.close()
             raise
