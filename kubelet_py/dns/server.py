@@ -136,6 +136,7 @@ class DNSServer:
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._clients: set[asyncio.StreamWriter] = set()
         self.stats = {"answered": 0, "forwarded": 0, "servfail": 0, "cache_hits": 0}
 
     def set_resolver(self, resolver: Resolver) -> None:
@@ -147,7 +148,11 @@ class DNSServer:
         loop = asyncio.get_running_loop()
         self._udp, _ = await loop.create_datagram_endpoint(lambda: _UDP(self), local_addr=(host, port))
         _large_receive_buffer(self._udp.get_extra_info("socket"))
-        self._tcp = await asyncio.start_server(self._tcp_client, host, port)
+        try:
+            self._tcp = await asyncio.start_server(self._tcp_client, host, port)
+        except OSError:
+            self._udp.close()
+            raise
         log.info("cluster DNS listening on %s:%d (udp, tcp); forwarding to %s", host, port,
                  ", ".join(f"{h}:{p}" for h, p in self.upstreams) or "nothing")
 
@@ -160,6 +165,8 @@ class DNSServer:
             self._udp.close()
         if self._tcp is not None:
             self._tcp.close()
+            for writer in list(self._clients):  # Python 3.12's wait_closed waits for every connection
+                writer.close()
             await self._tcp.wait_closed()
         for t in list(self._tasks):
             t.cancel()
@@ -239,6 +246,7 @@ class DNSServer:
             self._udp.sendto(reply, addr)
 
     async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._clients.add(writer)
         try:
             while True:
                 (n,) = struct.unpack("!H", await asyncio.wait_for(reader.readexactly(2), TCP_IDLE))
@@ -252,6 +260,7 @@ class DNSServer:
         except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError) as e:
             log.debug("cluster DNS: tcp client done (%s)", type(e).__name__)  # closed or idle: close our end
         finally:
+            self._clients.discard(writer)
             writer.close()
 
 

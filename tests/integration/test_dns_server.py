@@ -10,6 +10,7 @@ import contextlib
 import socket
 import struct
 
+import pytest
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 
 from kubelet_py.dns import DNSServer, Resolver, parse_resolv_conf
@@ -162,3 +163,15 @@ def test_new_snapshot_answers_at_once_and_garbage_is_formerr():
 def test_parse_resolv_conf():
     text = "# generated\nsearch example.org\nnameserver 10.0.0.2\nnameserver 1.1.1.1 # cf\noptions ndots:2\n"
     assert parse_resolv_conf(text) == ["10.0.0.2", "1.1.1.1"]
+
+
+def test_close_with_an_idle_tcp_client_and_a_taken_port():
+    async def body():
+        async with serving() as (server, port, up):
+            reader, writer = await asyncio.open_connection(SERVER_IP, port)  # connected, never asks
+            with pytest.raises(OSError):  # the port is taken: refused, ours keeps answering
+                await DNSServer(snapshot(), []).start(SERVER_IP, port)
+            assert (await ask("web.default.svc.cluster.local", "A", port)).header.rcode == RCODE.NOERROR
+        await asyncio.wait_for(reader.read(), 5)  # our close() closed the idle connection at once
+        writer.close()
+    run(asyncio.wait_for(body(), 5))
