@@ -13,7 +13,7 @@ import struct
 import pytest
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 
-from kubelet_py.dns import DNSServer, Resolver, parse_resolv_conf
+from kubelet_py.dns import DNSServer, Resolver, host_upstreams, parse_resolv_conf
 from kubelet_py.services.endpoints import controller_slices
 from tests.unit.test_services_endpoints import pod, svc
 
@@ -163,6 +163,13 @@ def test_new_snapshot_answers_at_once_and_garbage_is_formerr():
 def test_parse_resolv_conf():
     text = "# generated\nsearch example.org\nnameserver 10.0.0.2\nnameserver 1.1.1.1 # cf\noptions ndots:2\n"
     assert parse_resolv_conf(text) == ["10.0.0.2", "1.1.1.1"]
+
+
+def test_host_upstreams_leave_out_our_own_address(tmp_path):
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("nameserver 10.96.0.10\nnameserver 192.0.2.53\n")
+    assert host_upstreams(str(conf), exclude=["10.96.0.10"]) == [("192.0.2.53", 53)]
+    assert host_upstreams(str(tmp_path / "missing")) == []
 
 
 def test_close_with_an_idle_tcp_client_and_a_taken_port():
