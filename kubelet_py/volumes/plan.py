@@ -105,7 +105,7 @@ class MountPlan:
 def expand_subpath_expr(expr: str, env: dict[str, str], field: str) -> str:
     """subPathExpr: `$(VAR)` from the container's env (kubelet's expansion), the result still a
     relative path without `..`."""
-    from kubelet_py.pods.translate import expand
+    from kubelet_py.pods.env import expand
     out = expand(expr, env)
     if out.startswith("/") or ".." in out.split("/"):
         raise VolumeError(field, f"subPathExpr {expr!r} expands to {out!r}: must be a relative path without '..'")
