@@ -33,6 +33,7 @@ pytestmark = pytest.mark.root
 
 NP_WEB = 30000 + random.randrange(0, 2700)        # NodePorts distinct per run
 NP_EMPTY = NP_WEB + 1
+HP_B2 = 18000 + random.randrange(0, 1000)          # a hostPort of b2: the pod network's rules share the tables
 BACKENDS = ("b0", "b1", "b2")
 
 
@@ -83,13 +84,27 @@ def owned_lines(cfg, table: str, counters: bool = False) -> list[str]:
     got = []
     for line in out:
         rule = line.split("] ", 1)[1] if counters and line.startswith("[") else line
-        words = rule.split()
-        if rule.startswith(":") and services.owned_chain(cfg, table, words[0][1:]):
-            got.append(rule.split()[0])
-        elif rule.startswith("-A ") and (services.owned_chain(cfg, table, words[1]) or (
-                words[1] in BUILTIN[table] and services.owned_chain(cfg, table, words[-1]))):
-            got.append(line)
+        if is_owned(cfg, table, rule):
+            got.append(rule.split()[0] if rule.startswith(":") else line)
     return got
+
+
+def is_owned(cfg, table: str, line: str) -> bool:
+    """An iptables-save line of the proxy's: its chain, a rule of it, a built-in chain's jump to it."""
+    words = line.split()
+    if line.startswith(":"):
+        return services.owned_chain(cfg, table, words[0][1:])
+    return line.startswith("-A ") and (services.owned_chain(cfg, table, words[1]) or (
+        words[1] in BUILTIN[table] and services.owned_chain(cfg, table, words[-1])))
+
+
+def pod_network_lines(cfg) -> list[str]:
+    """iptables-legacy-save lines of the pod network (our prefix, not the proxy's chains)."""
+    out = []
+    for table in ("nat", "filter"):
+        out += [f"{table} {x}" for x in run(["iptables-legacy-save", "-t", table]).stdout.splitlines()
+                if cfg.chain_prefix + "-" in x and not is_owned(cfg, table, x)]
+    return out
 
 
 def planned_lines(cfg, plan: services.ServiceRules, table: str) -> list[str]:
@@ -143,7 +158,9 @@ def world(tmp_path_factory):
     route = False
     try:
         w.client_ip = setup_pod_network("client", w.client.path, config=w.cfg).ip
-        w.ip = {b: setup_pod_network(b, w.ns[b].path, config=w.cfg).ip for b in BACKENDS}
+        w.ip = {b: setup_pod_network(b, w.ns[b].path, [{"containerPort": 8080, "hostPort": HP_B2}] if b == "b2" else (),
+                                     config=w.cfg).ip for b in BACKENDS}
+        w.pod_rules = pod_network_lines(w.cfg)
         # the service subnet goes to a veth into a sink netns of ours: a packet the rules fail to
         # DNAT ends there (not on the bridge: a route back out of the interface a packet came in
         # on sends an ICMP redirect first, which uses up the per-host ICMP rate limit the REJECT needs)
@@ -158,6 +175,9 @@ def world(tmp_path_factory):
             who_cgi(d, b)
             w.servers.append(Httpd(w.ns[b], 8080, d))
             w.udp.append(UdpEcho(w.ns[b], 5353, b))
+        # b2's hostPort turned route_localnet on: off again, the proxy must turn it on for 127.0.0.1:NodePort
+        with open(f"/proc/sys/net/ipv4/conf/{w.cfg.bridge}/route_localnet", "w") as f:
+            f.write("0")
         w.proxy = ServiceProxy(w.cfg)
         w.first = w.proxy.sync(*ports(w))
         yield w
@@ -165,6 +185,7 @@ def world(tmp_path_factory):
         if w.proxy is not None:
             w.proxy.teardown()
             after = {t: owned_lines(w.cfg, t) for t in ("nat", "filter")}
+            pod_rules_after = pod_network_lines(w.cfg)
         for s in w.servers:
             s.stop()
         for u in w.udp:
@@ -179,6 +200,7 @@ def world(tmp_path_factory):
         assert_nothing_left(w.cfg)
     # teardown of the proxy left exactly what was there before it (nothing of ours)
     assert after == w.before == {"nat": [], "filter": []}
+    assert pod_rules_after == w.pod_rules
 
 
 def cip(w, i: int) -> str:
@@ -365,3 +387,14 @@ def test_the_python_iptables_applier_writes_the_same_tables(world):
         w.proxy.resync()
     assert_live_equals_plan(w)
     assert set(names(w, 60, cip(w, 10), 80, ns=w.client)) == set(BACKENDS)
+
+
+def test_the_pod_network_rules_sharing_the_tables_are_untouched(world):
+    w = world
+    assert any("HOSTPORTS" in x for x in w.pod_rules) and any("-POSTROUTING " in x for x in w.pod_rules)
+    assert pod_network_lines(w.cfg) == w.pod_rules
+    assert http_get("127.0.0.1", HP_B2) == "b2"                    # the hostPort works beside the Services
+    assert http_get(w.out.node_ip, HP_B2, ns=w.out.ns) == "b2"
+    w.proxy.sync(*ports(w, web_eps=("b0",)))
+    w.proxy.resync()
+    assert pod_network_lines(w.cfg) == w.pod_rules
