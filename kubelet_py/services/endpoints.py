@@ -30,6 +30,8 @@ LABEL_SERVICE_NAME = "kubernetes.io/service-name"
 LABEL_MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
 LABEL_HEADLESS = "service.kubernetes.io/headless"
 LABEL_SKIP_MIRROR = "endpointslice.kubernetes.io/skip-mirror"
+LABEL_ENDPOINTS_MANAGED_BY = "endpoints.kubernetes.io/managed-by"
+ENDPOINTS_CONTROLLER = "endpoint-controller"
 CONTROLLER = "endpointslice-controller.k8s.io"
 MIRRORING_CONTROLLER = "endpointslicemirroring-controller.k8s.io"
 MANAGERS = (CONTROLLER, MIRRORING_CONTROLLER)
@@ -279,9 +281,8 @@ def legacy_endpoints(svc: Mapping, pods: Iterable[Mapping]) -> dict | None:
     labels = {k: v for k, v in (_meta(svc).get("labels") or {}).items()}
     if _headless(svc):
         labels[LABEL_HEADLESS] = ""
-    meta = {"name": _meta(svc).get("name", ""), "namespace": _ns(svc)}
-    if labels:
-        meta["labels"] = labels
+    labels[LABEL_ENDPOINTS_MANAGED_BY] = ENDPOINTS_CONTROLLER
+    meta = {"name": _meta(svc).get("name", ""), "namespace": _ns(svc), "labels": labels}
     out = {"apiVersion": "v1", "kind": "Endpoints", "metadata": meta}
     if subsets:
         out["subsets"] = subsets
@@ -300,19 +301,22 @@ class Reconciled:
     """What the daemon should store: `slices` (create or update by name; compare addressType,
     endpoints, ports and labels), `delete` (names of managed slices no longer wanted, as
     (namespace, name)), `endpoints` (legacy Endpoints to store for Services with a selector),
-    `delete_endpoints` (controller-made Endpoints of Services gone or without a selector)."""
+    `delete_endpoints` (controller-made Endpoints, labelled endpoints.kubernetes.io/managed-by, of
+    Services gone or without a selector now)."""
     slices: list[dict] = field(default_factory=list)
     delete: list[tuple[str, str]] = field(default_factory=list)
     endpoints: list[dict] = field(default_factory=list)
     delete_endpoints: list[tuple[str, str]] = field(default_factory=list)
 
 
+def _controller_made(ep: Mapping) -> bool:
+    return (_meta(ep).get("labels") or {}).get(LABEL_ENDPOINTS_MANAGED_BY) == ENDPOINTS_CONTROLLER
+
+
 def reconcile(services: Sequence[Mapping], pods: Sequence[Mapping], stored_slices: Sequence[Mapping],
-              stored_endpoints: Sequence[Mapping] = (), *, controller_endpoints: Iterable[tuple[str, str]] = ()) \
-        -> Reconciled:
-    """The whole desired set from the current objects. `controller_endpoints`: the (ns, name) of
-    stored Endpoints that the controller wrote (a user's Endpoints of a selectorless Service is
-    never deleted)."""
+              stored_endpoints: Sequence[Mapping] = ()) -> Reconciled:
+    """The whole desired set from the current objects (a user's Endpoints, without the
+    controller's label, is mirrored for a selectorless Service and never deleted)."""
     out = Reconciled()
     by_ns: dict[str, list[Mapping]] = {}
     for pod in pods:
@@ -329,14 +333,14 @@ def reconcile(services: Sequence[Mapping], pods: Sequence[Mapping], stored_slice
                 wanted_eps.add((_ns(svc), _meta(svc).get("name")))
         else:
             ep = user_eps.get((_ns(svc), _meta(svc).get("name")))
-            if ep is not None:
+            if ep is not None and not _controller_made(ep):
                 out.slices += mirrored_slices(svc, ep)
     wanted = {(_ns(s), _meta(s)["name"]) for s in out.slices}
     for s in stored_slices:
         key = (_ns(s), _meta(s).get("name"))
         if (_meta(s).get("labels") or {}).get(LABEL_MANAGED_BY) in MANAGERS and key not in wanted:
             out.delete.append(key)
-    out.delete_endpoints = sorted(set(controller_endpoints) - wanted_eps)
+    out.delete_endpoints = sorted({key for key, ep in user_eps.items() if _controller_made(ep)} - wanted_eps)
     return out
 
 

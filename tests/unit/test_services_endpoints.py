@@ -84,8 +84,9 @@ def test_selectorless_service_mirrors_endpoints_and_reconcile():
             "addressType": "IPv4", "endpoints": [], "ports": []}
     stale = {"metadata": {"name": "gone-abcde", "namespace": "default",
                           "labels": {E.LABEL_MANAGED_BY: E.CONTROLLER, E.LABEL_SERVICE_NAME: "gone"}}}
-    r = E.reconcile([svc(), ext], [pod("a", "10.244.0.3")], [user, stale], [eps],
-                    controller_endpoints=[("default", "gone")])
+    old = {"kind": "Endpoints", "metadata": {"name": "gone", "namespace": "default",
+                                             "labels": {E.LABEL_ENDPOINTS_MANAGED_BY: E.ENDPOINTS_CONTROLLER}}}
+    r = E.reconcile([svc(), ext], [pod("a", "10.244.0.3")], [user, stale], [eps, old])
     assert {s["metadata"]["labels"][E.LABEL_MANAGED_BY] for s in r.slices} == {E.CONTROLLER, E.MIRRORING_CONTROLLER}
     assert r.delete == [("default", "gone-abcde")] and r.delete_endpoints == [("default", "gone")]
     assert [e["metadata"]["name"] for e in r.endpoints] == ["web"]
@@ -95,6 +96,7 @@ def test_selectorless_service_mirrors_endpoints_and_reconcile():
 def test_legacy_endpoints():
     ep = E.legacy_endpoints(svc(), [pod("b", "10.244.0.12", ready=False), pod("a", "10.244.0.3"),
                                     pod("t", "10.244.0.9", deleting=True)])
+    assert ep["metadata"]["labels"] == {"team": "a", "endpoints.kubernetes.io/managed-by": "endpoint-controller"}
     assert ep["subsets"] == [{
         "addresses": [{"ip": "10.244.0.3", "nodeName": "node1",
                        "targetRef": {"kind": "Pod", "namespace": "default", "name": "a", "uid": "uid-a"}}],
