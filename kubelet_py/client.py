@@ -282,7 +282,7 @@ class Client:
 
     @staticmethod
     async def _thread(fn, *args):
-        import asyncio
+        import asyncio  # already loaded: this runs in the caller's event loop
         return await asyncio.to_thread(fn, *args)
 
     async def request(self, method: str, path: str, body: dict | None = None, params=None) -> dict:

@@ -249,7 +249,7 @@ class Api:
         strict = bool(body.get("strict"))
         file_warnings: list[list[str]] = []
         if "files" in body:  # `apply -f`: the daemon reads and validates (the CLI need not load the api package)
-            items, file_warnings = _load_files(body["files"], strict)
+            items, file_warnings = await asyncio.to_thread(_load_files, body["files"], strict)  # pure, CPU-bound
         else:
             items = body.get("items")
         if not isinstance(items, list):
