@@ -8,12 +8,8 @@ These commands run systemctl themselves: the daemon never does."""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
 import sys
-import time
 
 import click
 
@@ -41,6 +37,7 @@ def console_script() -> str:
     beside = os.path.join(os.path.dirname(sys.executable), "kubelet-py")
     if os.access(beside, os.X_OK):
         return beside
+    import shutil
     found = shutil.which("kubelet-py")
     if found:
         return os.path.abspath(found)
@@ -64,6 +61,7 @@ def exec_start(ctx: click.Context, config: str | None) -> list[str]:
 
 
 def _systemctl(*args: str) -> None:
+    import subprocess
     p = subprocess.run(["systemctl", *args], capture_output=True, text=True)
     if p.returncode != 0:
         raise KpyError(f"systemctl {' '.join(args)} exited {p.returncode}: {p.stderr.strip()}")
@@ -147,6 +145,7 @@ def _is_static(pod: dict) -> bool:
 def drain(ctx, grace_period, timeout):
     """Stop every pod of the node through the daemon (as `delete pods --all -A`), and wait until
     they are gone. Static pods are left: their manifest files would bring them back."""
+    import time
     from kubelet_py.kubectl import _client, _duration, _obj_path, _run, wait_gone
     limit = _duration(timeout, "--timeout")
 
@@ -209,6 +208,7 @@ def _serve_values(config: str | None) -> dict:
 def doctor(ctx, output, config, pod_cidr, service_cidr, bridge, chain_prefix):
     """Check this host for what the daemon needs: one line per check with its fix; exit status 1
     when something required is missing."""
+    import json
     from kubelet_py.doctor import checks, facts
     from kubelet_py.services.alloc import AllocConfig
     sv = _serve_values(config)

@@ -13,16 +13,14 @@ the keys in LIVE; a change of any other key is logged as needing a restart."""
 
 from __future__ import annotations
 
-import dataclasses
-import logging
 import os
-from dataclasses import dataclass
 
 import click
 
-from kubelet_py.config import file as cfgfile
-
-log = logging.getLogger("kubelet_py.service")
+# Every command imports this module (kubectl.py's serve carries config_option): the config file's
+# loader and the rest are imported when used, not here.
+LOGGER = "kubelet_py.service"
+DEFAULT_CONFIG = "/etc/kubelet-py/config.yaml"  # kubelet_py.config.file.DEFAULT_PATH (a test holds them equal)
 META = "kubelet_py.config"
 # safe to change in a running daemon: they act on what happens next (a log line, the next
 # crash-loop delay, the next admission), never on what runs
@@ -30,8 +28,15 @@ LIVE = ("log_level", "crashloop_max", "max_pods", "allowed_unsafe_sysctls")
 STATUS_EVERY = 10.0  # seconds between looks at whether STATUS= changed
 
 
-def schema_of(command: click.Command) -> list[cfgfile.KeySpec]:
-    """The config file's keys: one per option of `command` (but --config itself)."""
+def _log():
+    import logging
+    return logging.getLogger(LOGGER)
+
+
+def schema_of(command: click.Command) -> list:
+    """The config file's keys (kubelet_py.config.file.KeySpec): one per option of `command` (but
+    --config itself)."""
+    from kubelet_py.config import file as cfgfile
     out = []
     for p in command.params:
         if not isinstance(p, click.Option) or p.name == "config" or not p.name:
@@ -53,15 +58,16 @@ def schema_of(command: click.Command) -> list[cfgfile.KeySpec]:
     return out
 
 
-@dataclass
 class ConfigState:
-    path: str  # the file read (or that would be read: the default path when absent)
-    explicit: bool  # named by --config / $KUBELET_PY_CONFIG (then it must exist)
-    values: dict  # param -> value, from the file
+    def __init__(self, path: str, explicit: bool, values: dict):
+        self.path = path  # the file read (or that would be read: the default path when absent)
+        self.explicit = explicit  # named by --config / $KUBELET_PY_CONFIG (then it must exist)
+        self.values = values  # param -> value, from the file
 
 
 def read_config(path: str, explicit: bool, schema) -> dict:
     """The file's values ({} for an absent default file); ConfigFileError otherwise."""
+    from kubelet_py.config import file as cfgfile
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read(cfgfile.MAX_FILE_CHARS + 1)
@@ -75,9 +81,10 @@ def read_config(path: str, explicit: bool, schema) -> dict:
 
 
 def _load(ctx: click.Context, param: click.Parameter, value: str | None):
+    from kubelet_py.config import file as cfgfile
     if ctx.resilient_parsing:
         return value
-    path, explicit = (value, True) if value else (cfgfile.DEFAULT_PATH, False)
+    path, explicit = (value, True) if value else (DEFAULT_CONFIG, False)
     try:
         values = read_config(path, explicit, schema_of(ctx.command))
     except cfgfile.ConfigFileError as e:
@@ -90,7 +97,7 @@ def _load(ctx: click.Context, param: click.Parameter, value: str | None):
 def config_option(f):
     return click.option("--config", envvar="KUBELET_PY_CONFIG", is_eager=True, expose_value=False, callback=_load,
                         type=click.Path(dir_okay=False),
-                        help=f"Config file: serve's flags as camelCase keys [default: {cfgfile.DEFAULT_PATH}, "
+                        help=f"Config file: serve's flags as camelCase keys [default: {DEFAULT_CONFIG}, "
                              "read when it exists]. Flags override it; SIGHUP re-reads it.")(f)
 
 
@@ -123,7 +130,7 @@ class ServiceHooks:
         setup(log_level)
         # a SIGHUP before the loop serves would kill the daemon (the default action): log it
         # instead. A handler, not SIG_IGN, which every process the daemon starts would inherit.
-        signal.signal(signal.SIGHUP, lambda *_: log.warning("SIGHUP before the daemon serves: ignored"))
+        signal.signal(signal.SIGHUP, lambda *_: _log().warning("SIGHUP before the daemon serves: ignored"))
         return cls(Notifier.from_environ())
 
     def serving(self, ctx: click.Context, agent) -> None:
@@ -150,7 +157,7 @@ class ServiceHooks:
         import asyncio
         interval = self.notifier.watchdog
         if interval:
-            log.info("systemd watchdog: a ping every %.1fs", interval)
+            _log().info("systemd watchdog: a ping every %.1fs", interval)
         tick = min(interval or STATUS_EVERY, STATUS_EVERY)
         sent, status_at = self._status("serving"), 0.0
         while True:
@@ -158,7 +165,7 @@ class ServiceHooks:
             if interval:
                 why = self.agent.unhealthy()
                 if why:
-                    log.error("no watchdog ping: %s", why)
+                    _log().error("no watchdog ping: %s", why)
                 else:
                     self.notifier.send(WATCHDOG=1)
             status_at += tick
@@ -175,12 +182,13 @@ class ServiceHooks:
 
     async def reload(self) -> None:
         import asyncio
+        from kubelet_py.config import file as cfgfile
         st: ConfigState = self.ctx.meta[META]
         self.notifier.send(RELOADING=1, STATUS=f"re-reading {st.path}")
         try:
             values = await asyncio.to_thread(read_config, st.path, st.explicit, self.schema)
         except cfgfile.ConfigFileError as e:
-            log.error("SIGHUP: config file not applied, the daemon runs on as it was: %s", e)
+            _log().error("SIGHUP: config file not applied, the daemon runs on as it was: %s", e)
             self.notifier.send(READY=1, STATUS=self._status("serving (config file not applied: see the log)"))
             return
         new = cfgfile.effective(values, _flags_given(self.ctx))
@@ -188,17 +196,18 @@ class ServiceHooks:
         for param, value in plan.live.items():
             self.apply(param, value)
             self.current[param] = value
-            log.info("SIGHUP: %s is now %r", cfgfile.key_name(param), value)
+            _log().info("SIGHUP: %s is now %r", cfgfile.key_name(param), value)
         if plan.restart:
-            log.warning("SIGHUP: %s changed in %s: restart the daemon to apply it (systemctl restart kubelet-py)",
+            _log().warning("SIGHUP: %s changed in %s: restart the daemon to apply it (systemctl restart kubelet-py)",
                         ", ".join(plan.restart), st.path)
         if not plan.live and not plan.restart:
-            log.info("SIGHUP: %s re-read, nothing changed", st.path)
+            _log().info("SIGHUP: %s re-read, nothing changed", st.path)
         st.values = values
         self.notifier.send(READY=1, STATUS=self._status("serving"))
 
     def apply(self, param: str, value) -> None:
         """One LIVE setting into the running agent."""
+        import dataclasses
         a = self.agent
         if param == "log_level":
             from .logfmt import set_level

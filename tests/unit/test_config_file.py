@@ -168,3 +168,8 @@ def test_relative_paths_are_relative_to_the_file():
     assert cf.load_text("manifests: /srv/m\n", "/etc/kubelet-py/config.yaml", schema) == {"manifests": "/srv/m"}
     serve = {s.key: s for s in schema_of(serve_command())}
     assert serve["manifests"].path and serve["seccompProfileRoot"].path and not serve["podCidr"].path
+
+
+def test_the_default_path_is_the_same_in_the_flag_and_the_loader():
+    from kubelet_py.service.daemon import DEFAULT_CONFIG
+    assert DEFAULT_CONFIG == cf.DEFAULT_PATH == "/etc/kubelet-py/config.yaml"
