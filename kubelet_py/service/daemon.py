@@ -131,7 +131,9 @@ class ServiceHooks:
         # a SIGHUP before the loop serves would kill the daemon (the default action): log it
         # instead. A handler, not SIG_IGN, which every process the daemon starts would inherit.
         signal.signal(signal.SIGHUP, lambda *_: _log().warning("SIGHUP before the daemon serves: ignored"))
-        return cls(Notifier.from_environ())
+        hooks = cls(Notifier.from_environ())
+        hooks.notifier.send(STATUS="starting: reading the checkpoint, adopting the pods that run")
+        return hooks
 
     def serving(self, ctx: click.Context, agent) -> None:
         """Call once the API socket serves, from the event loop."""

@@ -49,7 +49,7 @@ def render_unit(argv: list[str], watchdog_sec: int | None = None,
         "RestartSec=2",
         "KillMode=process",
         "Delegate=yes",
-        "TimeoutStartSec=120",
+        "TimeoutStartSec=300",  # adoption of every running pod comes before READY=1
         "TimeoutStopSec=30",
         "TasksMax=infinity",
         "LimitNOFILE=1048576",

@@ -111,10 +111,11 @@ def notified(tmp_path, monkeypatch):
 def test_ready_once_serving_then_watchdog_pings_and_stopping(notified):
     d, n, _cfg = notified
     ready = n.wait_for("READY")
-    assert ready == 0, n.messages  # nothing before READY=1 (no ping of a daemon not yet serving)
+    # before READY=1 only the start-up STATUS (no watchdog ping of a daemon not yet serving)
+    assert ready == 1 and n.messages[0] == {"STATUS": "starting: reading the checkpoint, adopting the pods that run"}
     assert n.serving_at_ready[0] is True  # the API socket accepted a connection when READY=1 came
-    assert n.messages[0]["MAINPID"] == str(d.proc.pid)
-    assert n.messages[0]["STATUS"].startswith(f"serving on {d.socket}")
+    assert n.messages[ready]["MAINPID"] == str(d.proc.pid)
+    assert n.messages[ready]["STATUS"].startswith(f"serving on {d.socket}")
     count = len(n.messages)
     time.sleep(2.0)
     pings = [m for m in n.messages[count:] if m.get("WATCHDOG") == "1"]
