@@ -200,8 +200,8 @@ class ServiceHooks:
             self.current[param] = value
             _log().info("SIGHUP: %s is now %r", cfgfile.key_name(param), value)
         if plan.restart:
-            _log().warning("SIGHUP: %s changed in %s: restart the daemon to apply it (systemctl restart kubelet-py)",
-                        ", ".join(plan.restart), st.path)
+            _log().warning("SIGHUP: %s changed in %s: restart the daemon to apply it (systemctl restart "
+                           "kubelet-py)", ", ".join(plan.restart), st.path)
         if not plan.live and not plan.restart:
             _log().info("SIGHUP: %s re-read, nothing changed", st.path)
         st.values = values
