@@ -98,3 +98,18 @@ def test_memoised_answers_match_and_stay_bounded():
     for qtype in range(1000, 1100):  # odd types get NODATA, but are not remembered
         assert R.resolve("web.default.svc.cluster.local", qtype).answer == ()
     assert all(t < 1000 for t in R.names["web.default.svc.cluster.local"].answers)
+
+
+def test_cluster_dns_objects_admit_allocate_and_resolve():
+    from kubelet_py.api import admit
+    from kubelet_py.dns.objects import cluster_dns_objects
+    from kubelet_py.services.alloc import allocate
+    from kubelet_py.services.endpoints import reconcile, slices_of
+    svc_obj, eps = (admit(o).obj for o in cluster_dns_objects("10.244.0.1", node_name="node1"))
+    svc_obj = allocate(svc_obj, [])
+    assert svc_obj["spec"]["clusterIP"] == "10.96.0.10" and svc_obj["spec"]["clusterIPs"] == ["10.96.0.10"]
+    assert slices_of(svc_obj, [eps]) == [eps] and reconcile([svc_obj], [], [eps]).delete == []
+    r = Resolver.build([svc_obj], [eps], [], ["kube-system"])
+    assert rdatas(r.resolve("kube-dns.kube-system.svc.cluster.local", QTYPE.A)) == ["10.96.0.10"]
+    assert rdatas(r.resolve("_dns._udp.kube-dns.kube-system.svc.cluster.local", QTYPE.SRV)) == [
+        "0 100 53 kube-dns.kube-system.svc.cluster.local."]
