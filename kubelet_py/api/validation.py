@@ -2,8 +2,8 @@
 and defaulted object: every error at once, each with upstream's field path, reason and words.
 
 `validate(obj)` dispatches on the kind: Pods (pod_validation.py) and Namespaces fully;
-ConfigMaps, Secrets, Services and EndpointSlices lightly (metadata, keys, sizes) until their
-own issues take them further. `check_namespaces` is the one check that needs the store: the
+Services, EndpointSlices and v1 Endpoints fully (service_validation.py); ConfigMaps and Secrets
+lightly (metadata, keys, sizes) until their own issues take them further. `check_namespaces` is the one check that needs the store: the
 daemon calls it with the namespaces that exist."""
 
 from __future__ import annotations
