@@ -22,8 +22,12 @@ from .service.daemon import config_option
 
 ALIASES = {"pod": "pods", "po": "pods", "pods": "pods", "namespace": "namespaces", "namespaces": "namespaces",
            "ns": "namespaces", "configmap": "configmaps", "configmaps": "configmaps", "cm": "configmaps",
-           "secret": "secrets", "secrets": "secrets"}
-CONFIG_KINDS = {"configmaps": "ConfigMap", "secrets": "Secret"}  # namespaced kinds at /api/v1/namespaces/NS/<plural>
+           "secret": "secrets", "secrets": "secrets", "service": "services", "services": "services", "svc": "services",
+           "endpoints": "endpoints", "ep": "endpoints", "endpointslice": "endpointslices",
+           "endpointslices": "endpointslices"}
+# namespaced kinds at /api/v1/namespaces/NS/<plural> (EndpointSlices: at discovery.k8s.io/v1's)
+CONFIG_KINDS = {"configmaps": "ConfigMap", "secrets": "Secret", "services": "Service", "endpoints": "Endpoints",
+                "endpointslices": "EndpointSlice"}
 
 
 def _run(work):
@@ -124,10 +128,14 @@ def load_manifests(paths: tuple[str, ...], recursive: bool = False, strict: bool
               type=click.Path(file_okay=False), help="Where seccompProfile type Localhost profiles are read from.")
 @click.option("--allowed-unsafe-sysctls", default="", help="Comma-separated sysctls (or `prefix*` patterns) pods "
               "may set beyond the safe set, e.g. 'net.core.somaxconn,kernel.msg*'.")
+@click.option("--service-cidr", default="10.96.0.0/12", show_default=True, help="Where Services' ClusterIPs come from.")
+@click.option("--cluster-dns", default="10.96.0.10", show_default=True,
+              help="The cluster DNS address the daemon serves (on the bridge) and pods use; '' for none.")
+@click.option("--cluster-domain", default="cluster.local", show_default=True)
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.pass_context
 def serve(ctx, manifests, node_name, pod_cidr, bridge, chain_prefix, max_pods, crashloop_max, seccomp_profile_root,
-          allowed_unsafe_sysctls, log_level):
+          allowed_unsafe_sysctls, service_cidr, cluster_dns, cluster_domain, log_level):
     """Run the node agent: static pods from --manifests, the API on --socket; pods keep running
     when it stops (SIGTERM)."""
     import asyncio
@@ -142,7 +150,8 @@ def serve(ctx, manifests, node_name, pod_cidr, bridge, chain_prefix, max_pods, c
                        pod_cidr=pod_cidr, bridge=bridge, chain_prefix=chain_prefix, max_pods=max_pods,
                        crashloop_max=crashloop_max, image_limits=o.image_limits,
                        seccomp_profile_root=os.path.abspath(seccomp_profile_root),
-                       allowed_unsafe_sysctls=tuple(x.strip() for x in allowed_unsafe_sysctls.split(",") if x.strip()))
+                       allowed_unsafe_sysctls=tuple(x.strip() for x in allowed_unsafe_sysctls.split(",") if x.strip()),
+                       service_cidr=service_cidr, cluster_dns=cluster_dns or None, cluster_domain=cluster_domain)
 
     async def main():
         agent = NodeAgent(opts)
@@ -227,9 +236,15 @@ def _obj_path(kind: str, ns: str, name: str) -> str:
 def _list_path(kind: str, ns: str) -> str:
     """The list (and watch) of `kind` that holds an object of it in `ns`."""
     from .client import pod_path
+    if kind == "EndpointSlice":
+        return f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices"
     if kind in CONFIG_KINDS.values():
-        return f"/api/v1/namespaces/{ns}/{kind.lower()}s"
+        return f"/api/v1/namespaces/{ns}/{_plural(kind)}"
     return pod_path(ns) if kind == "Pod" else "/api/v1/namespaces"
+
+
+def _plural(kind: str) -> str:
+    return next(p for p, k in CONFIG_KINDS.items() if k == kind)
 
 
 @cli.command()
@@ -315,8 +330,11 @@ def _print_objects(objs: list[dict], kind: str, output: str | None, all_ns: bool
         click.echo(jsonpath(output.split("=", 1)[1], doc), nl=False)
     elif kind == "pods":
         click.echo(printers.pods_table(objs, now, wide=output == "wide", all_namespaces=all_ns), nl=False)
+    elif kind == "services":
+        click.echo(printers.services_table(objs, now, wide=output == "wide", all_namespaces=all_ns), nl=False)
     elif kind in CONFIG_KINDS:
-        table = printers.configmaps_table if kind == "configmaps" else printers.secrets_table
+        table = {"configmaps": printers.configmaps_table, "secrets": printers.secrets_table,
+                 "endpoints": printers.endpoints_table, "endpointslices": printers.endpoint_slices_table}[kind]
         click.echo(table(objs, now, all_namespaces=all_ns), nl=False)
     else:
         click.echo(printers.namespaces_table(objs, now), nl=False)
@@ -348,7 +366,7 @@ def get(ctx, kind, name, namespace, all_namespaces, selector, output, watch):
             if k == "namespaces":
                 path = f"/api/v1/namespaces/{name}" if name else "/api/v1/namespaces"
             elif k in CONFIG_KINDS:
-                path = f"/api/v1/{k}" if all_namespaces and not name else \
+                path = _list_path(CONFIG_KINDS[k], "x").replace("/namespaces/x", "") if all_namespaces and not name else \
                     _obj_path(CONFIG_KINDS[k], namespace, name) if name else _list_path(CONFIG_KINDS[k], namespace)
             else:
                 path = pod_path(namespace, name) if (name or not all_namespaces) else "/api/v1/pods"
@@ -387,12 +405,18 @@ def describe(ctx, kind, name, namespace):
     """A pod as `kubectl describe pod` shows it, with its events."""
     from .client import pod_path
     k = ALIASES.get(kind.lower())
-    if k not in ("pods", *CONFIG_KINDS):
-        raise KpyError(f'error: describe supports pods, configmaps and secrets, not "{kind}"')
+    if k not in ("pods", "configmaps", "secrets", "services"):
+        raise KpyError(f'error: describe supports pods, configmaps, secrets and services, not "{kind}"')
 
     def go():
-        from .status.describe import describe_configmap, describe_pod, describe_secret
+        from .status.describe import describe_configmap, describe_pod, describe_secret, describe_service
         with _client(ctx) as c:
+            if k == "services":
+                svc = c.get(_obj_path("Service", namespace, name))
+                slices = c.get(_list_path("EndpointSlice", namespace),
+                               {"labelSelector": f"kubernetes.io/service-name={name}"})["items"]
+                click.echo(describe_service(svc, slices, [], time.time()), nl=False)
+                return
             if k in CONFIG_KINDS:
                 obj = c.get(_obj_path(CONFIG_KINDS[k], namespace, name))
                 if k == "secrets":  # kubectl shows no events for a Secret
@@ -408,6 +432,35 @@ def describe(ctx, kind, name, namespace):
                            {"fieldSelector": f"involvedObject.name={name}"})["items"]
             click.echo(describe_pod(pod, events, time.time()), nl=False)
     _run(go)
+
+
+@cli.command()
+@click.argument("kind")
+@click.argument("name")
+@click.option("-n", "--namespace", default="default")
+@click.option("--port", type=click.IntRange(1, 65535), help="The Service's port (default: the pod's container port).")
+@click.option("--target-port", help="The container port, by number or name (default: --port).")
+@click.option("--type", "type_", type=click.Choice(["ClusterIP", "NodePort", "LoadBalancer"]), default=None)
+@click.option("--name", "svc_name", help="The Service's name (default: the pod's).")
+@click.option("--protocol", type=click.Choice(["TCP", "UDP"]), default=None)
+@click.pass_context
+def expose(ctx, kind, name, namespace, port, target_port, type_, svc_name, protocol):
+    """A Service for a pod, as `kubectl expose pod NAME`: its labels as the selector."""
+    from .client import pod_path
+    from .services.expose import ExposeError, expose_pod
+    if ALIASES.get(kind.lower()) != "pods":
+        raise KpyError(f'error: cannot expose a {kind}: only pods can be exposed here')
+
+    def go():
+        with _client(ctx) as c:
+            pod = c.get(pod_path(namespace, name))
+            try:
+                svc = expose_pod(pod, port=port, target_port=target_port, type_=type_, name=svc_name, protocol=protocol)
+            except ExposeError as e:
+                raise KpyError(f"error: {e}") from None
+            return c.request("POST", _list_path("Service", namespace), svc)
+    stored = _run(go)
+    click.echo(f"service/{stored['metadata']['name']} exposed")
 
 
 # ---- logs / exec ------------------------------------------------------------------------------

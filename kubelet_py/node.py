@@ -53,6 +53,9 @@ class NodeOptions:
     image_limits: object = None
     seccomp_profile_root: str = "/var/lib/kubelet-py/seccomp"  # serve --seccomp-profile-root
     allowed_unsafe_sysctls: tuple[str, ...] = ()  # serve --allowed-unsafe-sysctls
+    service_cidr: str = "10.96.0.0/12"  # serve --service-cidr: where ClusterIPs come from
+    cluster_dns: str | None = "10.96.0.10"  # serve --cluster-dns ("": no DNS server)
+    cluster_domain: str = "cluster.local"
 
 
 def rfc3339(t: float) -> str:
@@ -77,7 +80,12 @@ class _NodeRuntime:
         self.images = ImageStore(opts.root, opts.image_limits) if opts.image_limits else ImageStore(opts.root)
         gw = _gateway_of(opts.pod_cidr)
         self.net = NetworkConfig(state_root=opts.root, bridge=opts.bridge, gateway=gw, chain_prefix=opts.chain_prefix,
-                                 veth_prefix=opts.bridge[:7] if opts.bridge != "kpy0" else "kpy")
+                                 veth_prefix=opts.bridge[:7] if opts.bridge != "kpy0" else "kpy",
+                                 cluster_dns=(opts.cluster_dns,) if opts.cluster_dns else (),
+                                 cluster_domain=opts.cluster_domain)
+        from .services.controller import ServiceNetwork
+        self.service_network = ServiceNetwork(opts.service_cidr, opts.cluster_dns or None, opts.cluster_domain)
+        self.services = None
         self.netns = netns
         self.store = ObjectStore(opts.root)
         from .volumes.manager import VolumeManager
@@ -293,9 +301,11 @@ class _NodeRuntime:
         return made.env
 
     def service_env(self, pod: dict) -> dict[str, str]:
-        """The service variables of the pod's namespace (semantics 6.4): none until Services
-        are implemented (the Services issue fills this in)."""
-        return {}
+        """The service variables of the pod's namespace (semantics 6.4), from the Services that
+        exist now (a container created before a Service does not get it, as upstream)."""
+        from .services.envvars import service_env
+        return service_env(pod["metadata"].get("namespace") or "default",
+                           pod["spec"].get("enableServiceLinks", True) is not False, self.store.list("Service"))
 
     def allocatable(self) -> dict[str, str]:
         """The node's allocatable cpu, memory and ephemeral-storage (quantity strings): what an
@@ -489,6 +499,9 @@ class _NodeControl:
             from .config.static import StaticPods
             self.static = StaticPods(self, self.opts.manifests)
             self.static.start()
+        from .services.controller import ServicesController
+        self.services = ServicesController(self, self.service_network)
+        await self.services.start()
         if serve_socket:
             from .server.api import Api
             self.runner = await Api(self).start(self.opts.socket)
@@ -497,6 +510,8 @@ class _NodeControl:
         """Stop serving and watching; pods and supervisors run on (as the kubelet leaves them)."""
         if self.static:
             self.static.stop()
+        if self.services:
+            await self.services.stop()
         for t in (getattr(self, "_watch_task", None), getattr(self, "_tick_task", None),
                   *getattr(self, "_config_tasks", ())):
             if t:
@@ -645,10 +660,23 @@ class _NodeControl:
                 except FieldErrors as e:
                     raise ApiError(422, str(e), "Invalid") from None
                 action = "unchanged" if stored is old or stored == old else "configured"
+            if kind == "Service" and action != "unchanged":
+                stored = self._allocate_service(stored)
             if not dry_run and action != "unchanged":
                 stored = self.store.put(stored)
             out.append({"action": action, "object": stored, "warnings": warnings})
         return out
+
+    def _allocate_service(self, svc: dict) -> dict:
+        """ClusterIP and nodePorts as the API server's allocators hand them out, on a created
+        Service or an updated one (which holds what the stored one held: api.update)."""
+        from .api.errors import ApiError as FieldErrors
+        from .server.errors import ApiError
+        from .services.alloc import allocate
+        try:
+            return allocate(svc, self.store.list("Service"), self.service_network.alloc_config())
+        except FieldErrors as e:
+            raise ApiError(422, str(e), "Invalid") from None
 
     async def delete(self, kind: str, namespace: str, name: str, grace: int | None = None) -> dict:
         from .server.errors import ApiError

@@ -31,6 +31,7 @@ _EXPORTS = {
     "ServiceSpecError": "errors", "ServiceSyncError": "errors",
     "ServicePort": "services", "Endpoint": "services", "ServiceRules": "services",
     "ServiceProxy": "servicesync", "SyncResult": "servicesync",
+    "ensure_bridge": "netlink", "ensure_local_address": "netlink",
 }
 __all__ = sorted(_EXPORTS)
 

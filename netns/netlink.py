@@ -123,6 +123,25 @@ def ensure_bridge(config: plan.NetworkConfig) -> Bridge:
         raise _fail(name, "ensure bridge", e) from None
 
 
+def ensure_local_address(ifname: str, ip: str) -> bool:
+    """`ip`/32 on link `ifname` (a node-local address, e.g. the cluster DNS server's on the bridge,
+    which pods reach through their default route); True if it was added now."""
+    ipr = _host()
+    try:
+        msg = _link(ipr, ifname=ifname)
+        if msg is None:
+            raise LinkError(ifname, f"add address {ip}", "no such link")
+        have = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=msg["index"], family=socket.AF_INET)}
+        if ip in have:
+            return False
+        ipr.addr("add", index=msg["index"], address=ip, prefixlen=32)
+        return True
+    except NetlinkError as e:
+        if e.code == errno.EEXIST:
+            return False
+        raise _fail(ifname, f"add address {ip}", e) from None
+
+
 def delete_bridge(config: plan.NetworkConfig) -> bool:
     with _bridges_lock:
         for k in [k for k in _bridges if k[0] == config.bridge]:

@@ -12,8 +12,9 @@ Kubernetes API where one exists:
     POST   /apis/kubelet-py/v1/apply                     {"items": [...], "strict": bool}: create or update each;
                                                           {"files": [{"name", "text"}]}: the manifests' objects
     GET    /apis/kubelet-py/v1/kinds/KIND                other kinds the store holds (ConfigMap, Secret, ...)
-    GET    /api/v1[/namespaces/NS]/configmaps|secrets    ?labelSelector ?watch=1;  POST .../NS/configmaps|secrets
-    GET    /api/v1/namespaces/NS/configmaps|secrets/NAME                         DELETE the same
+    GET    /api/v1[/namespaces/NS]/configmaps|secrets|services|endpoints  ?labelSelector ?watch=1;  POST .../NS/<plural>
+    GET    /api/v1/namespaces/NS/configmaps|secrets|services|endpoints/NAME        DELETE the same
+    (the same for /apis/discovery.k8s.io/v1[/namespaces/NS]/endpointslices[/NAME])
 
 Errors are `Status` objects (`{"kind": "Status", "status": "Failure", "message", "reason",
 "code"}`) as the API server sends them."""
@@ -56,7 +57,8 @@ def _selector(request):
         raise ApiError(400, str(e)) from None
 
 
-_CONFIG_KINDS = {"configmaps": "ConfigMap", "secrets": "Secret"}
+_CONFIG_KINDS = {"configmaps": "ConfigMap", "secrets": "Secret", "services": "Service", "endpoints": "Endpoints",
+                 "endpointslices": "EndpointSlice"}
 
 
 def _load_files(files, strict: bool) -> tuple[list[dict], list[list[str]]]:
@@ -107,12 +109,14 @@ class Api:
         r.add_post("/apis/kubelet-py/v1/apply", self.apply)
         r.add_get("/apis/kubelet-py/v1/kinds/{kind}", self.list_kind)
         # ConfigMaps and Secrets: list (?labelSelector, ?watch=1), create, get, delete
-        cfg = "{plural:configmaps|secrets}"
-        r.add_get(f"/api/v1/{cfg}", self.list_config)
-        r.add_get(f"/api/v1/namespaces/{{ns}}/{cfg}", self.list_config)
-        r.add_post(f"/api/v1/namespaces/{{ns}}/{cfg}", self.create_config)
-        r.add_get(f"/api/v1/namespaces/{{ns}}/{cfg}/{{name}}", self.get_config)
-        r.add_delete(f"/api/v1/namespaces/{{ns}}/{cfg}/{{name}}", self.delete_config)
+        # (and Services, Endpoints, and EndpointSlices at discovery.k8s.io's path, the same way)
+        for group, cfg in (("/api/v1", "{plural:configmaps|secrets|services|endpoints}"),
+                           ("/apis/discovery.k8s.io/v1", "{plural:endpointslices}")):
+            r.add_get(f"{group}/{cfg}", self.list_config)
+            r.add_get(f"{group}/namespaces/{{ns}}/{cfg}", self.list_config)
+            r.add_post(f"{group}/namespaces/{{ns}}/{cfg}", self.create_config)
+            r.add_get(f"{group}/namespaces/{{ns}}/{cfg}/{{name}}", self.get_config)
+            r.add_delete(f"{group}/namespaces/{{ns}}/{cfg}/{{name}}", self.delete_config)
 
     # ---- server life ------------------------------------------------------------------------
     async def start(self, socket_path: str) -> web.AppRunner:

@@ -32,7 +32,11 @@ class Daemon:
         self.socket = str(tmp_path / "run" / "kpy.sock")
         self.cg = f"kpye2e-{self.tag}"
         self.bridge = f"kpye{self.tag}"
-        self.chain = f"KPYE{self.tag.upper()}"
+        self.chain = f"KE{self.tag[:5].upper()}"  # 7 characters: the Services' chains must fit in 28
+        # a service network of its own (its DNS address is put on this daemon's bridge)
+        n = int(self.tag, 16)
+        self.service_cidr = f"10.{100 + n % 60}.{(n >> 8) % 256}.0/24"
+        self.cluster_dns = f"10.{100 + n % 60}.{(n >> 8) % 256}.10"
         self.subnet = free_subnets(1)[0]
         self.manifests = manifests
         self.crashloop_max = crashloop_max
@@ -53,7 +57,8 @@ class Daemon:
     def start(self) -> "Daemon":
         # --config /dev/null: never the host's /etc/kubelet-py/config.yaml (an --config in extra wins)
         cmd = self.base() + ["serve", "--config", os.devnull, "--bridge", self.bridge, "--pod-cidr", str(self.subnet),
-                             "--chain-prefix", self.chain, "--crashloop-max", str(self.crashloop_max), "--log-level", "debug"] + self.extra
+                             "--chain-prefix", self.chain, "--crashloop-max", str(self.crashloop_max), "--log-level", "debug",
+                             "--service-cidr", self.service_cidr, "--cluster-dns", self.cluster_dns] + self.extra
         if self.manifests:
             cmd += ["--manifests", self.manifests]
         self.proc = subprocess.Popen(cmd, stdout=open(self.log_file, "ab"), stderr=subprocess.STDOUT)
@@ -65,6 +70,10 @@ class Daemon:
                 return self
             time.sleep(0.1)
         raise AssertionError(f"the daemon did not answer within 30 s:\n{self.daemon_log()}")
+
+    def gateway_ip(self) -> str:
+        """The bridge's address: a local address of the node (where NodePorts answer too)."""
+        return str(next(self.subnet.hosts()))
 
     def daemon_log(self) -> str:
         try:
@@ -136,6 +145,7 @@ class Daemon:
         cfg = netns.NetworkConfig(state_root=self.root, bridge=self.bridge, gateway=_gateway_of(str(self.subnet)),
                                   chain_prefix=self.chain, veth_prefix=self.bridge[:7])
         rt.gc(ImageStore(self.root), Paths(self.root, self.run, self.cg))
+        netns.ServiceProxy(cfg).teardown()
         netns.remove_network(cfg)
         remove_cgroup_tree(self.cg, if_empty=True)
         return leaks
