@@ -56,6 +56,11 @@ class Decision:
     kill: bool = False  # liveness/startup reached its failure threshold: kill the container
 
 
+_BELOW = Decision(None)  # decisions are values: one of each, not one per probe
+_KILL = Decision(Result.FAILURE, kill=True)
+_RECORD = {r: Decision(r) for r in (Result.SUCCESS, Result.FAILURE)}
+
+
 class ThresholdState:
     """The run of identical results of one worker, for one container instance."""
 
@@ -84,11 +89,11 @@ class ThresholdState:
             self.last, self.run = result, 1
         threshold = self.failure_threshold if result is Result.FAILURE else self.success_threshold
         if self.run < threshold:
-            return Decision(None)
+            return _BELOW
         if result is Result.FAILURE and self.kind in KILLS:
             self.on_hold, self.run = True, 0
-            return Decision(result, kill=True)
-        return Decision(result)
+            return _KILL
+        return _RECORD[result]
 
 
 def kill_message(kind: ProbeType, container_name: str) -> str:
@@ -108,6 +113,9 @@ def event_for(kind: ProbeType, result: Result, output: str, error: str | None = 
     return None
 
 
+_LABELS = {Result.SUCCESS: "successful", Result.WARNING: "successful", Result.FAILURE: "failed"}
+
+
 def metric_label(result: Result) -> str:
     """The `result` label of prober_probe_total: successful, failed or unknown."""
-    return {Result.SUCCESS: "successful", Result.WARNING: "successful", Result.FAILURE: "failed"}.get(result, "unknown")
+    return _LABELS.get(result, "unknown")

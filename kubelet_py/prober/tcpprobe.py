@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import ipaddress
 import os
 import socket
@@ -15,20 +16,23 @@ import struct
 from .spec import Outcome, Result, join_host_port
 
 _LINGER = struct.pack("ii", 1, 1)
+_OPEN = Outcome(Result.SUCCESS)
+_STREAM = socket.SOCK_STREAM | socket.SOCK_NONBLOCK  # non-blocking from the start: no ioctl
 
 
 class DialError(OSError):
     """A connection that did not open; the message reads as Go's (`dial tcp ADDR: ...`)."""
 
 
+@functools.lru_cache(maxsize=1024)
 def _literal(host: str, port: int):
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
         return None
     if ip.version == 6:
-        return [(socket.AF_INET6, (host, port, 0, 0))]
-    return [(socket.AF_INET, (host, port))]
+        return ((socket.AF_INET6, (host, port, 0, 0)),)
+    return ((socket.AF_INET, (host, port)),)
 
 
 def _wake(fut: asyncio.Future, exc: BaseException | None = None) -> None:
@@ -85,9 +89,8 @@ async def dial(host: str, port: int, deadline: float | None) -> socket.socket:
         for family, sockaddr in targets:
             if deadline is not None and loop.time() >= deadline:
                 raise TimeoutError
-            sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+            sock = socket.socket(family, _STREAM, socket.IPPROTO_TCP)
             try:
-                sock.setblocking(False)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER)
                 await _connect(loop, sock, sockaddr, deadline)
                 return sock
@@ -118,4 +121,4 @@ async def tcp_probe(host: str, port: int, timeout: float) -> Outcome:
     except DialError as e:
         return Outcome(Result.FAILURE, str(e))
     sock.close()
-    return Outcome(Result.SUCCESS)
+    return _OPEN

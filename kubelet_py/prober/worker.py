@@ -58,6 +58,7 @@ class _Instance:
     running: bool = True
 
 
+_NOT_RUN = Outcome(Result.UNKNOWN, "", "not run")
 SLOT = 0.1  # seconds: the prober's timer grid for periods of 1 s and more (see _slot)
 
 
@@ -155,7 +156,7 @@ class _Worker:
 
     async def _probe(self, cid: str, loop) -> None:
         o, started = self.owner, loop.time()
-        outcome = Outcome(Result.UNKNOWN, "", "not run")
+        outcome = _NOT_RUN
         for _ in range(MAX_RETRIES):
             try:
                 outcome = await o._probe_fn(self.kind, self.spec, cid)
