@@ -121,6 +121,40 @@ def test_a_node_port_reaches_its_pod_from_the_node(d):
     assert "Type:                     NodePort" in desc and f"NodePort:                 <unset>  {port}/TCP" in desc, desc
 
 
+def test_a_headless_service_answers_its_pods_and_rules_survive_a_daemon_restart(d):
+    """A headless Service's name resolves to its ready pods' IPs (and a pod's hostname under its
+    subdomain); a ClusterIP Service's rules stay through a daemon SIGKILL, and the restarted
+    daemon converges: a new backend joins the rotation."""
+    d.apply(_backend("hl-0").replace('"spec": {', '"spec": {"hostname": "first", "subdomain": "hl", ', 1))
+    d.apply(json.dumps({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "hl"},
+                        "spec": {"clusterIP": "None", "selector": {"app": "echo"},
+                                 "ports": [{"name": "web", "port": 8080}]}}))
+    d.apply(SERVICE)
+    d.apply(CLIENT)
+    for n in ("hl-0", "client"):
+        d.wait_for(n, lambda p: condition(p, "Ready") == "True", 60, what="Ready")
+    pod_ip = d.pod("hl-0")["status"]["podIP"]
+    _until(lambda: _ready_endpoints(d) == {"hl-0"}, 10, "the endpoint")
+    look = d.cli("exec", "client", "--", "nslookup", "hl.default.svc.cluster.local").stdout
+    assert pod_ip in look, look
+    look = d.cli("exec", "client", "--", "nslookup", "first.hl.default.svc.cluster.local").stdout
+    assert pod_ip in look, look
+    nx = d.cli("exec", "client", "--", "nslookup", "nope.default.svc.cluster.local", check=False)
+    assert nx.returncode != 0 and pod_ip not in nx.stdout
+    ip = json.loads(d.cli("get", "svc", "echo", "-o", "json").stdout)["spec"]["clusterIP"]
+    before = [ln for ln in _nat(d).splitlines() if d.chain in ln]
+    d.kill9()
+    assert [ln for ln in _nat(d).splitlines() if d.chain in ln] == before  # the rules outlive the daemon
+    assert _get(f"http://{ip}/") == "first\n"  # from the node, while no daemon runs (hl-0's hostname)
+    d.start()
+    d.apply(_backend("hl-1"))
+    d.wait_for("hl-1", lambda p: condition(p, "Ready") == "True", 60, what="Ready")
+    _until(lambda: _ready_endpoints(d) == {"hl-0", "hl-1"}, 15, "the new endpoint")
+    time.sleep(0.5)
+    assert set(_fetch_many(d, f"http://{ip}/", 30)) == {"first", "hl-1"}
+    assert json.loads(d.cli("get", "svc", "echo", "-o", "json").stdout)["spec"]["clusterIP"] == ip
+
+
 def _get(url: str) -> str | None:
     try:
         return urllib.request.urlopen(url, timeout=2).read().decode()
