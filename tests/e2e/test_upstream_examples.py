@@ -1,6 +1,6 @@
 """The upstream Kubernetes examples (../shared/examples/upstream/, copied unedited to
 tests/data/upstream_examples/ with its INDEX.md and licence) that need
-only Pods and a busybox image, each run unchanged through `kubelet-py apply -f` against a real
+only these kinds and a busybox image, each run unchanged through `kubelet-py apply -f` against a real
 daemon, reaching the outcome INDEX.md describes. Their busybox images are served by the built-in
 one (tagged under their names; IfNotPresent, so nothing is pulled). The examples that need
 ConfigMaps, Secrets, volumes, the downward API or Services belong to those issues."""
@@ -229,3 +229,85 @@ def test_streaming_sidecar_example_shares_an_empty_dir(d):
     two = d.cli("logs", "counter", "-c", "count-log-2").stdout.splitlines()
     assert len(one) >= 2 and one[0].startswith("0: ") and one[1].startswith("1: "), one
     assert len(two) >= 2 and two[0].endswith(" INFO 0") and two[1].endswith(" INFO 1"), two
+
+
+# ---- Services (issue 19) ----------------------------------------------------------------------
+
+def _svc(d, name: str) -> dict:
+    import json
+    return json.loads(d.cli("get", "svc", name, "-o", "json").stdout)
+
+
+def _connect(ip: str, port: int) -> str:
+    """'ok' (a reply), 'refused' or 'timeout', from the node."""
+    import socket
+    s = socket.socket()
+    s.settimeout(3)
+    try:
+        s.connect((ip, port))
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        return "ok" if s.recv(64) else "closed"
+    except ConnectionRefusedError:
+        return "refused"
+    except OSError:
+        return "timeout"
+    finally:
+        s.close()
+
+
+def _until(pred, timeout: float):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _stand_in(d, name: str, labels: dict, port: int) -> None:
+    """A busybox httpd with the labels and port an upstream Service selects (its real image is
+    not here)."""
+    import json
+    d.apply(json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
+                        "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+                            "name": "web", "image": "kubelet-py.local/busybox:1.35",
+                            "command": ["sh", "-c", f"mkdir -p /www; echo {name} > /www/index.html; "
+                                        f"exec httpd -f -p {port} -h /www"],
+                            "ports": [{"containerPort": port}],
+                            "readinessProbe": {"tcpSocket": {"port": port}, "periodSeconds": 1}}]}}))
+    d.wait_for(name, lambda p: any(c.get("type") == "Ready" and c.get("status") == "True"
+                                   for c in (p.get("status") or {}).get("conditions") or []), 60, what="Ready")
+
+
+def test_simple_and_nginx_services_refuse_without_endpoints_then_answer(d):
+    """service/simple-service.yaml and service/nginx-service.yaml: a cluster IP each; no matching
+    pod, so a connection is refused at once; a matching pod on the target port makes it answer."""
+    d.cli("apply", "-f", _file("service/simple-service.yaml"))
+    d.cli("apply", "-f", _file("service/nginx-service.yaml"))
+    simple, nginx = _svc(d, "my-service"), _svc(d, "nginx-service")
+    for svc, port in ((simple, 80), (nginx, 8000)):
+        ip = svc["spec"]["clusterIP"]
+        assert ip and ip != "None"
+        assert _until(lambda: _connect(ip, port) == "refused", 10), (svc["metadata"]["name"], _connect(ip, port))
+    _stand_in(d, "myapp", {"app.kubernetes.io/name": "MyApp"}, 9376)
+    _stand_in(d, "nginx", {"app": "nginx"}, 80)
+    for svc, port in ((simple, 80), (nginx, 8000)):
+        ip = svc["spec"]["clusterIP"]
+        assert _until(lambda: _connect(ip, port) == "ok", 15), (svc["metadata"]["name"], _connect(ip, port))
+
+
+def test_mysql_services_headless_and_cluster_ip(d):
+    """application/mysql/mysql-services.yaml: `mysql` gets no cluster IP and no rules,
+    `mysql-read` gets one; neither has endpoints without pods labelled app=mysql."""
+    import json
+    d.cli("apply", "-f", _file("application/mysql/mysql-services.yaml"))
+    headless, read = _svc(d, "mysql"), _svc(d, "mysql-read")
+    assert headless["spec"]["clusterIP"] == "None" and read["spec"]["clusterIP"] not in ("", "None")
+    slices = json.loads(d.cli("get", "endpointslices", "-o", "json").stdout)["items"]
+    assert {s["metadata"]["labels"]["kubernetes.io/service-name"] for s in slices} == {"mysql", "mysql-read"}
+    assert all(not s.get("endpoints") for s in slices)
+    import subprocess
+    saved = subprocess.run(["iptables-legacy-save"], capture_output=True, text=True, check=True).stdout
+    ours = [ln for ln in saved.splitlines() if d.chain in ln and "default/mysql" in ln]
+    # mysql-read, without endpoints, only its REJECT in filter; the headless one nothing at all
+    assert ours and all("default/mysql-read" in ln and "REJECT" in ln for ln in ours), ours
