@@ -1,9 +1,10 @@
 """The upstream Kubernetes examples (../shared/examples/upstream/, copied unedited to
-tests/data/upstream_examples/ with its INDEX.md and licence) that need
-only these kinds and a busybox image, each run unchanged through `kubelet-py apply -f` against a real
-daemon, reaching the outcome INDEX.md describes. Their busybox images are served by the built-in
-one (tagged under their names; IfNotPresent, so nothing is pulled). The examples that need
-ConfigMaps, Secrets, volumes, the downward API or Services belong to those issues."""
+tests/data/upstream_examples/ with its INDEX.md and licence) whose kinds the agent implements
+(Pods, ConfigMaps, Secrets, volumes, the downward API, Services) and whose images the built-in
+busybox can stand in for, each run unchanged through `kubelet-py apply -f` against a real daemon,
+reaching the outcome INDEX.md describes. Their busybox images are served by the built-in one
+(tagged under their names; IfNotPresent, so nothing is pulled); a Service's backends are busybox
+stand-ins with the labels and ports it selects."""
 
 from __future__ import annotations
 
