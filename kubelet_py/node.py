@@ -177,6 +177,18 @@ class _NodeRuntime:
         from .pods.security import NodeSecurity
         return NodeSecurity(self.opts.seccomp_profile_root, tuple(self.opts.allowed_unsafe_sysctls))
 
+    def admit_security(self, pod: dict) -> tuple[str, str] | None:
+        """The kubelet's sysctl admission: (reason, message) of a refused pod (it ends Failed
+        before anything is made for it), None when admitted."""
+        from .pods.security import SecurityError, sysctls
+        spec = pod["spec"]
+        try:
+            sysctls(spec.get("securityContext"), "spec.securityContext", self.node_security(),
+                    bool(spec.get("hostNetwork")), bool(spec.get("hostIPC")))
+        except SecurityError as e:
+            return "SysctlForbidden", e.why
+        return None
+
     def container_mounts(self, pod: dict, lst: str, i: int, req) -> list[dict]:
         """Blocking: the runAsNonRoot check against the image's user (upstream's messages), then
         the container's volume mounts (subPaths resolved and staged now). Either failure is a

@@ -60,6 +60,7 @@ class PodWorker:
         self.probes = None  # the prober's handle for this pod (started with the sandbox)
         self.volumes_ready = False  # the pod's volumes set up (kubelet_py.volumes), after the sandbox
         self.evicted: str | None = None  # the eviction manager's message, carried out by the next sync
+        self.admitted = False  # passed the node's admission of its securityContext (sysctls)
 
     # ---- life ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -144,6 +145,15 @@ class PodWorker:
             self.record = dataclasses.replace(self.record, terminal=True, reason="Evicted", message=self.evicted)
             self.publish()
             return False
+        if not self.record.sandbox_ready and self.record.start_time is not None and not self.admitted:
+            refused = self.agent.admit_security(pod)  # the kubelet's sysctl admission: (reason, message)
+            if refused:
+                self.agent.event(pod, "Warning", refused[0], refused[1])
+                self.record = dataclasses.replace(self.record, terminal=True, reason=refused[0],
+                                                  message=f"Pod was rejected: {refused[1]}")
+                self.publish()
+                return False
+            self.admitted = True
         if not self.record.sandbox_ready:
             if not await self.ensure_sandbox():
                 self.publish()

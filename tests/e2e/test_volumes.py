@@ -253,14 +253,11 @@ def test_security_context_run_as_non_root_and_sysctls(d):
     assert d.cli("logs", "vol-sysctl").stdout == "80\n"
     d.apply(_pod("vol-unsafe", [_c("c", "sleep 3600", [])], [],
                  securityContext={"sysctls": [{"name": "net.core.somaxconn", "value": "1000"}]}))
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        st = status_of(d.pod("vol-unsafe"), "c")
-        if (st.get("state") or {}).get("waiting", {}).get("reason") == "CreateContainerConfigError":
-            break
-        time.sleep(0.3)
-    assert st["state"]["waiting"]["message"] == \
-        'spec.securityContext.sysctls[0]: forbidden sysctl: "net.core.somaxconn" not allowlisted', st
+    st = d.wait_for("vol-unsafe", lambda p: (p.get("status") or {}).get("phase") == "Failed", 30,
+                    what="rejected")["status"]  # the kubelet's sysctl admission
+    assert (st["reason"], st["message"]) == (
+        "SysctlForbidden", 'Pod was rejected: forbidden sysctl: "net.core.somaxconn" not allowlisted'), st
+    assert "SysctlForbidden" in d.cli("describe", "pod", "vol-unsafe").stdout
     _gone(d, "vol-sysctl", pod["metadata"]["uid"])
 
 
