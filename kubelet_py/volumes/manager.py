@@ -3,7 +3,8 @@ container), hands each container its mounts, refreshes API-data volumes when the
 change, measures disk emptyDirs against sizeLimit, and tears everything down with the pod.
 Every method blocks (the pod workers call them in threads); each is idempotent.
 
-Setup keeps an undo stack: a failure part-way removes what this call made. Teardown unmounts
+Setup keeps an undo stack per volume: a failure part-way removes what was made for that volume
+(the volumes before it stay, found as they are by the retry; teardown removes all). Teardown unmounts
 everything below the pod's directory (deepest first) before anything is deleted, and the
 deletion walks by handle, refusing to cross a mount or follow a symlink, so a hostPath (never
 below the pod's directory) and anything outside it are never touched."""
@@ -66,7 +67,7 @@ class VolumeManager:
             if not os.path.isdir(v.path):
                 os.makedirs(os.path.dirname(v.path), 0o750, exist_ok=True)
                 os.mkdir(v.path, EMPTY_DIR_MODE if v.kind == "emptyDir" else DATA_DIR_MODE)
-                undo.append(lambda: os.rmdir(v.path))
+                undo.append(lambda: remove_tree(v.path))
             if v.tmpfs and not is_mount_point(v.path):
                 mount_tmpfs(v.path, v.tmpfs)
                 undo.insert(0, lambda: unmount_all_under(v.path))
