@@ -18,7 +18,8 @@ import threading
 from . import atomic_writer, hostpath, ownership, subpath
 from .content import VolumeError, payload, referenced
 from .mounts import is_mount_point, mount_tmpfs, mounts_under, unmount_all_under
-from .plan import DATA_DIR_MODE, EMPTY_DIR_MODE, MountPlan, VolumePlan, container_mounts, plan_volumes, pod_dir, pods_dir
+from .plan import (DATA_DIR_MODE, EMPTY_DIR_MODE, MountPlan, VolumePlan, container_mounts, plan_volumes, pod_dir,
+                   pods_dir)
 from .tree import disk_usage, remove_tree
 
 log = logging.getLogger("kubelet_py.volumes")

@@ -61,9 +61,11 @@ def objects() -> list[dict]:
 def env_refs() -> list[dict]:
     env = []
     for j in range(8):
-        env.append({"name": f"CM_{j}", "valueFrom": {"configMapKeyRef": {"name": f"bench-cm{j % 3}", "key": f"k{j % 5}"}}})
+        ref = {"name": f"bench-cm{j % 3}", "key": f"k{j % 5}"}
+        env.append({"name": f"CM_{j}", "valueFrom": {"configMapKeyRef": ref}})
     for j in range(6):
-        env.append({"name": f"SEC_{j}", "valueFrom": {"secretKeyRef": {"name": f"bench-sec{j % 2}", "key": f"s{j % 5}"}}})
+        ref = {"name": f"bench-sec{j % 2}", "key": f"s{j % 5}"}
+        env.append({"name": f"SEC_{j}", "valueFrom": {"secretKeyRef": ref}})
     for j, f in enumerate(("metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName", "status.podIP")):
         env.append({"name": f"F_{j}", "valueFrom": {"fieldRef": {"fieldPath": f}}})
     env.append({"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}})

@@ -138,7 +138,8 @@ def test_an_emptydir_is_shared_by_two_containers_and_deletion_leaves_nothing(d):
         [{"name": "data", "emptyDir": {}}, {"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "2Mi"}}]))
     pod = d.wait_for("vol-share", _running, 60, what="Running")
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _exec(d, "vol-share", "cat /in/x 2>/dev/null; true", "reader") != "from-writer\n":
+    while time.monotonic() < deadline and \
+            _exec(d, "vol-share", "cat /in/x 2>/dev/null; true", "reader") != "from-writer\n":
         time.sleep(0.2)
     assert _exec(d, "vol-share", "cat /in/x", "reader") == "from-writer\n"
     assert "Read-only" in _exec(d, "vol-share", "touch /in/y 2>&1; true", "reader")
@@ -270,8 +271,8 @@ def test_allowed_unsafe_sysctls_and_a_localhost_seccomp_profile(tmp_path):
     daemon = Daemon(tmp_path, extra=["--allowed-unsafe-sysctls", "net.core.*", "--seccomp-profile-root", str(prof)])
     daemon.start()
     try:
-        daemon.apply(_pod("vol-sec2", [_c("c", "cat /proc/sys/net/core/somaxconn; mkdir /tmp/x 2>/dev/null || echo denied; "
-                                               "sleep 3600", [],
+        daemon.apply(_pod("vol-sec2", [_c("c", "cat /proc/sys/net/core/somaxconn; "
+                                               "mkdir /tmp/x 2>/dev/null || echo denied; sleep 3600", [],
                                           securityContext={"seccompProfile": {"type": "Localhost",
                                                                               "localhostProfile": "deny-mkdir.json"}})],
                           [], securityContext={"sysctls": [{"name": "net.core.somaxconn", "value": "1234"}]}))

@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from kubelet_py.volumes import atomic_writer, hostpath, subpath
+from kubelet_py.volumes import atomic_writer, hostpath
 from kubelet_py.volumes.content import VolumeError
 from kubelet_py.volumes.manager import VolumeManager
 from kubelet_py.volumes.mounts import mounts_under
@@ -81,7 +81,8 @@ def test_the_swap_is_atomic_for_a_reader(tmp_path):
 def test_secret_volume_is_a_tmpfs_with_modes_and_fs_group(root):
     vm = VolumeManager(str(root))
     pod = _pod([{"name": "s", "secret": {"secretName": "sec", "defaultMode": 0o400,
-                                         "items": [{"key": "k", "path": "k"}, {"key": "j", "path": "d/j", "mode": 0o600}]}}],
+                                         "items": [{"key": "k", "path": "k"},
+                                                   {"key": "j", "path": "d/j", "mode": 0o600}]}}],
                fs_group=3000)
     sec = {"metadata": {"name": "sec"}, "data": {"k": base64.b64encode(b"v1").decode(),
                                                  "j": base64.b64encode(b"v2").decode()}}

@@ -21,7 +21,8 @@ def _pod(volumes, containers=None, **spec):
             "spec": {"volumes": volumes, "containers": containers or [{"name": "c", "image": "i"}], **spec}}
 
 
-CM = {"metadata": {"name": "cm"}, "data": {"a": "1", "b": "2"}, "binaryData": {"bin": base64.b64encode(b"\0\1").decode()}}
+CM = {"metadata": {"name": "cm"}, "data": {"a": "1", "b": "2"},
+      "binaryData": {"bin": base64.b64encode(b"\0\1").decode()}}
 SEC = {"metadata": {"name": "s"}, "data": {"user": base64.b64encode(b"admin").decode()}}
 
 
@@ -35,7 +36,8 @@ def test_configmap_all_keys_with_default_mode_and_binary_data():
 
 def test_configmap_items_modes_and_missing_key():
     vol = {"name": "v", "configMap": {"name": "cm", "defaultMode": 0o600,
-                                      "items": [{"key": "a", "path": "x/a.txt", "mode": 0o400}, {"key": "b", "path": "b"}]}}
+                                      "items": [{"key": "a", "path": "x/a.txt", "mode": 0o400},
+                                                {"key": "b", "path": "b"}]}}
     pod = _pod([vol])
     assert content.payload(vol, 0, pod, {("ConfigMap", "cm"): CM}, {}) == {"x/a.txt": (b"1", 0o400), "b": (b"2", 0o600)}
     vol["configMap"]["items"].append({"key": "nope", "path": "n"})
@@ -111,7 +113,8 @@ def test_plan_paths_tmpfs_and_limits():
                 {"name": "s", "secret": {"secretName": "x"}}, {"name": "c", "configMap": {"name": "x"}},
                 {"name": "h", "hostPath": {"path": "/srv", "type": "Directory"}}])
     e, m, s, c, h = plan.plan_volumes(pod, "/r")
-    assert e.path == "/r/kubelet/pods/u-1/volumes/kubernetes.io~empty-dir/e" and e.tmpfs is None and e.size_limit == 1 << 20
+    assert e.path == "/r/kubelet/pods/u-1/volumes/kubernetes.io~empty-dir/e"
+    assert e.tmpfs is None and e.size_limit == 1 << 20
     assert m.tmpfs == "mode=0777,size=67108864"
     assert s.tmpfs and s.read_only and s.path.endswith("kubernetes.io~secret/s")
     assert c.tmpfs is None and c.read_only  # configMaps on disk, mounted read-only
@@ -141,7 +144,8 @@ def test_container_mounts_options_order_subpaths_and_propagation():
 
 
 def test_bidirectional_needs_privileged_and_subpath_expr_cannot_escape():
-    c = {"name": "c", "image": "i", "volumeMounts": [{"name": "h", "mountPath": "/h", "mountPropagation": "Bidirectional"}]}
+    c = {"name": "c", "image": "i",
+         "volumeMounts": [{"name": "h", "mountPath": "/h", "mountPropagation": "Bidirectional"}]}
     pod = _pod([{"name": "h", "hostPath": {"path": "/srv"}}], [c])
     with pytest.raises(VolumeError, match="only to privileged"):
         plan.container_mounts(pod, "containers", 0, plan.plan_volumes(pod, "/r"), "/r")
