@@ -185,8 +185,11 @@ class PodWorker:
         """The pod's volumes, after its sandbox and before its first container (idempotent: an
         adopted pod's are found as they are). A failure is upstream's FailedMount, tried again."""
         from ..volumes.content import VolumeError
+        md = self.pod["metadata"]  # the store's copy: its labels and annotations are the latest
+        cur = self.agent.store.get("Pod", md.get("namespace") or "default", md["name"])
+        pod = cur if cur is not None and cur["metadata"].get("uid") == self.uid else self.pod
         try:
-            await asyncio.to_thread(self.agent.volumes.setup, self.pod, self.agent.volume_objects(self.pod))
+            await asyncio.to_thread(self.agent.volumes.setup, pod, self.agent.volume_objects(pod))
         except VolumeError as e:
             log.info("pod %s: volume %s: %s", self.uid, e.volume, e)
             self.agent.event(self.pod, "Warning", "FailedMount",
