@@ -529,6 +529,7 @@ def oci(args):
 from . import kubectl as _kubectl  # noqa: E402,F401 - registers serve, apply, get, ... on `cli`
 from . import create as _create  # noqa: E402,F401 - registers create configmap|secret on kubectl's `create`
 from .service import commands as _service  # noqa: E402,F401 - install-service, uninstall-service, drain, doctor
+from .inspect import command as _inspect  # noqa: E402,F401 - inspect pod
 
 
 def main(argv=None) -> None:

@@ -8,6 +8,7 @@ Kubernetes API where one exists:
     DELETE /api/v1/namespaces/NS/pods/NAME               ?gracePeriodSeconds=N
     GET    /api/v1/namespaces/NS/pods/NAME/log           ?container&follow&previous&tailLines&timestamps&sinceSeconds
     GET    /api/v1/namespaces/NS/pods/NAME/exec          ?container&command=..&stdin&tty  (WebSocket)
+    GET    /api/v1/namespaces/NS/pods/NAME/inspect       the Linux behind the pod (kubelet_py/inspect)
     GET    /api/v1/namespaces/NS/events                  ?fieldSelector=involvedObject.name=NAME
     POST   /apis/kubelet-py/v1/apply                     {"items": [...], "strict": bool}: create or update each;
                                                           {"files": [{"name", "text"}]}: the manifests' objects
@@ -105,6 +106,7 @@ class Api:
         r.add_delete("/api/v1/namespaces/{ns}/pods/{name}", self.delete_pod)
         r.add_get("/api/v1/namespaces/{ns}/pods/{name}/log", self.pod_log)
         r.add_get("/api/v1/namespaces/{ns}/pods/{name}/exec", self.pod_exec)
+        r.add_get("/api/v1/namespaces/{ns}/pods/{name}/inspect", self.pod_inspect)  # kubelet_py/inspect
         r.add_get("/api/v1/namespaces/{ns}/events", self.events)
         r.add_post("/apis/kubelet-py/v1/apply", self.apply)
         r.add_get("/apis/kubelet-py/v1/kinds/{kind}", self.list_kind)
@@ -281,6 +283,10 @@ class Api:
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         return resp
+
+    async def pod_inspect(self, request):
+        from ..inspect.gather import inspect_pod  # reads in a worker thread
+        return web.json_response(await inspect_pod(self.agent, request.match_info["ns"], request.match_info["name"]))
 
     async def pod_exec(self, request):
         ns, name = request.match_info["ns"], request.match_info["name"]
