@@ -84,6 +84,7 @@ def canonical_header(name: str) -> str:
     return "".join(out)
 
 
+@functools.lru_cache(maxsize=1024)
 def probe_url(scheme: str, host: str, port: int, path: str) -> str:
     """scheme://host:port/path (upstream's formatURL: the path may carry a query)."""
     parts = urlsplit(path)
@@ -135,6 +136,11 @@ def _port(parts) -> int:
     return 443 if parts.scheme == "https" else 80
 
 
+def _ready(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 class _SockReader:
     """The reads of asyncio.StreamReader this client uses (readline, readexactly, read, with its
     errors and its 64 KiB line limit) over a connected non-blocking socket, through loop.sock_recv
@@ -146,8 +152,17 @@ class _SockReader:
         self._loop, self._sock = loop, sock
         self._buf = bytearray()
         self._eof = False
+        self._fresh = True  # nothing read yet: the request was just sent
 
     async def _fill(self) -> None:
+        if self._fresh:  # the answer cannot be there yet: wait for it rather than try a recv first
+            self._fresh = False
+            fd, fut = self._sock.fileno(), self._loop.create_future()
+            self._loop.add_reader(fd, _ready, fut)
+            try:
+                await fut
+            finally:
+                self._loop.remove_reader(fd)
         data = await self._loop.sock_recv(self._sock, 65536)
         if data:
             self._buf += data
