@@ -43,8 +43,11 @@ NS_NAMES = {"network": "net", "ipc": "ipc", "uts": "uts", "pid": "pid", "user": 
 CONTAINER_NS = ("net", "ipc", "uts", "pid", "mnt", "cgroup", "user")
 
 
-def node(what: str, text: str, owner: str | None = None, problem: str | None = None, children=()) -> dict:
-    return {"what": what, "text": text, "owner": owner, "problem": problem, "children": list(children)}
+def node(what: str, text: str, owner: str | None = None, problem: str | None = None, children=(),
+         data: dict | None = None) -> dict:
+    """One object of the report; `data` holds its facts as values for JSON readers."""
+    return {"what": what, "text": text, "owner": owner, "problem": problem, "children": list(children),
+            "data": data or {}}
 
 
 # ---- kernel text (pure parsers) -----------------------------------------------------------------
@@ -187,7 +190,8 @@ def _cgroup_node(what: str, path: str, owner: str, version: str, fact: dict | No
         problems.append(f"cpu quota {v['quota']} in the kernel, {want['cpu_quota']} in config.json")
     if want.get("pids_limit") and v["pids_limit"] != want["pids_limit"]:
         problems.append(f"pids.max {v['pids_limit']} in the kernel, {want['pids_limit']} in config.json")
-    return node(what, f"{path}: " + ", ".join(parts), owner, "; ".join(problems) or None)
+    return node(what, f"{path}: " + ", ".join(parts), owner, "; ".join(problems) or None,
+                data={"path": path, "version": version, **v, "usage": use})
 
 
 def _link_text(link: dict) -> str:
@@ -210,7 +214,8 @@ def _sandbox(records: dict, facts: dict) -> dict:
             problem = "missing: the pinned path is gone"
         elif not f.get("mounted"):
             problem = "not pinned: nothing is mounted there (the namespace is gone)"
-        kids.append(node(f"{name} namespace", f"{name}:[{f.get('inode')}] pinned at {path}", CONTAINERD, problem))
+        kids.append(node(f"{name} namespace", f"{name}:[{f.get('inode')}] pinned at {path}", CONTAINERD, problem,
+                         data={"type": name, "inode": f.get("inode"), "path": path}))
     if sb.get("shm"):
         kids.append(node("shm", f"{sb['shm']} (the pod's /dev/shm)", CONTAINERD))
     sup = facts.get("supervisor") or {}
@@ -246,7 +251,9 @@ def _network(records: dict, facts: dict, rules: list[dict]) -> dict:
         elif not host.get("up"):
             problem = "down"
         on = f", on bridge {br.get('name')} (ifindex {br.get('index')})" if br else ""
-        kids.append(node("veth host end", f"{veth}: {_link_text(host)}{on}", BRIDGE, problem))
+        kids.append(node("veth host end", f"{veth}: {_link_text(host)}{on}", BRIDGE, problem,
+                         data={"name": veth, "index": host.get("index"), "master": host.get("master"),
+                               "bridge": (br or {}).get("name")}))
     eth0 = (pod or {}).get("eth0")
     ifname = net.get("ifname") or "eth0"
     if pod is None:
@@ -283,7 +290,8 @@ def _iptables(records: dict, facts: dict, rules: list[dict]) -> dict:
     ipt = facts.get("iptables") or {}
     if "error" in ipt:
         return node("iptables", "rules", KUBE_PROXY, f"unreadable: {ipt['error']}")
-    kids = [node("rule", f"{r['table']}: {r['rule']}", r["owner"]) for r in rules]
+    kids = [node("rule", f"{r['table']}: {r['rule']}", r["owner"], data={k: r[k] for k in ("table", "chain", "rule")})
+            for r in rules]
     net = records.get("network") or {}
     ip = net.get("ip") or (records.get("pod") or {}).get("ip")
     dnat = [r["rule"] for r in rules if " -j DNAT " in r["rule"] + " "]
@@ -324,7 +332,8 @@ def _container(records: dict, facts: dict, c: dict) -> dict:
         problem = None if f.get("alive") else f"dead: the record says running as pid {c.get('pid')}, /proc has no " \
                                               "such process"
         listed = ", ".join(f"{p['pid']} {p.get('comm') or '?'}" for p in procs) or "none"
-        kids.append(node("processes", f"init pid {c.get('pid')}; in its cgroup: {listed}", RUNC, problem))
+        kids.append(node("processes", f"init pid {c.get('pid')}; in its cgroup: {listed}", RUNC, problem,
+                         data={"init": c.get("pid"), "pids": [p["pid"] for p in procs]}))
     pod_ns = {NS_NAMES.get(t, t): ((facts.get("namespaces") or {}).get(t) or {}).get("inode")
               for t in ((records.get("sandbox") or {}).get("namespaces") or {})}
     if f.get("ns"):
@@ -337,7 +346,7 @@ def _container(records: dict, facts: dict, c: dict) -> dict:
             bits.append(f"{t}:[{ino}]" + (" (the pod's)" if shared and pod_ns[t] == ino else ""))
             if shared and pod_ns[t] is not None and pod_ns[t] != ino:
                 problems.append(f"{t} is {ino}, the pod's pinned {t} is {pod_ns[t]}")
-        kids.append(node("namespaces", " ".join(bits), RUNC, "; ".join(problems) or None))
+        kids.append(node("namespaces", " ".join(bits), RUNC, "; ".join(problems) or None, data=dict(f["ns"])))
     version = records.get("cgroup_version") or "v1"
     cg = c.get("cgroup") or ""
     cgn = _cgroup_node("cgroup", cg, RUNC, version, (facts.get("cgroups") or {}).get(cg), c.get("resources"))
@@ -360,7 +369,8 @@ def _container(records: dict, facts: dict, c: dict) -> dict:
                 elif known and digest not in known:
                     problem = f"not a layer of the image {c.get('image')}"
                 layers.append(node("lowerdir", f"{i}: {d.get('path') or d.get('given')} layer {digest} "
-                                               f"(diff {d.get('diff_id')})", CONTAINERD, problem))
+                                               f"(diff {d.get('diff_id')})", CONTAINERD, problem,
+                                   data={"path": d.get("path"), "digest": digest, "diff_id": d.get("diff_id")}))
             layers.append(node("upperdir", f"{ov.get('upperdir')}", CONTAINERD,
                                None if ov.get("upper_exists") else "missing: the upper dir is gone"))
             kids.append(node("rootfs", f"overlay of {len(ov.get('lowerdirs') or [])} layers of {c.get('image')}",
@@ -373,10 +383,11 @@ def _container(records: dict, facts: dict, c: dict) -> dict:
     if lp:
         size = (facts.get("logs") or {}).get(lp)
         kids.append(node("log", f"{lp}" + (f" ({size} bytes)" if size is not None else ""), KUBELET,
-                         "missing: the log file is gone" if size is None else None))
+                         "missing: the log file is gone" if size is None else None, data={"path": lp, "size": size}))
     state = c.get("state")
     return node("container", f"{c['name']} {c['id']} {state}" + (f" (restart {c.get('attempt')})" if c.get("attempt")
-                                                                    else ""), RUNC, None, kids)
+                                                                    else ""), RUNC, None, kids,
+                data={"name": c["name"], "id": c["id"], "state": state})
 
 
 def build_report(records: dict, facts: dict) -> dict:
