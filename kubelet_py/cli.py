@@ -526,10 +526,11 @@ def oci(args):
     sys.exit(oci_main(list(args)))
 
 
-from . import kubectl as _kubectl  # noqa: E402,F401 - registers serve, apply, get, ... on `cli`
-from . import create as _create  # noqa: E402,F401 - registers create configmap|secret on kubectl's `create`
-from .service import commands as _service  # noqa: E402,F401 - install-service, uninstall-service, drain, doctor
-from .inspect import command as _inspect  # noqa: E402,F401 - inspect pod
+if __name__ != "__main__":  # as `python -m kubelet_py.cli`, the commands register on kubelet_py.cli (below)
+    from . import kubectl as _kubectl  # noqa: E402,F401 - registers serve, apply, get, ... on `cli`
+    from . import create as _create  # noqa: E402,F401 - registers create configmap|secret on kubectl's `create`
+    from .service import commands as _service  # noqa: E402,F401 - install-service, uninstall-service, drain, doctor
+    from .inspect import command as _inspect  # noqa: E402,F401 - inspect pod
 
 
 def main(argv=None) -> None:
@@ -554,4 +555,7 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # this file run as a script is a second copy of the module, whose `cli` the commands (which
+    # import kubelet_py.cli) never see: the module's own main runs the command line
+    from kubelet_py.cli import main as _main
+    _main()
