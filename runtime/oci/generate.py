@@ -193,7 +193,9 @@ def generate(req: ContainerRequest, image_config, rootfs: str, cgroups_path: str
         namespaces.append({"type": "cgroup"})  # containerd CRI: the container sees only its own subtree
     process: dict = {
         "terminal": False,
-        "user": {"uid": uid, "gid": gid, **({"additionalGids": sorted(set(groups))} if groups else {})},
+        # the primary gid first among the additional ones, as containerd's ensureAdditionalGids
+        # (so `id` inside lists it in groups=, as under Kubernetes)
+        "user": {"uid": uid, "gid": gid, "additionalGids": [gid] + sorted(set(groups or ()) - {gid})},
         "args": args,
         "env": merge_env(image_config.env, req.env),
         "cwd": req.working_dir or image_config.working_dir or "/",

@@ -191,11 +191,11 @@ def test_security_context_example(d):
     out = _ex(d, "security-context-demo", "id; cd /data/demo && echo hello > testfile && stat -c '%g' . testfile; "
                                           "grep NoNewPrivs /proc/1/status")
     lines = out.splitlines()
-    # upstream shows groups=2000,3000,4000: containerd also lists the primary gid among the
-    # supplementary ones, which runtime.oci.users leaves out; the stand-in image's uid 1000 is
-    # `app`, a member of `staff` (50) in its /etc/group, which the default Merge policy adds
+    # upstream shows groups=2000,3000,4000 (the primary gid among the supplementary ones, as
+    # containerd lists it); the stand-in image's uid 1000 is `app`, a member of `staff` (50) in
+    # its /etc/group, which the default Merge policy adds
     assert re.match(r"uid=1000(\(\w+\))? gid=3000 groups=", lines[0]), lines[0]
-    assert {"2000", "4000"} <= set(re.findall(r"(\d+)", lines[0].split("groups=")[1])), lines[0]
+    assert set(re.findall(r"(\d+)", lines[0].split("groups=")[1])) == {"50", "2000", "3000", "4000"}, lines[0]
     assert lines[1:3] == ["2000", "2000"] and lines[3].split() == ["NoNewPrivs:", "1"], out
 
 

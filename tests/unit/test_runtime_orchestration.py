@@ -336,7 +336,8 @@ def test_bundle_for_leases_mounts_and_writes_the_config_in_order(kernel, paths, 
     with open(os.path.join(bundle, "config.json")) as f:
         doc = json.load(f)
     assert doc["root"]["path"] == rootfs_dir and doc["process"]["cwd"] == "/work"
-    assert doc["process"]["user"] == {"uid": 1000, "gid": 1000, "additionalGids": [50]}   # from the image's files
+    # from the image's files, the primary gid first (containerd's ensureAdditionalGids)
+    assert doc["process"]["user"] == {"uid": 1000, "gid": 1000, "additionalGids": [1000, 50]}
     assert doc["linux"]["cgroupsPath"] == f"{CG}/{CID}"
     assert os.path.isdir(os.path.join(rootfs_dir, "work")) and os.path.isfile(os.path.join(rootfs_dir, "etc/layer2"))
     objs = kernel.container_objects(paths, CID)
