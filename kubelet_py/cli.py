@@ -126,40 +126,6 @@ def image():
     """Pull, import, list and remove images."""
 
 
-class _Progress:
-    """One bar per layer on a terminal; plain lines otherwise. Called from the download threads
-    and the unpacking one: a lock keeps lines whole."""
-
-    def __init__(self, stream=sys.stderr):
-        import threading
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.rows: dict[str, str] = {}
-        self.drawn = 0
-        self._lock = threading.Lock()
-
-    def __call__(self, digest: str, phase: str, done: int, total: int) -> None:
-        with self._lock:
-            self._show(digest, phase, done, total)
-
-    def _show(self, digest: str, phase: str, done: int, total: int) -> None:
-        short = digest.split(":")[1][:12]
-        if not self.tty:
-            if phase in ("downloaded", "done"):
-                self.stream.write(f"{short}: {'downloaded' if phase == 'downloaded' else 'unpacked'} {total} bytes\n")
-            return
-        width = 30
-        frac = min(1.0, done / total) if total else 1.0
-        bar = "#" * int(frac * width)
-        self.rows[short] = f"{short} {phase:<10} [{bar:<{width}}] {done}/{total}"
-        if self.drawn:
-            self.stream.write(f"\x1b[{self.drawn}F")
-        for row in self.rows.values():
-            self.stream.write(f"\x1b[2K{row}\n")
-        self.drawn = len(self.rows)
-        self.stream.flush()
-
-
 @image.command("import")
 @click.argument("path", type=click.Path())
 @click.option("--name", help="Name the image (the archive must hold exactly one, or pick with --ref).")
@@ -220,7 +186,9 @@ def image_pull(ctx, ref, platform):
         if len(parts) not in (2, 3) or not all(parts):
             raise click.BadParameter(f"{platform!r} is not os/arch[/variant]", param_hint="--platform")
         plat = Platform(*parts)
-    rec = pull(_store(ctx), ref, _registries(ctx), platform=plat, progress=_Progress())
+    from .pullprogress import pull_progress  # bars on a terminal, plain lines otherwise
+    with pull_progress() as progress:
+        rec = pull(_store(ctx), ref, _registries(ctx), platform=plat, progress=progress)
     click.echo(f"{rec.name} {rec.digest}")
 
 

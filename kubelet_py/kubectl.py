@@ -642,5 +642,7 @@ def run(ctx, path, node_name, pod_cidr, bridge):
     pods = [o for o in objs if o.get("kind") == "Pod"]
     if len(pods) != 1:
         raise KpyError(f"{path}: run -f takes a file with exactly one Pod ({len(pods)} found)")
+    from .pullprogress import pull_for_pod  # its images pulled here, with progress, before it is applied
+    pull_for_pod(ctx.obj, pods[0])
     from .runpod import run_pod
     sys.exit(_run(run_pod(ctx.obj, objs, pods[0], node_name=node_name, pod_cidr=pod_cidr, bridge=bridge)))
