@@ -31,8 +31,10 @@ async def inspect_pod(agent, namespace: str, name: str) -> dict:
     if pod is None:
         raise ApiError(404, f'pods "{name}" not found', details={"name": name, "kind": "pods"})
     base = memory_records(agent, pod)
-    records, facts = await asyncio.to_thread(gather, agent.paths, agent.net, agent.images, base)
-    return build_report(records, facts)
+
+    def work() -> dict:  # the report too: thousands of Service rules are parsed there
+        return build_report(*gather(agent.paths, agent.net, agent.images, base))
+    return await asyncio.to_thread(work)
 
 
 def memory_records(agent, pod: dict) -> dict:

@@ -349,7 +349,11 @@ def _container(records: dict, facts: dict, c: dict) -> dict:
         kids.append(node("namespaces", " ".join(bits), RUNC, "; ".join(problems) or None, data=dict(f["ns"])))
     version = records.get("cgroup_version") or "v1"
     cg = c.get("cgroup") or ""
-    cgn = _cgroup_node("cgroup", cg, RUNC, version, (facts.get("cgroups") or {}).get(cg), c.get("resources"))
+    cg_fact = (facts.get("cgroups") or {}).get(cg)
+    if not running and not (cg_fact or {}).get("exists"):
+        cgn = node("cgroup", f"{cg}: removed with the {c.get('state')} container", RUNC, data={"path": cg})
+    else:
+        cgn = _cgroup_node("cgroup", cg, RUNC, version, cg_fact, c.get("resources"))
     if running and f.get("alive") and f.get("cgroup") and f["cgroup"].strip("/") != cg.strip("/") and not cgn["problem"]:
         cgn["problem"] = f"its init is in {f['cgroup']}, not in the recorded cgroup"
     kids.append(cgn)

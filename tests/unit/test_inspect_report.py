@@ -209,6 +209,18 @@ def test_each_disagreement_is_said_on_its_line(where, path, value, line, problem
     assert _lines(report)[-1].endswith("between the kernel and the records")
 
 
+def test_an_exited_container_without_its_cgroup_or_processes_is_no_disagreement():
+    records, facts = copy.deepcopy(RECORDS), copy.deepcopy(FACTS)
+    records["containers"][0].update(state="exited", pid=None)
+    facts["cgroups"][CG] = {"exists": False, "files": {}, "usage": None}
+    facts["containers"]["kpyabc"].update(alive=False, processes=[], ns={}, mounts=[], overlay=None)
+    report = build_report(records, facts)
+    assert report["problems"] == [], report["problems"]
+    assert any("removed with the exited container" in ln for ln in _lines(report))
+    facts["logs"] = {}  # its log is kept until the pod goes
+    assert [p.split(": ", 1)[1] for p in build_report(records, facts)["problems"]] == ["missing: the log file is gone"]
+
+
 def test_a_not_ready_endpoint_needs_no_rule_and_a_missing_sandbox_is_said():
     records = copy.deepcopy(RECORDS)
     records["endpoints"][0].update(port=9090, ready=False)
