@@ -20,7 +20,6 @@ import subprocess
 log = logging.getLogger("kubelet_py.inspect")
 IPTABLES_SAVE = os.environ.get("KPY_IPTABLES_SAVE", "iptables-legacy-save")
 SAVE_TIMEOUT_S = 30.0
-_NS_FILES = {"network": "net", "ipc": "ipc", "uts": "uts", "pid": "pid", "user": "user"}
 
 
 async def inspect_pod(agent, namespace: str, name: str) -> dict:
