@@ -499,6 +499,7 @@ if __name__ != "__main__":  # as `python -m kubelet_py.cli`, the commands regist
     from . import create as _create  # noqa: E402,F401 - registers create configmap|secret on kubectl's `create`
     from .service import commands as _service  # noqa: E402,F401 - install-service, uninstall-service, drain, doctor
     from .inspect import command as _inspect  # noqa: E402,F401 - inspect pod
+    from . import top as _top  # noqa: E402,F401 - top pods|node
 
 
 def main(argv=None) -> None:

@@ -133,9 +133,13 @@ def load_manifests(paths: tuple[str, ...], recursive: bool = False, strict: bool
               help="The cluster DNS address the daemon serves (on the bridge) and pods use; '' for none.")
 @click.option("--cluster-domain", default="cluster.local", show_default=True)
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--listen", default=None, help="Serve /healthz, /pods, /stats/summary, /metrics read-only over TCP on "
+              "ADDR:PORT (PORT or :PORT: loopback). Off by default.")
+@click.option("--token-file", type=click.Path(dir_okay=False), default=None,
+              help="The bearer token --listen asks for (without it, TCP serves only /healthz).")
 @click.pass_context
 def serve(ctx, manifests, node_name, pod_cidr, bridge, chain_prefix, max_pods, crashloop_max, seccomp_profile_root,
-          allowed_unsafe_sysctls, service_cidr, cluster_dns, cluster_domain, log_level):
+          allowed_unsafe_sysctls, service_cidr, cluster_dns, cluster_domain, log_level, listen, token_file):
     """Run the node agent: static pods from --manifests, the API on --socket; pods keep running
     when it stops (SIGTERM)."""
     import asyncio
@@ -143,6 +147,11 @@ def serve(ctx, manifests, node_name, pod_cidr, bridge, chain_prefix, max_pods, c
     import signal
     from .node import NodeAgent, NodeOptions
     from .service.daemon import ServiceHooks
+    from .server.listen import ListenError, check_flags
+    try:
+        check_flags(listen, token_file)
+    except ListenError as e:
+        raise click.BadParameter(e.why, param_hint=e.flag) from None
     hooks = ServiceHooks.begin(log_level)  # logfmt lines on stderr, $NOTIFY_SOCKET taken
     o = ctx.obj
     opts = NodeOptions(root=o.root, run_root=o.run_root, log_root=o.log_root, socket=o.socket, registries=o.registries,
@@ -151,7 +160,8 @@ def serve(ctx, manifests, node_name, pod_cidr, bridge, chain_prefix, max_pods, c
                        crashloop_max=crashloop_max, image_limits=o.image_limits,
                        seccomp_profile_root=os.path.abspath(seccomp_profile_root),
                        allowed_unsafe_sysctls=tuple(x.strip() for x in allowed_unsafe_sysctls.split(",") if x.strip()),
-                       service_cidr=service_cidr, cluster_dns=cluster_dns or None, cluster_domain=cluster_domain)
+                       service_cidr=service_cidr, cluster_dns=cluster_dns or None, cluster_domain=cluster_domain,
+                       listen=listen or None, token_file=token_file and os.path.abspath(token_file))
 
     async def main():
         agent = NodeAgent(opts)

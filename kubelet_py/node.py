@@ -56,6 +56,8 @@ class NodeOptions:
     service_cidr: str = "10.96.0.0/12"  # serve --service-cidr: where ClusterIPs come from
     cluster_dns: str | None = "10.96.0.10"  # serve --cluster-dns ("": no DNS server)
     cluster_domain: str = "cluster.local"
+    listen: str | None = None  # serve --listen: the read-only node endpoints over TCP (kubelet_py/server/listen.py)
+    token_file: str | None = None  # serve --token-file: their bearer token
 
 
 def rfc3339(t: float) -> str:
@@ -101,8 +103,10 @@ class _NodeRuntime:
         self.static = None
         from .status.events import EventRecorder
         self.recorder = EventRecorder(host=self.node_name)
+        from .metrics import NodeMetrics  # /metrics: a registry of this agent's own
+        self.metrics = NodeMetrics(lambda: [w.record for w in self.workers.values()])
         from .prober.metrics import ProberMetrics
-        self.prober_metrics = ProberMetrics()
+        self.prober_metrics = ProberMetrics(sink=self.metrics.observe_probe)
 
     # ---- helpers the workers use -------------------------------------------------------------
     rfc3339 = staticmethod(rfc3339)
@@ -123,6 +127,7 @@ class _NodeRuntime:
     def event(self, pod: dict, type_: str, reason: str, message: str, field: str | None = None) -> None:
         from .status.events import EventSpec
         self.recorder.record(pod, EventSpec(type_, reason, message, field or ""), time.time())
+        self.metrics.event(type_, reason)  # kubelet_py_errors_total by reason
 
     def events(self, namespace: str, name: str | None) -> list[dict]:
         now = time.time()
@@ -385,6 +390,7 @@ class _NodeRuntime:
             self.event(pod, "Normal", "Pulling", f'Pulling image "{image}"', fieldpath)
         pulled, secs, size = await asyncio.to_thread(_ensure_image, self.images, self.registries(), image, policy)
         if pulled:
+            self.metrics.image_pulled(secs, size)
             self.event(pod, "Normal", "Pulled", f'Successfully pulled image "{image}" in {secs:.3f}s '
                        f'({secs:.3f}s including waiting). Image size: {size} bytes.', fieldpath)
 
@@ -450,6 +456,7 @@ class _NodeRuntime:
             return
         status = pod_status(pod, worker.record, time.time(), pod.get("status"))
         status.setdefault("hostIP", self.node_ip) if self.node_ip else None
+        self.metrics.pod_status(pod, status)  # pod start duration, restarts
         if status != pod.get("status"):
             self.store.put({**pod, "status": status})
 
@@ -464,6 +471,7 @@ class _NodeRuntime:
             self.store.remove("Pod", md.get("namespace", "default"), md["name"])
         self.workers.pop(md["uid"], None)
         self.recorder.forget(pod)
+        self.metrics.pod_gone(md["uid"])
         if self.static:
             self.static.poke()
 
@@ -517,6 +525,8 @@ class _NodeControl:
         if serve_socket:
             from .server.api import Api
             self.runner = await Api(self).start(self.opts.socket)
+            from .server.listen import start_listener  # --listen: the read-only node endpoints over TCP
+            self.listener = await start_listener(self)
 
     async def stop(self) -> None:
         """Stop serving and watching; pods and supervisors run on (as the kubelet leaves them)."""
@@ -533,6 +543,8 @@ class _NodeControl:
                 w.task.cancel()
         if self.runner:
             await self.runner.cleanup()
+        if getattr(self, "listener", None):
+            await self.listener.cleanup()
 
     async def _tick(self) -> None:
         while True:
@@ -598,6 +610,7 @@ class _NodeControl:
             w = self.workers.get(uid)
             if w is None:
                 if event == "ADDED":
+                    self.metrics.pod_seen(uid)  # kubelet_pod_start_duration_seconds counts from here
                     w = PodWorker(self, pod)
                     self.workers[uid] = w
                     w.start()

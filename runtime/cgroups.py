@@ -60,9 +60,10 @@ class Resources(namedtuple("Resources", "cpu_shares cpu_quota cpu_period memory_
     __slots__ = ()
 
 
-class Stats(namedtuple("Stats", "cpu_usage_ns memory_usage memory_working_set pids")):
+class Stats(namedtuple("Stats", "cpu_usage_ns memory_usage memory_working_set pids rss", defaults=(0,))):
     """cpu_usage_ns: CPU time since the cgroup was made; memory_usage: bytes, page cache
-    included; memory_working_set: what the kubelet evicts and OOM-scores by; pids: count."""
+    included; memory_working_set: what the kubelet evicts and OOM-scores by; pids: count;
+    rss: anonymous memory (v2 memory.stat anon, v1 total_rss: cAdvisor's rssBytes)."""
     __slots__ = ()
 
 
@@ -346,18 +347,18 @@ class Cgroup:
             cpu = dict(ln.split() for ln in _read(f"{d}/cpu.stat").splitlines())
             usage = int(_read(f"{d}/memory.current"))
             mstat = dict(ln.split() for ln in _read(f"{d}/memory.stat").splitlines())
-            inactive = int(mstat.get("inactive_file", 0))
+            inactive, rss = int(mstat.get("inactive_file", 0)), int(mstat.get("anon", 0))
             pids = _read(f"{d}/pids.current") if os.path.exists(f"{d}/pids.current") else None
             cpu_ns = int(cpu["usage_usec"]) * 1000
         else:
             cpu_ns = int(_read(f"{self.dir('cpuacct')}/cpuacct.usage"))
             usage = int(_read(f"{self.dir('memory')}/memory.usage_in_bytes"))
             mstat = dict(ln.split() for ln in _read(f"{self.dir('memory')}/memory.stat").splitlines())
-            inactive = int(mstat.get("total_inactive_file", 0))
+            inactive, rss = int(mstat.get("total_inactive_file", 0)), int(mstat.get("total_rss", 0))
             pf = f"{self.dir('pids')}/pids.current"
             pids = _read(pf) if os.path.exists(pf) else None
         return Stats(cpu_usage_ns=cpu_ns, memory_usage=usage, memory_working_set=max(0, usage - inactive),
-                     pids=int(pids) if pids is not None else len(self.pids()))
+                     pids=int(pids) if pids is not None else len(self.pids()), rss=rss)
 
     def oom_killed(self) -> bool:
         try:

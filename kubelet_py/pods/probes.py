@@ -9,6 +9,7 @@ import logging
 
 from runtime import pod as rt
 
+from ..prober.metrics import ProbeTarget
 from ..prober.results import ResultsManager
 from ..prober.spec import ProbeType
 from ..prober.worker import ContainerProbes
@@ -40,7 +41,8 @@ class PodProbes:
                 pod_ip=self._pod_ip(), exec_sync=self._exec, pod=self.worker.uid,
                 on_event=lambda t, r, m, n=name: self.agent.event(
                     pod, t, r, m, f"spec.{'initContainers' if n in _init_names(pod) else 'containers'}{{{n}}}"),
-                metrics=self.agent.prober_metrics)
+                metrics=self.agent.prober_metrics.for_container(ProbeTarget(  # upstream's labels on /metrics
+                    name, pod["metadata"]["name"], pod["metadata"].get("namespace") or "default", self.worker.uid)))
             self.by_name[name] = probes
             probes.start()
         probes.pod_ip = self._pod_ip()

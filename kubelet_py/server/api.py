@@ -2,6 +2,7 @@
 Kubernetes API where one exists:
 
     GET    /healthz
+    GET    /pods  /stats/summary  /metrics               the node endpoints (kubelet_py/server/node_endpoints.py)
     GET    /api/v1/namespaces[/NAME]                    ?watch=1   POST /api/v1/namespaces   DELETE .../NAME
     GET    /api/v1/pods                                  every namespace (?labelSelector, ?watch=1)
     GET    /api/v1/namespaces/NS/pods[/NAME]             ?labelSelector=a=b,c!=d  ?watch=1 (a JSON line per event)
@@ -119,6 +120,8 @@ class Api:
             r.add_post(f"{group}/namespaces/{{ns}}/{cfg}", self.create_config)
             r.add_get(f"{group}/namespaces/{{ns}}/{cfg}/{{name}}", self.get_config)
             r.add_delete(f"{group}/namespaces/{{ns}}/{cfg}/{{name}}", self.delete_config)
+        from .node_endpoints import add_routes as node_endpoints  # GET /pods, /stats/summary, /metrics
+        node_endpoints(r, agent, healthz=False)
 
     # ---- server life ------------------------------------------------------------------------
     async def start(self, socket_path: str) -> web.AppRunner:

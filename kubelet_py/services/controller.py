@@ -156,6 +156,7 @@ class ServicesController:
                 raise
             except Exception as e:  # noqa: BLE001 - logged and retried: the rules stay as they were
                 log.warning("services sync failed (retried in %.0f s): %s", RETRY_DELAY, e)
+                self.agent.metrics.error("ServicesSyncFailed")
                 await asyncio.sleep(RETRY_DELAY)
                 self._dirty.set()
                 continue
@@ -170,9 +171,10 @@ class ServicesController:
         slices = store.list("EndpointSlice")
         ports, eps = proxy_inputs(services, slices)
         if full:
-            await asyncio.to_thread(self.proxy.resync)
+            res = await asyncio.to_thread(self.proxy.resync)
         else:
-            await asyncio.to_thread(self.proxy.sync, ports, eps)
+            res = await asyncio.to_thread(self.proxy.sync, ports, eps)
+        self.agent.metrics.proxy_synced(res)  # kubeproxy_sync_proxy_rules_duration_seconds
         if self.dns is not None:
             from kubelet_py.dns import Resolver
             namespaces = [n["metadata"]["name"] for n in store.list("Namespace")]
