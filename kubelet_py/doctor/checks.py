@@ -22,7 +22,7 @@ OPTIONAL_CONTROLLERS = {"v2": ("cpuset", "io", "hugetlb"), "v1": ("cpuset", "blk
 BINARIES = {"iptables-legacy-restore": (True, "Services and hostPorts: one iptables commit per table"),
             "iptables-legacy-save": (False, "reading our rules back (doctor, debugging)")}
 PYTHON_DEPS = ("pyroute2", "iptc", "cgroupspy", "yaml", "click", "zstandard", "pyseccomp", "aiohttp", "inotify_simple",
-               "grpc", "grpc_health.v1.health_pb2", "dnslib")
+               "grpc", "grpc_health.v1.health_pb2", "dnslib", "prometheus_client")
 DISK_FAIL, DISK_WARN = 100 << 20, 1 << 30
 OTHER_RUNTIMES = {"kubelet": "a kubelet", "containerd": "containerd", "dockerd": "Docker", "crio": "CRI-O",
                   "k3s": "k3s", "k3s-server": "k3s", "k3s-agent": "k3s", "podman": "podman"}
