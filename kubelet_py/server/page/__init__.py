@@ -40,6 +40,9 @@ FILES = {"index.html": "text/html", "page.js": "text/javascript", "page.css": "t
 # the page's own script and style only: no inline script or handler runs, nothing is loaded from elsewhere
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+# the page's own files hold no data of the node: a listener may serve them without its token, so
+# that a browser that has none gets the page, which asks for it (and keeps it in the listener's cookie)
+PUBLIC_PATHS = frozenset({"/", "/page/page.js", "/page/page.css"})
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
            "Cache-Control": "no-store"}
 

@@ -395,7 +395,7 @@ def picture(report: Mapping) -> dict:
     bridge = cv.box("bridge", "bridge", BRIDGE_X, ay, BRIDGE_W, "bridge",
                     [hd.get("bridge") or "?", f"ifindex {hd.get('master')}" if hd.get("master") else ""], "CNI bridge")
     if eth0:
-        cv.link(veth, eth0, "veth pair", veth["problem"] or eth0["problem"])
+        cv.link(veth, eth0, "veth", veth["problem"] or eth0["problem"])
     cv.link(bridge, veth, "", veth["problem"])
     boxes, ry = _rule_boxes(cv, ingress, GAP)
     for b, dnat in boxes:

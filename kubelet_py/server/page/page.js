@@ -150,7 +150,10 @@
       g.append(svg("rect", {x: b.x, y: b.y, width: b.w, height: b.h}));
       const top = b.y + PAD + 12;
       g.append(svg("text", {x: b.x + PAD, y: top, "class": "head"}, b.head));
-      if (b.owner) g.append(svg("text", {x: b.x + b.w - PAD, y: top, "text-anchor": "end", "class": "owner"}, b.owner));
+      if (b.owner) {
+        g.append(svg("text", {x: b.x + b.w - PAD, y: top + LINE * (b.owner_row || 0), "text-anchor": "end",
+                              "class": "owner"}, b.owner));
+      }
       b.lines.forEach((line, i) => {
         g.append(svg("text", {x: b.x + PAD, y: top + LINE * (i + 1), "class": line.startsWith("!! ") ? "problem" : ""},
                      line));
@@ -158,10 +161,12 @@
       root.append(g);
     }
     for (const l of pic.links) {
-      root.append(svg("line", {x1: l.x1, y1: l.y1, x2: l.x2 - 2, y2: l.y2, "marker-end": "url(#arrow)",
-                               "class": l.problem ? "problem" : ""}));
+      const pts = l.points;
+      root.append(svg("polyline", {points: pts.map((p) => p.join(",")).join(" "), "marker-end": "url(#arrow)",
+                                   "class": "link" + (l.problem ? " problem" : "")}));
       if (l.label) {
-        root.append(svg("text", {x: (l.x1 + l.x2) / 2, y: (l.y1 + l.y2) / 2 - 4, "text-anchor": "middle",
+        const a = pts[0], z = pts[pts.length - 1];
+        root.append(svg("text", {x: (a[0] + z[0]) / 2, y: Math.min(a[1], z[1]) - 4, "text-anchor": "middle",
                                  "class": "label"}, l.label));
       }
     }
@@ -184,12 +189,39 @@
     }
   }
 
+  // ---- the listener's token (serve --token-file), kept in its cookie for this browser session ------
+  const TOKEN_COOKIE = "kubelet_py_token";
+  function askToken(e) {
+    const why = e.status === 401 ? "This node's listener asks for its bearer token (the text of serve --token-file)."
+                                 : "The node page is served only with serve --token-file: " + e.message;
+    $("login-why").textContent = why;
+    $("login").hidden = false;
+    $("token").disabled = e.status !== 401;
+  }
+  $("login").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const token = $("token").value.trim();
+    if (!/^[\x21-\x7e]+$/.test(token) || /[;,"\\]/.test(token)) {
+      $("login-error").textContent = "a token is one word of printable ASCII, without ; , \" or \\";
+      return;
+    }
+    document.cookie = TOKEN_COOKIE + "=" + token + "; path=/; SameSite=Strict";
+    $("token").value = "";
+    $("login-error").textContent = "";
+    refresh();
+  });
+
   // ---- the loop ---------------------------------------------------------------------------------
   async function refresh() {
     try {
       renderPods(await getJSON("page/api/pods"));
       showError("");
+      $("login").hidden = true;
     } catch (e) {
+      if (e.status === 401 || e.status === 403) {
+        askToken(e);
+        return;
+      }
       showError("the node does not answer: " + e.message);
     }
     const sel = selected();
