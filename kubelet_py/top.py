@@ -113,7 +113,8 @@ def top_pods(ctx, namespace, all_namespaces):
     """CPU (millicores) and memory (working set, Mi) of each pod."""
     out = pods_table(_summary(ctx), None if all_namespaces else namespace)
     if not out:  # kubectl's words, on stderr, and no error
-        click.echo("No resources found" if all_namespaces else f"No resources found in {namespace} namespace.", err=True)
+        click.echo("No resources found" if all_namespaces else f"No resources found in {namespace} namespace.",
+                   err=True)
         return
     click.echo(out, nl=False)
 

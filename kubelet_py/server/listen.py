@@ -174,7 +174,7 @@ async def start_listener(agent):
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()
-    bound = [s.getsockname()[:2] for s in (site._server.sockets if site._server else ())]
+    bound = [a[:2] for a in runner.addresses]  # the port the kernel chose for --listen 0
     log.info("node endpoints on %s (%s)", ", ".join(f"{h}:{p}" for h, p in bound) or f"{host}:{port}",
              "/healthz open, the rest with the bearer token" if token else "only /healthz: no --token-file")
     return runner
