@@ -305,5 +305,8 @@ class StatsProvider:
     async def summary(self) -> dict:
         import asyncio
         targets = snapshot(self.agent)
-        extra = {"allocatable": {k: v for k, v in self.agent.allocatable().items() if k in ("cpu", "memory")}}
-        return await asyncio.to_thread(self.gather, targets, extra)
+
+        def work() -> dict:  # allocatable reads /proc/meminfo and statvfs the first time: here too
+            alloc = self.agent.allocatable()
+            return self.gather(targets, {"allocatable": {k: v for k, v in alloc.items() if k in ("cpu", "memory")}})
+        return await asyncio.to_thread(work)
