@@ -306,6 +306,8 @@ def test_routes_serve_the_page_and_its_json():
             assert agent.asked == [("web", False, 100, False), ("side", True, 100, False)]
             assert d["logs"][0] == {"container": "web", "previous": False, "text": "hello <b>\n", "error": None}
             assert d["logs"][1]["error"].startswith('container "side" in pod "web" is waiting')
+            d = await (await c.get("/page/api/pods/default/web?logs=0")).json()  # between two reads of the logs
+            assert d["logs"] is None and len(agent.asked) == 2 and d["events"]
             r = await c.get("/page/api/pods/default/nope")
             assert r.status == 404 and (await r.json())["message"] == 'pods "nope" not found'
             r = await c.get("/page/api/pods/default/nope/inspect")

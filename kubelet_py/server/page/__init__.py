@@ -6,6 +6,8 @@
     GET /page/api/pods                        {"node", "pods": [row]}: the pods list, polled every 2 s
     GET /page/api/pods/NS/NAME                one pod: its row, labels, annotations, conditions,
                                               containers, events and each container's log tail
+                                              (`?logs=0`: not the logs; the page reads them every 10 s,
+                                              a log and its rotated files being read whole)
     GET /page/api/pods/NS/NAME/inspect        {"picture", "problems", "text"}: `inspect pod` drawn
 
 Everything the page shows is computed by model.py (pure) from what the agent holds: the store's
@@ -117,8 +119,8 @@ class _Page:
     @_answers
     async def pod(self, request):
         ns, name, pod = self._pod(request)
-        logs = []
-        for container, previous in log_requests(pod):
+        logs = None if request.query.get("logs") == "0" else []
+        for container, previous in log_requests(pod) if logs is not None else ():
             try:
                 reader = self.agent.log_reader(ns, name, container, previous, LOG_TAIL_LINES, None, False, False)
                 logs.append(log_tail(container, previous, await asyncio.to_thread(_read_log, reader), None))

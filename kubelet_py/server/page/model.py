@@ -124,7 +124,8 @@ def log_tail(container: str, previous: bool, data: bytes | None, error: str | No
     return {"container": container, "previous": previous, "text": text.decode("utf-8", "replace"), "error": error}
 
 
-def pod_detail(pod: Mapping, events: Iterable[Mapping], logs: Iterable[Mapping], now: float) -> dict:
+def pod_detail(pod: Mapping, events: Iterable[Mapping], logs: Iterable[Mapping] | None, now: float) -> dict:
+    """One pod's page; `logs` None: not read this time (the page keeps the tails it has)."""
     md, st = podspec.metadata(pod), pod.get("status") or {}
     statuses = _statuses(pod)
     containers = []
@@ -142,7 +143,7 @@ def pod_detail(pod: Mapping, events: Iterable[Mapping], logs: Iterable[Mapping],
             "message": " ".join(x for x in (st.get("reason"), st.get("message")) if x),
             "containers": containers,
             "events": [event_row(e, now) for e in events],
-            "logs": list(logs)}
+            "logs": None if logs is None else list(logs)}
 
 
 # ---- the inspect picture ------------------------------------------------------------------------

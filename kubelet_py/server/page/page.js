@@ -6,6 +6,7 @@
 "use strict";
 (function () {
   const POLL_MS = 2000;
+  const LOG_EVERY = 5;  // polls: the log tails every 10 s (the daemon reads a log's files whole)
   const SVG_NS = "http://www.w3.org/2000/svg";
   const LINE = 16, PAD = 8;
   const $ = (id) => document.getElementById(id);
@@ -113,7 +114,12 @@
       return tr;
     }));
     $("no-events").hidden = d.events.length > 0;
-    const logs = d.logs.map((l) => {
+    if (d.logs !== null) renderLogs(d.logs);
+    $("detail").dataset.loaded = sel.ns + "/" + sel.name;
+  }
+
+  function renderLogs(list) {
+    const logs = list.map((l) => {
       const box = el("div", null, "log");
       box.dataset.container = l.container;
       box.append(el("h4", l.container + (l.previous ? " (previous attempt: the current one has not started)" : "")));
@@ -122,7 +128,6 @@
     });
     if (!logs.length) logs.push(el("p", "No container has started yet.", "muted"));
     $("logs").replaceChildren(...logs);
-    $("detail").dataset.loaded = sel.ns + "/" + sel.name;
   }
 
   function clearDetail() {
@@ -227,7 +232,7 @@
     const sel = selected();
     if (!sel) return;
     try {
-      const d = await getJSON(podURL(sel));
+      const d = await getJSON(podURL(sel, detailPolls++ % LOG_EVERY === 0 ? "" : "?logs=0"));
       if (JSON.stringify(selected()) === JSON.stringify(sel)) renderDetail(sel, d);
     } catch (e) {
       $("detail-missing").textContent = e.status === 404 ? "pod " + sel.ns + "/" + sel.name + " is not on this node"
@@ -235,6 +240,8 @@
       $("detail-missing").hidden = false;
     }
   }
+
+  let detailPolls = 0;
 
   async function loop() {
     await refresh();
@@ -249,6 +256,7 @@
       tr.classList.toggle("selected", !!sel && tr.dataset.namespace === sel.ns && tr.dataset.name === sel.name);
     }
     if (!sel) return;
+    detailPolls = 0;
     $("detail-title").textContent = "pod " + sel.ns + "/" + sel.name;
     refresh();
     loadPicture(sel);
