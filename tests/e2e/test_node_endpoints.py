@@ -100,6 +100,7 @@ def test_node_endpoints_socket_tcp_and_top(tmp_path):
         assert _sample(metrics, "prober_probe_duration_seconds_count", pod="burn", probe_type="readiness") >= 1
         assert _sample(metrics, "kubelet_running_pods") == 1
         assert _sample(metrics, "kubelet_running_containers", container_state="running") == 1
+        assert _sample(metrics, "kubeproxy_sync_proxy_rules_duration_seconds_count") >= 1  # the Services' first sync
 
         # ---- TCP: /healthz open, the rest with the token only, nothing that writes or reads logs
         assert _http(port, "/healthz") == (200, b"ok")
