@@ -18,7 +18,7 @@ import urllib.request
 import pytest
 
 from kubelet_py.client import SyncClient
-from tests.e2e.daemon import Daemon, condition
+from tests.e2e.daemon import Daemon, condition, status_of
 
 pytestmark = [pytest.mark.root]
 IMAGE = "kubelet-py.local/busybox:1.35"
@@ -27,6 +27,9 @@ POD = json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "burn"
                       "name": "spin", "image": IMAGE, "command": ["sh", "-c", "while :; do :; done"],
                       "resources": {"limits": {"cpu": "200m", "memory": "32Mi"}},
                       "readinessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 1}}]}})
+CRASH = json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "crash"},
+                    "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+                        "name": "c", "image": IMAGE, "command": ["sh", "-c", "sleep 0.2; exit 1"]}]}})
 
 
 def _free_port() -> int:
@@ -98,16 +101,26 @@ def test_node_endpoints_socket_tcp_and_top(tmp_path):
         assert _sample(metrics, "prober_probe_total", pod="burn", namespace="default", container="spin",
                        probe_type="readiness", result="successful") >= 1
         assert _sample(metrics, "prober_probe_duration_seconds_count", pod="burn", probe_type="readiness") >= 1
+        assert _sample(metrics, "kubeproxy_sync_proxy_rules_duration_seconds_count") >= 1  # the Services' first sync
         assert _sample(metrics, "kubelet_running_pods") == 1
         assert _sample(metrics, "kubelet_running_containers", container_state="running") == 1
-        assert _sample(metrics, "kubeproxy_sync_proxy_rules_duration_seconds_count") >= 1  # the Services' first sync
+
+        # a crash-looping pod: its restarts counted, its BackOff events among the errors
+        d.apply(CRASH)
+        d.wait_for("crash", lambda p: status_of(p, "c").get("restartCount", 0) >= 2, timeout=60, what="2 restarts")
+        with c.stream("/metrics") as s:
+            metrics = s.read().decode()
+        assert _sample(metrics, "kubelet_py_container_restarts_total", pod="crash", container="c") >= 2
+        assert _sample(metrics, "kubelet_py_errors_total", kind="BackOff") >= 1
+        assert _sample(metrics, "kubelet_running_pods") >= 1
+        assert _sample(metrics, "kubelet_running_containers", container_state="running") >= 1
 
         # ---- TCP: /healthz open, the rest with the token only, nothing that writes or reads logs
         assert _http(port, "/healthz") == (200, b"ok")
         assert _http(port, "/pods")[0] == 401
         assert _http(port, "/pods", token="not-" + token)[0] == 401
         status, body = _http(port, "/pods", token=token)
-        assert status == 200 and json.loads(body)["items"][0]["metadata"]["uid"] == uid
+        assert status == 200 and uid in [p["metadata"]["uid"] for p in json.loads(body)["items"]]
         status, body = _http(port, "/stats/summary", token=token)
         assert status == 200 and any(x["podRef"]["uid"] == uid for x in json.loads(body)["pods"])
         status, body = _http(port, "/metrics", token=token)
