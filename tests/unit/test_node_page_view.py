@@ -231,6 +231,16 @@ def test_no_sandbox_no_network_and_host_network():
     assert "the node's own netns" in _boxes(picture(build_report(records, FACTS)))["network"]["lines"][0]
 
 
+def test_an_exited_container_whose_cgroup_went_with_it():
+    records, facts = copy.deepcopy(RECORDS), copy.deepcopy(FACTS)
+    records["containers"][0]["state"] = "exited"
+    del facts["cgroups"][records["containers"][0]["cgroup"]]
+    web = _boxes(picture(build_report(records, facts)))["container-web"]
+    assert web["lines"][0] == "exited kpyabc"
+    assert "cgroup \u2026/kpyabc: removed with the exited container" in web["lines"]
+    assert not web["problem"]
+
+
 def test_rule_line_keeps_what_the_rule_does():
     r = '-A KPY-SEP-X -p tcp -m comment --comment "default/web:http" -m tcp -j DNAT --to-destination 10.1.2.3:8080'
     assert rule_line(r, "KPY-SEP-X", 80) == "-p tcp -j DNAT --to-destination 10.1.2.3:8080"

@@ -221,8 +221,10 @@ def _own(n: Mapping | None) -> list[str]:
 
 def _cgroup_lines(n: Mapping) -> list[str]:
     d = n.get("data") or {}
-    if not d:
-        return [n.get("text", "")]
+    if "version" not in d:  # nothing read: gone (a problem), or removed with its exited container
+        text = n.get("text", "")
+        rest = text.split(": ", 1)[1] if ": " in text else ""
+        return [f"\u2026/{(d.get('path') or text).rsplit('/', 1)[-1].split(': ')[0]}" + (f": {rest}" if rest else "")]
     cpu = f"cpu.weight {d.get('cpu.weight')}" if d.get("version") == "v2" else f"cpu.shares {d.get('cpu.shares')}"
     quota = f"quota {d['quota']}/{d.get('period')}us" if d.get("quota") is not None else "no cpu quota"
     mem = f"memory limit {_mi(d['memory_limit'])}" if d.get("memory_limit") is not None else "no memory limit"
