@@ -1,7 +1,8 @@
 """The node endpoints through a real daemon started with `--listen PORT --token-file`: a pod
 burning CPU under a 200m limit, with an exec readiness probe. Over the unix socket: /healthz,
 /pods, /stats/summary (its container's usageNanoCores > 0 and its memory), /metrics (pod start
-duration observed, the pod's prober_probe_total); over TCP: /healthz open, the rest refused
+duration observed, the pod's prober_probe_total, a crash-looping pod's restarts and BackOff
+errors); over TCP: /healthz open, the rest refused
 without the token and answered with it, apply and logs not there at all; `top pods` lists the
 pod and `top node` the node."""
 
