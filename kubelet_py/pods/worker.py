@@ -397,7 +397,10 @@ class PodWorker:
         lst = "initContainers" if c in (self.pod["spec"].get("initContainers") or []) else "containers"
         self.agent.event(self.pod, "Normal", "Killing", f"Container {name} failed {probe} probe, will be restarted",
                          field=f"spec.{lst}{{{name}}}")
-        await self.kill_container(name, grace if grace is not None else self.agent.deletion_grace(self.pod), None)
+        try:
+            await self.kill_container(name, grace if grace is not None else self.agent.deletion_grace(self.pod), None)
+        finally:  # a sync that ran while the kill was in flight (the exit event's) left the container
+            self.wake.set()  # alone (`killing`): look again now, or nothing restarts it
 
     def _spec_of(self, name: str):
         for lst in ("initContainers", "containers"):
