@@ -6,23 +6,20 @@
 
 What the listener answers (`decide`, pure):
 - only GET and HEAD, on every path (405 otherwise): nothing that changes the node (apply, delete,
-  exec) is routed there at all, nor are logs;
+  exec) is routed there at all; logs only as the node page's tails of a pod's containers;
 - `/healthz` to anyone (it tells nothing but whether the sync loop runs, like the kubelet's
-  healthz port);
-- `/pods`, `/stats/summary`, `/metrics` and the node page only with `Authorization: Bearer
+  healthz port), and the node page's shell (HTML, script, style: no node data);
+- `/pods`, `/stats/summary`, `/metrics` and the node page's data only with `Authorization: Bearer
   <token>` (or the token in the `kubelet_py_token` cookie, for a browser), else 401. Without
   --token-file they are refused (403): pod specs carry env values and the upstream read-only
   port that served them without auth (10255) is deprecated and off by default for that reason.
 
-The node page (another module) hooks in here: when `kubelet_py.server.page` exists (a module or
-a package), its `add_routes(app, agent)` is called on the listener's aiohttp app, behind the
+The node page (kubelet_py.server.page) adds its routes to the listener's aiohttp app, behind the
 same checks."""
 
 from __future__ import annotations
 
 import hmac
-import importlib
-import importlib.util
 import ipaddress
 import logging
 import os
@@ -31,7 +28,6 @@ log = logging.getLogger("kubelet_py.server.listen")
 PUBLIC_PATHS = frozenset({"/healthz"})
 READ_METHODS = frozenset({"GET", "HEAD"})
 TOKEN_COOKIE = "kubelet_py_token"
-PAGE_MODULE = "kubelet_py.server.page"
 MAX_TOKEN_BYTES = 4096
 
 
@@ -114,11 +110,11 @@ def bearer(authorization: str | None) -> str | None:
 
 
 def decide(method: str, path: str, authorization: str | None, cookie: str | None,
-           token: str | None) -> tuple[int, str] | None:
-    """None: serve it; else (status, message)."""
+           token: str | None, public: frozenset = PUBLIC_PATHS) -> tuple[int, str] | None:
+    """None: serve it; else (status, message). `public`: the paths anyone may read."""
     if method not in READ_METHODS:
         return 405, f"{method} is not allowed: the TCP listener is read-only"
-    if path in PUBLIC_PATHS:
+    if path in public:
         return None
     if token is None:
         return 403, f"{path} is served over TCP only with --token-file (a bearer token); /healthz is open"
@@ -136,12 +132,16 @@ def build_app(agent, token: str | None):
     from aiohttp import web
     from .api import _errors
     from .errors import status_body
+    from . import page
     from .node_endpoints import add_routes
+    # the page's shell (its HTML, script and style: no node data) is open too, so that a browser
+    # without the cookie gets the page's token form rather than a 401
+    public = PUBLIC_PATHS | page.PUBLIC_PATHS
 
     @web.middleware
     async def auth(request, handler):
         refused = decide(request.method, request.path, request.headers.get("Authorization"),
-                         request.cookies.get(TOKEN_COOKIE), token)
+                         request.cookies.get(TOKEN_COOKIE), token, public)
         if refused is None:
             return await handler(request)
         code, message = refused
@@ -153,11 +153,7 @@ def build_app(agent, token: str | None):
 
     app = web.Application(middlewares=[auth, _errors])
     add_routes(app.router, agent)
-    if importlib.util.find_spec(PAGE_MODULE) is not None:  # the node page, when it is there
-        try:
-            importlib.import_module(PAGE_MODULE).add_routes(app, agent)
-        except Exception:  # noqa: BLE001 - the endpoints serve without the page
-            log.exception("the node page (%s) could not be added", PAGE_MODULE)
+    page.add_routes(app, agent)
     return app
 
 

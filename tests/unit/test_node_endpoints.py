@@ -335,6 +335,11 @@ def test_tcp_app_on_a_fake_agent():
             assert r.status == 405 and json.loads(await r.text())["kind"] == "Status"
             r = await c.get("/apis/kubelet-py/v1/apply", headers={"Authorization": "Bearer tok"})
             assert r.status == 404
+            # a browser's first visit, no cookie yet: the page's shell (its token form), not its data
+            r = await c.get("/")
+            assert r.status == 200 and r.headers["Content-Type"].startswith("text/html")
+            assert (await c.get("/page/page.js")).status == 200
+            assert (await c.get("/page/api/pods")).status == 401
         async with TestClient(TestServer(build_app(agent, None))) as c:
             assert (await c.get("/metrics", headers={"Authorization": "Bearer tok"})).status == 403
     asyncio.run(go())
