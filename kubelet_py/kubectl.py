@@ -119,6 +119,8 @@ def load_manifests(paths: tuple[str, ...], recursive: bool = False, strict: bool
 @click.option("--manifests", type=click.Path(file_okay=False), help="Static pods: a directory of pod manifests, watched.")
 @click.option("--node-name", default="", help="The node's name (default: the hostname).")
 @click.option("--pod-cidr", default="10.244.0.0/16", show_default=True, help="The pod network; the bridge takes its .1.")
+@click.option("--cluster-cidr", default=None, help="Every node's pod CIDR (containing --pod-cidr): pod traffic to it "
+              "keeps its source address (routes to the other nodes' pod CIDRs are the host's). Default: --pod-cidr.")
 @click.option("--bridge", default="kpy0", show_default=True, help="The pods' bridge.")
 @click.option("--chain-prefix", default="KPY", show_default=True, help="Prefix of the agent's iptables chains.")
 @click.option("--max-pods", default=110, show_default=True, type=click.IntRange(1, 10000))
@@ -138,8 +140,8 @@ def load_manifests(paths: tuple[str, ...], recursive: bool = False, strict: bool
 @click.option("--token-file", type=click.Path(dir_okay=False), default=None,
               help="The bearer token --listen asks for (without it, TCP serves only /healthz).")
 @click.pass_context
-def serve(ctx, manifests, node_name, pod_cidr, bridge, chain_prefix, max_pods, crashloop_max, seccomp_profile_root,
-          allowed_unsafe_sysctls, service_cidr, cluster_dns, cluster_domain, log_level, listen, token_file):
+def serve(ctx, manifests, node_name, pod_cidr, cluster_cidr, bridge, chain_prefix, max_pods, crashloop_max,
+          seccomp_profile_root, allowed_unsafe_sysctls, service_cidr, cluster_dns, cluster_domain, log_level, listen, token_file):
     """Run the node agent: static pods from --manifests, the API on --socket; pods keep running
     when it stops (SIGTERM)."""
     import asyncio
@@ -156,8 +158,8 @@ def serve(ctx, manifests, node_name, pod_cidr, bridge, chain_prefix, max_pods, c
     o = ctx.obj
     opts = NodeOptions(root=o.root, run_root=o.run_root, log_root=o.log_root, socket=o.socket, registries=o.registries,
                        cgroup_root=o.cgroup_root, node_name=node_name, manifests=manifests and os.path.abspath(manifests),
-                       pod_cidr=pod_cidr, bridge=bridge, chain_prefix=chain_prefix, max_pods=max_pods,
-                       crashloop_max=crashloop_max, image_limits=o.image_limits,
+                       pod_cidr=pod_cidr, cluster_cidr=cluster_cidr or None, bridge=bridge, chain_prefix=chain_prefix,
+                       max_pods=max_pods, crashloop_max=crashloop_max, image_limits=o.image_limits,
                        seccomp_profile_root=os.path.abspath(seccomp_profile_root),
                        allowed_unsafe_sysctls=tuple(x.strip() for x in allowed_unsafe_sysctls.split(",") if x.strip()),
                        service_cidr=service_cidr, cluster_dns=cluster_dns or None, cluster_domain=cluster_domain,

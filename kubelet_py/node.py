@@ -46,6 +46,7 @@ class NodeOptions:
     node_name: str = ""
     manifests: str | None = None
     pod_cidr: str = "10.244.0.0/16"
+    cluster_cidr: str | None = None  # serve --cluster-cidr: every node's pods, reached unNATed (None: pod_cidr)
     bridge: str = "kpy0"
     chain_prefix: str = "KPY"
     max_pods: int = 110
@@ -84,7 +85,7 @@ class _NodeRuntime:
         self.net = NetworkConfig(state_root=opts.root, bridge=opts.bridge, gateway=gw, chain_prefix=opts.chain_prefix,
                                  veth_prefix=opts.bridge[:7] if opts.bridge != "kpy0" else "kpy",
                                  cluster_dns=(opts.cluster_dns,) if opts.cluster_dns else (),
-                                 cluster_domain=opts.cluster_domain)
+                                 cluster_domain=opts.cluster_domain, cluster_cidr=opts.cluster_cidr)
         from .services.controller import ServiceNetwork
         self.service_network = ServiceNetwork(opts.service_cidr, opts.cluster_dns or None, opts.cluster_domain)
         self.services = None

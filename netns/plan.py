@@ -47,6 +47,7 @@ class NetworkConfig:
     host_resolv_conf: str = "/etc/resolv.conf"
     host_hosts_file: str = "/etc/hosts"
     node_ip: str | None = None               # hostNetwork pod IP; None: the default route's source
+    cluster_cidr: str | None = None          # every node's pod CIDR (serve --cluster-cidr): never NATed; None: ours
 
     def __post_init__(self):
         object.__setattr__(self, "cluster_dns", tuple(self.cluster_dns))
@@ -82,11 +83,24 @@ class NetworkConfig:
                 ipaddress.IPv4Address(self.node_ip)
             except ValueError:
                 raise ConfigError("node_ip", self.node_ip, "not an IPv4 address") from None
+        if self.cluster_cidr is not None:
+            try:
+                cluster = ipaddress.IPv4Network(self.cluster_cidr, strict=False)
+            except ValueError as e:
+                raise ConfigError("cluster_cidr", self.cluster_cidr, f"not an IPv4 network: {e}") from None
+            if not net.subnet_of(cluster):
+                raise ConfigError("cluster_cidr", self.cluster_cidr, f"must contain this node's pod CIDR {net}")
 
     # derived values
     @property
     def cidr(self) -> ipaddress.IPv4Network:
         return ipaddress.IPv4Interface(self.gateway).network
+
+    @property
+    def no_masquerade_cidr(self) -> ipaddress.IPv4Network:
+        """Where pod traffic keeps its source address: the cluster's pod range (pods on other
+        nodes, reached through routes, as the Kubernetes network model asks), else this node's."""
+        return ipaddress.IPv4Network(self.cluster_cidr, strict=False) if self.cluster_cidr else self.cidr
 
     @property
     def gateway_ip(self) -> ipaddress.IPv4Address:

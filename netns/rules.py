@@ -10,7 +10,8 @@ nat  PREROUTING   -m addrtype --dst-type LOCAL -j P-HOSTPORTS        (inserted a
      POSTROUTING  -j P-POSTROUTING
      P-POSTROUTING  -m mark --mark M/M -j MASQUERADE                  (hairpin and 127.0.0.1 hostPort traffic)
                     -s <podIP>/32 -j P-MASQ-<h>                       (one per pod)
-     P-MASQ-<h>     -d <podCIDR> -j RETURN                            (pod-to-pod and the bridge IP: never NATed)
+     P-MASQ-<h>     -d <podCIDR> -j RETURN                            (pod-to-pod and the bridge IP: never NATed;
+                                                                       with cluster_cidr, that range: pods on other nodes)
                     ! -d 224.0.0.0/4 -j MASQUERADE
      P-HOSTPORTS    [-d hostIP] -p tcp -m tcp --dport HP -j P-HP-<h>  (one per mapping)
      P-HP-<h>       [-d hostIP] -s <podCIDR> -p tcp --dport HP -j MARK --set-xmark M/M
@@ -213,7 +214,8 @@ def pod_masq(config: NetworkConfig, pod_uid: str, ip: str) -> tuple[ChainSpec, R
     chain = masq_chain(config, pod_uid)
     c = _comment(pod_comment(pod_uid))
     spec = ChainSpec(chain, (
-        Rule(chain, "RETURN", dst=str(config.cidr), matches=(_comment(pod_comment(pod_uid, "pod network")),)),
+        Rule(chain, "RETURN", dst=str(config.no_masquerade_cidr), matches=(_comment(pod_comment(
+            pod_uid, "cluster network" if config.cluster_cidr else "pod network")),)),
         Rule(chain, "MASQUERADE", dst="!" + MULTICAST, matches=(c,)),
     ))
     jump = Rule(config.postrouting_chain, chain, src=f"{ip}/32", matches=(c,))
