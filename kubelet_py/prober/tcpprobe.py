@@ -50,7 +50,7 @@ async def _connect(loop: asyncio.AbstractEventLoop, sock: socket.socket, sockadd
     the connect call itself: the socket is then connected (or refused) when the call returns, and
     nothing waits on the loop; otherwise one writer callback and one timer wait for it."""
     err = sock.connect_ex(sockaddr)
-    if err in (errno.EINPROGRESS, errno.EAGAIN):
+    if err in (errno.EINPROGRESS, errno.EAGAIN, errno.EINTR):  # in progress (as asyncio's sock_connect)
         err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err == 0:
             try:

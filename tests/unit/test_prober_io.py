@@ -60,7 +60,7 @@ def test_probes_due_in_one_slot_run_together_and_keep_their_period():
         firsts = [calls[f"id{i}"][0] for i in range(5)]
         seconds = [calls[f"id{i}"][1] for i in range(5)]
         assert max(firsts) - min(firsts) >= 0.035  # they started apart ...
-        assert max(seconds) - min(seconds) < 0.01  # ... and were probed together
+        assert max(seconds) - min(seconds) < 0.02  # ... and were probed together (one wakeup)
         for a, b in zip(firsts, seconds):
             assert 1.0 - 1e-3 <= b - a <= 1.0 + SLOT + 0.05
     asyncio.run(asyncio.wait_for(t(), 10))
