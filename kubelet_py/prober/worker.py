@@ -20,8 +20,8 @@ Timing: the first probe runs initialDelaySeconds after the container's start (at
 has passed), then one every periodSeconds, each tick rounded up to the prober's timer grid (at
 most 100 ms later, see _slot: the probes of all containers due in one slot share a wakeup);
 ticks that the startup gate skips keep their place, so liveness probes on its first tick after
-startup passed, readiness at once (upstream triggers it then). A probe that ends in a prober error is retried at once, up to 3 attempts, then thrown away
-with an event."""
+startup passed, readiness at once (upstream triggers it then). A probe that ends in a prober
+error is retried at once, up to 3 attempts, then thrown away with an event."""
 
 from __future__ import annotations
 
