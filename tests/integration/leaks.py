@@ -94,6 +94,19 @@ def remove_cgroup_tree(cgroup_root: str, if_empty: bool = False) -> None:
                     raise
 
 
+def own_children(but=()) -> list[int]:
+    """This process's children (from /proc), less `but` (e.g. the supervisors' zygote, which an
+    earlier test of this process may have started)."""
+    me, out = os.getpid(), []
+    for p in os.listdir("/proc"):
+        try:
+            if p.isdigit() and int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1]) == me:
+                out.append(int(p))
+        except OSError:
+            pass
+    return [p for p in out if p not in but]
+
+
 def processes_naming(path: str) -> list[int]:
     """Pids whose command line names `path`, or that hold a file under it open (a supervisor of
     a pod under a run root holds its pod dir: supervisors share their zygote's command line)."""

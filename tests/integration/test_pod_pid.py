@@ -9,6 +9,7 @@ import time
 import pytest
 
 from runtime.image.testimages import DEFAULT_IMAGE
+from tests.integration.leaks import own_children
 from tests.integration.runtime_helpers import runtime_env
 
 pytestmark = [pytest.mark.root, pytest.mark.cgroups]
@@ -127,17 +128,6 @@ def test_share_and_host_pid_together_are_refused(env):
     assert not os.path.exists(os.path.join(env["run"], "pods", "pod-both"))
 
 
-def _children() -> list[int]:
-    me, out = os.getpid(), []
-    for p in os.listdir("/proc"):
-        try:
-            if p.isdigit() and int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1]) == me:
-                out.append(int(p))
-        except OSError:
-            pass
-    return out
-
-
 def test_a_pod_init_that_cannot_start_is_a_typed_error_and_leaves_no_process(env):
     """The pod's PID 1 comes through linux/forkreport.py: a failure of its intermediate (here:
     a pinned "namespace" that is a plain file) comes back as PodInitError with the kernel's
@@ -158,7 +148,7 @@ def test_a_pod_init_that_cannot_start_is_a_typed_error_and_leaves_no_process(env
         # the intermediate was reaped and no final process was made: no child of ours is left
         # (but the supervisors' zygote, if an earlier test of this process started it)
         from runtime.supervisor.launch import ZYGOTE
-        assert [p for p in _children() if p != ZYGOTE.pid()] == []
+        assert own_children(but=(ZYGOTE.pid(),)) == []
     finally:
         ksys.prctl(ksys.PR_SET_CHILD_SUBREAPER, 0)
         cg.destroy()
