@@ -640,6 +640,11 @@ def main() -> None:
     use_podman = "start" in args.only and not args.no_podman
     if use_podman and not shutil.which("podman"):
         sys.exit("bench_kubelet: podman is missing (see ../shared/peers/README.md) or pass --no-podman")
+    # byte-compiled first, as an installed package is: with PYTHONDONTWRITEBYTECODE set and an
+    # editable install, every CLI command (and the zygote) would compile the sources again
+    import compileall
+    for pkg in ("kubelet_py", "runtime", "netns"):
+        compileall.compile_dir(os.path.join(TOP, pkg), quiet=1)
     with open("/proc/loadavg") as f:
         load0 = " ".join(f.read().split()[:3])
     work = tempfile.mkdtemp(prefix="kpy-bench-kubelet-")
