@@ -149,12 +149,51 @@ def user_namespace(req: ContainerRequest, uid: int, gid: int, groups: list[int] 
     return [{"containerID": 0, "hostID": first, "size": count}]
 
 
+# containerd's CRI (WithMounts) for a bind mount's propagation option: the propagation its
+# source's mount must have (ensureShared, ensureSharedOrSlave: mountinfo's optional fields), and
+# what it makes linux.rootfsPropagation (rshared wins over rslave)
+SOURCE_PROPAGATION = {"rshared": (("shared:",), "a shared mount"),
+                      "rslave": (("shared:", "master:"), "a shared or slave mount")}
+
+
+def _is_bind(m: dict) -> bool:
+    return m.get("type") == "bind" or bool({"bind", "rbind"} & set(m.get("options") or ()))
+
+
+def mount_propagation(mounts: list[dict], first: int, mountinfo: str, realpath=os.path.realpath) -> str | None:
+    """linux.rootfsPropagation for these bind `mounts` as containerd's CRI sets it: "rshared"
+    when one is rshared (Bidirectional), else "rslave" when one is rslave (HostToContainer),
+    else None (the runtime's default). Each such mount's source (symlinks resolved by
+    `realpath`, as containerd resolves them) must be on a mount that can propagate, according to
+    `mountinfo` (the text of /proc/self/mountinfo where the sources are): shared for rshared,
+    shared or slave for rslave, else a SpecError naming the mount (`mounts[first + i]`) with
+    containerd's message. Pure but for `realpath`."""
+    from .mounts import parent_mount  # its pure part: which mount holds a path
+    root = None
+    for i, m in enumerate(mounts):
+        opts = m.get("options") or ()
+        prop = "rshared" if "rshared" in opts else "rslave" if "rslave" in opts else None
+        if prop is None or not _is_bind(m):
+            continue
+        src = realpath(m.get("source") or "")
+        point, tags = parent_mount(mountinfo, src)
+        need, what = SOURCE_PROPAGATION[prop]
+        if not any(t.startswith(need) for t in tags):
+            raise SpecError(f"mounts[{first + i}]", f"{m.get('destination')} ({prop}): path \"{src}\" is mounted on "
+                            f"\"{point}\" but it is not {what}")
+        root = "rshared" if prop == "rshared" or root == "rshared" else "rslave"
+    return root
+
+
 def generate(req: ContainerRequest, image_config, rootfs: str, cgroups_path: str, cgroup_version: str,
              uid: int = 0, gid: int = 0, groups: list[int] | None = None, shm: str | None = None,
-             nofile_hard: int | None = None, host_devices: list[dict] | None = None) -> dict:
+             nofile_hard: int | None = None, host_devices: list[dict] | None = None,
+             mountinfo: str | None = None) -> dict:
     """config.json for `req` on an image. `uid/gid/groups` are already resolved (see users.py);
     `nofile_hard`: the host's hard NOFILE limit, which the container's may not exceed;
-    `host_devices`: the host's device nodes (linux.devices entries), a privileged container's."""
+    `host_devices`: the host's device nodes (linux.devices entries), a privileged container's;
+    `mountinfo`: the text of /proc/self/mountinfo, where the bind mounts' sources are looked up
+    when one asks for propagation (read here when None and needed)."""
     args = resolve_args(req.command, req.args, image_config.entrypoint, image_config.cmd)
     if not args:
         raise SpecError("process.args", "no command: the image has no Entrypoint/Cmd and none was given")
@@ -237,6 +276,12 @@ def generate(req: ContainerRequest, image_config, rootfs: str, cgroups_path: str
         for m in mounts:
             if m["destination"] in ("/sys", "/sys/fs/cgroup"):
                 m["options"] = [o for o in m["options"] if o != "ro"] + ["rw"]
+    if mountinfo is None and any({"rshared", "rslave"} & set(m.get("options") or ()) for m in extra_mounts):
+        with open("/proc/self/mountinfo") as f:  # the sources' namespace: the caller's
+            mountinfo = f.read()
+    root_propagation = mount_propagation(extra_mounts, len(mounts), mountinfo) if mountinfo is not None else None
+    if root_propagation and "mount" in req.namespaces:
+        linux["rootfsPropagation"] = root_propagation
     return {
         "ociVersion": OCI_VERSION,
         "process": process,
