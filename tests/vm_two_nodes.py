@@ -7,7 +7,9 @@ other's through the link. Checked, from each node:
   1. its static pod hello-<node> (vagrant/manifests/hello.yaml) is Ready;
   2. from inside that pod, the other node's pod answers by pod IP, and its /cgi-bin/ip saw this
      pod's own IP as the client (pod to pod across nodes without NAT: --cluster-cidr);
-  3. once both daemons are SIGKILLed, the other node's pod still answers (pods outlive the daemon).
+  3. the other node's NodePort Service (vagrant/web.yaml, applied there) answers at its node IP;
+  4. once both daemons are SIGKILLed, the other node's pod and Service still answer (pods and
+     rules outlive the daemon).
 
     python -m tests.vm_two_nodes           # the scenario; exit 0 when both nodes pass
 
@@ -118,8 +120,11 @@ def node_main(name: str, results: str) -> int:
         daemon = subprocess.Popen(cmd, stdout=dlog, stderr=subprocess.STDOUT, start_new_session=True)
         pod = f"hello-{name}"
         sh([KPY, "wait", f"pod/{pod}", "--for=condition=Ready", f"--timeout={WAIT}s"], timeout=WAIT + 60)
+        # the walk-through's pod and NodePort Service (vagrant/web.yaml), reached from the peer
+        sh([KPY, "apply", "-f", os.path.join(TOP, "vagrant", "web.yaml")])
         pod_ip = sh([KPY, "get", "pod", pod, "-o", "jsonpath={.status.podIP}"])
         checks["pod_ip"] = pod_ip
+        sh([KPY, "wait", "pod/web", "--for=condition=Ready", f"--timeout={WAIT}s"], timeout=WAIT + 60)
         put(os.path.join(results, f"{name}.podip"), pod_ip)
         peer_ip = wait_peer(results, peer_name, "podip")
         # 2. pod to pod across the link, from inside this node's pod (one exec: ~12 s under TCG)
@@ -129,6 +134,10 @@ def node_main(name: str, results: str) -> int:
         checks["pod_to_pod"] = page == f"hello from pod {peer_ip} on node {peer_name}"
         # httpd listens on [::]: an IPv4 client reads as [::ffff:a.b.c.d]
         checks["no_nat"] = seen.strip("[]").removeprefix("::ffff:") == pod_ip
+        nodeport = ["busybox", "timeout", "20", "busybox", "wget", "-qO-", f"http://{peer['ip']}:30080/"]
+        svc_page = sh(nodeport)
+        checks["peer_nodeport"] = svc_page
+        checks["service_from_other_node"] = svc_page == f"web on node {peer_name}"
         # 3. both daemons killed (once both nodes are past step 2); the peer's pod still serves
         put(os.path.join(results, f"{name}.fetched"), "1")
         wait_peer(results, peer_name, "fetched")
@@ -137,7 +146,7 @@ def node_main(name: str, results: str) -> int:
         put(os.path.join(results, f"{name}.killed"), "1")
         wait_peer(results, peer_name, "killed")
         after = sh(["busybox", "timeout", "20", "busybox", "wget", "-qO-", f"http://{peer_ip}:8080/"])
-        checks["survives_daemon_kill"] = after == page
+        checks["survives_daemon_kill"] = after == page and sh(nodeport) == svc_page
     except Exception as e:  # every failure goes to the node's verdict, read by the host
         log.exception("node %s failed", name)
         checks["error"] = f"{type(e).__name__}: {e}"
@@ -154,7 +163,7 @@ def node_main(name: str, results: str) -> int:
 
 # ---- on the host ---------------------------------------------------------------------------------
 
-CHECKS = ("pod_to_pod", "no_nat", "survives_daemon_kill")
+CHECKS = ("pod_to_pod", "no_nat", "service_from_other_node", "survives_daemon_kill")
 
 
 def free_udp_port() -> int:
