@@ -1,0 +1,133 @@
+"""volumeMounts' mountPropagation end to end, through a real `kubelet-py serve` and the CLI:
+
+- HostToContainer: a tmpfs the host mounts under a shared hostPath after the container started
+  is seen inside it (and its unmount too);
+- Bidirectional (privileged): a tmpfs the container mounts under its mount point is seen by the
+  host; the container unmounts it when it is stopped (upstream's contract: the kubelet never
+  touches what is under a hostPath, the container must unmount what it mounted), so deleting the
+  pod leaves nothing on the host;
+- HostToContainer on a hostPath whose mount is private: CreateContainerError naming the path and
+  its mount, in containerd's words.
+
+This host's / is private, so each test makes its own host dir a shared (or private) mount point,
+and unmounts everything under it at the end, even on failure. Pod names carry a `volprop-` prefix."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from tests.e2e.daemon import Daemon, status_of
+from tests.integration.leaks import mounts_under
+
+pytestmark = [pytest.mark.root]
+IMAGE = "kubelet-py.local/busybox:1.35"
+
+
+def _pod(name: str, script: str, host_dir: str, propagation: str, privileged: bool = False) -> str:
+    c = {"name": "c", "image": IMAGE, "command": ["sh", "-c", script],
+         "volumeMounts": [{"name": "h", "mountPath": "/vol", "mountPropagation": propagation}]}
+    if privileged:
+        c["securityContext"] = {"privileged": True}
+    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                       "spec": {"containers": [c], "terminationGracePeriodSeconds": 10,
+                                "volumes": [{"name": "h", "hostPath": {"path": host_dir, "type": "Directory"}}]}})
+
+
+def _running(p) -> bool:
+    return (p.get("status") or {}).get("phase") == "Running" and "running" in (status_of(p, "c").get("state") or {})
+
+
+def _exec(d: Daemon, pod: str, script: str) -> str:
+    return d.cli("exec", pod, "--", "sh", "-c", script).stdout.strip()
+
+
+def _until(pred, timeout: float = 15, step: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
+
+
+def _delete(d: Daemon, name: str, uid: str) -> None:
+    d.cli("delete", "pod", name)
+    pod_dir = os.path.join(d.root, "kubelet", "pods", uid)
+    assert _until(lambda: not os.path.exists(pod_dir), 30, 0.2), f"pod {name} not gone in 30 s"
+
+
+def _host_dir(tmp_path, name: str, make: str):
+    """A host dir bound on itself and made `make` (shared, private); every mount under it goes at
+    the end."""
+    d = os.path.realpath(tmp_path / name)
+    os.mkdir(d)
+    subprocess.run(["mount", "--bind", d, d], check=True)
+    try:
+        subprocess.run(["mount", f"--make-{make}", d], check=True)
+        yield d
+    finally:
+        subprocess.run(["umount", "-R", d], check=True)
+    assert mounts_under(d) == []
+
+
+@pytest.fixture
+def shared_dir(tmp_path):
+    yield from _host_dir(tmp_path, "shared", "shared")
+
+
+@pytest.fixture
+def private_dir(tmp_path):
+    yield from _host_dir(tmp_path, "private", "private")
+
+
+def test_host_to_container_sees_what_the_host_mounts_later(shared_dir, d):
+    d.apply(_pod("volprop-h2c", "sleep 3600", shared_dir, "HostToContainer"))
+    pod = d.wait_for("volprop-h2c", _running, 60, what="Running")
+    assert "master:" in _exec(d, "volprop-h2c", "grep ' /vol ' /proc/self/mountinfo")  # rslave
+    sub = os.path.join(shared_dir, "sub")
+    os.mkdir(sub)
+    subprocess.run(["mount", "-t", "tmpfs", "kpy-e2e-host", sub], check=True)
+    with open(os.path.join(sub, "flag"), "w") as f:
+        f.write("from-host")
+    assert _until(lambda: _exec(d, "volprop-h2c", "cat /vol/sub/flag 2>/dev/null; true") == "from-host"), \
+        "the host's mount did not reach the container"
+    subprocess.run(["umount", sub], check=True)  # and the unmount reaches it too
+    assert _until(lambda: _exec(d, "volprop-h2c", "grep -c ' /vol/sub ' /proc/self/mountinfo; true") == "0")
+    _delete(d, "volprop-h2c", pod["metadata"]["uid"])
+    assert mounts_under(shared_dir) == [shared_dir]
+
+
+BIDIRECTIONAL = ("trap 'umount /vol/in && rmdir /vol/in; exit 0' TERM; "
+                 "mkdir -p /vol/in && mount -t tmpfs kpy-e2e-container /vol/in && echo from-container > /vol/in/f; "
+                 "sleep 3600 & wait")
+
+
+def test_bidirectional_mounts_reach_the_host_and_go_with_the_pod(shared_dir, d):
+    d.apply(_pod("volprop-bidi", BIDIRECTIONAL, shared_dir, "Bidirectional", privileged=True))
+    pod = d.wait_for("volprop-bidi", _running, 60, what="Running")
+    inner = os.path.join(shared_dir, "in")
+    assert _until(lambda: os.path.exists(os.path.join(inner, "f"))), "the container's mount did not reach the host"
+    assert os.path.ismount(inner) and open(os.path.join(inner, "f")).read() == "from-container\n"
+    assert "shared:" in _exec(d, "volprop-bidi", "grep ' /vol ' /proc/self/mountinfo")  # rshared
+    _delete(d, "volprop-bidi", pod["metadata"]["uid"])
+    # the container unmounted it when it was stopped, and the unmount reached the host
+    assert mounts_under(shared_dir) == [shared_dir]
+    assert not os.path.exists(inner)
+
+
+def test_host_to_container_on_a_private_mount_fails_naming_the_path(private_dir, d):
+    d.apply(_pod("volprop-priv", "sleep 3600", private_dir, "HostToContainer"))
+    want = f'path "{private_dir}" is mounted on "{private_dir}" but it is not a shared or slave mount'
+    pod = d.wait_for("volprop-priv", lambda p: want in ((status_of(p, "c").get("state") or {}).get("waiting") or {})
+                     .get("message", ""), 60, what="CreateContainerError")
+    waiting = status_of(pod, "c")["state"]["waiting"]
+    assert waiting["reason"] == "CreateContainerError", waiting
+    assert "/vol (rslave)" in waiting["message"], waiting
+    assert pod["status"]["phase"] == "Pending"
+    assert want in d.cli("describe", "pod", "volprop-priv").stdout  # the Failed event says it too
+    _delete(d, "volprop-priv", pod["metadata"]["uid"])
