@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR disable=SC2015  # `A && B || fail`: fail when either is false
 # Provision one node of the Vagrant lab (vagrant/Vagrantfile runs it on each VM), or any plain
 # Debian 12 / Ubuntu 24.04 root shell: install kubelet-py from this checkout as the README does
 # (Debian packages, a venv: scripts/lib.sh), import the built-in busybox image, write
@@ -14,13 +15,14 @@
 # unit and the config are written, not started: the unit's ExecStart runs the daemon by hand.
 set -euo pipefail
 export KPY_VENV="${KPY_VENV:-/opt/kubelet-py/venv}"
+# shellcheck source=../scripts/lib.sh
 source "$(dirname "$0")/../scripts/lib.sh"   # TOP, VENV, ensure_apt, ensure_venv
 HERE="$TOP/vagrant"
 ETC=/etc/kubelet-py
 PACKAGES=(busybox-static iproute2 iptables python3 python3-venv)
 
 check=0 skip_install=0 name="" ip="" pod_cidr="" cluster_cidr="" peers=()
-usage() { sed -n '9,12p' "$0" | sed 's/^# //' >&2; exit 2; }
+usage() { sed -n '10,13p' "$0" | sed 's/^# //' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --check) check=1 ;;
@@ -105,9 +107,9 @@ fi
 
 # ---- the steps ----------------------------------------------------------------------------------
 if [ $check -eq 1 ]; then
-  missing=$(for p in "${PACKAGES[@]}"; do
+  absent=$(for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || printf '%s ' "$p"; done)
-  echo "+ ensure_apt ${PACKAGES[*]}   # missing here: ${missing:-none}"
+  echo "+ ensure_apt ${PACKAGES[*]}   # missing here: ${absent:-none}"
 else
   ensure_apt "${PACKAGES[@]}"
 fi
@@ -116,7 +118,7 @@ if [ $skip_install -eq 1 ]; then
   echo "+ # --skip-install: kubelet-py of $KPY_VENV as it is"
 else
   echo "+ ensure_venv   # python3 -m venv $KPY_VENV; pip install -e $TOP"
-  [ $check -eq 1 ] || ensure_venv
+  [ $check -eq 1 ] || ensure_venv ""  # no extras
 fi
 run ln -sf "$KPY_VENV/bin/kubelet-py" /usr/local/bin/kubelet-py
 run "$KPY_VENV/bin/kubelet-py" image builtin

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import warnings
 
 import pytest
@@ -63,13 +64,16 @@ def host_state() -> dict:
             "unit": stat("/etc/systemd/system/kubelet-py.service"), "routes": routes}
 
 
-def test_vagrantfile_nodes_are_the_ci_scenario_nodes():
+def test_vagrantfile(tmp_path):
+    """Its nodes are the CI scenario's (so what CI runs is the lab), their pod CIDRs apart, and it
+    passes `vagrant validate` where vagrant is installed."""
     cluster, nodes = vagrantfile_nodes()
     assert len(nodes) == 2 and cluster == vm_two_nodes.CLUSTER_CIDR
     assert {n["name"]: (n["ip"], n["pod_cidr"]) for n in nodes} == \
         {k: (v["ip"], v["pod_cidr"]) for k, v in vm_two_nodes.NODES.items()}
     nets = [ipaddress.ip_network(n["pod_cidr"]) for n in nodes]
     assert not nets[0].overlaps(nets[1])
+    vagrant_validate(tmp_path)
 
 
 def test_provision_check_prints_every_step_and_changes_nothing():
@@ -127,7 +131,18 @@ def test_provision_usage_errors():
     assert p.returncode == 2 and "unknown argument: --bogus" in p.stderr
 
 
-def test_vagrantfile_validates_where_vagrant_is_installed(tmp_path):
+def test_ci_scenario_runs_the_daemon_as_the_unit_does(tmp_path):
+    """tests/vm_two_nodes.py starts each VM's daemon with the ExecStart of the unit that
+    provision.sh's install-service wrote (no systemd in those VMs): read from a real unit here."""
+    kpy = os.path.join(os.path.dirname(sys.executable), "kubelet-py")
+    p = subprocess.run([kpy, "install-service", "--unit-dir", str(tmp_path), "--no-start"], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    cmd = vm_two_nodes.exec_start(str(tmp_path / "kubelet-py.service"))
+    assert cmd[1:] == ["serve"] and os.path.basename(cmd[0]) == "kubelet-py" and os.access(cmd[0], os.X_OK)
+
+
+def vagrant_validate(tmp_path) -> None:
     """`vagrant validate` (provider config ignored: neither VirtualBox nor libvirt is needed), and a
     Vagrantfile with a misspelt setting fails it. Without vagrant (CI's machines) this part says
     so; the Vagrantfile's nodes and provision.sh are checked above either way."""
