@@ -7,7 +7,7 @@
   touches what is under a hostPath, the container must unmount what it mounted), so deleting the
   pod leaves nothing on the host;
 - HostToContainer on a hostPath whose mount is private: CreateContainerError naming the path and
-  its mount, in containerd's words.
+  its mount, in containerd's words, retried: once the mount is made shared the container starts.
 
 This host's / is private, so each test makes its own host dir a shared (or private) mount point,
 and unmounts everything under it at the end, even on failure. Pod names carry a `volprop-` prefix."""
@@ -130,4 +130,8 @@ def test_host_to_container_on_a_private_mount_fails_naming_the_path(private_dir,
     assert "/vol (rslave)" in waiting["message"], waiting
     assert pod["status"]["phase"] == "Pending"
     assert want in d.cli("describe", "pod", "volprop-priv").stdout  # the Failed event says it too
+    # retried as upstream retries a CreateContainerError: once the mount is shared, it starts
+    subprocess.run(["mount", "--make-shared", private_dir], check=True)
+    pod = d.wait_for("volprop-priv", _running, 40, what="Running once the hostPath's mount is shared")
+    assert "master:" in _exec(d, "volprop-priv", "grep ' /vol ' /proc/self/mountinfo")
     _delete(d, "volprop-priv", pod["metadata"]["uid"])
