@@ -5,7 +5,7 @@
 - Bidirectional (privileged): a tmpfs the container mounts under its mount point is seen by the
   host; the container unmounts it when it is stopped (upstream's contract: the kubelet never
   touches what is under a hostPath, the container must unmount what it mounted), so deleting the
-  pod leaves nothing on the host;
+  pod leaves nothing on the host, while a container that does not unmount leaves its mount there;
 - HostToContainer on a hostPath whose mount is private: CreateContainerError naming the path and
   its mount, in containerd's words, retried: once the mount is made shared the container starts.
 
@@ -28,18 +28,24 @@ pytestmark = [pytest.mark.root]
 IMAGE = "kubelet-py.local/busybox:1.35"
 
 
-def _pod(name: str, script: str, host_dir: str, propagation: str, privileged: bool = False) -> str:
-    c = {"name": "c", "image": IMAGE, "command": ["sh", "-c", script],
+def _container(name: str, script: str, propagation: str, privileged: bool = False) -> dict:
+    c = {"name": name, "image": IMAGE, "command": ["sh", "-c", script],
          "volumeMounts": [{"name": "h", "mountPath": "/vol", "mountPropagation": propagation}]}
     if privileged:
         c["securityContext"] = {"privileged": True}
+    return c
+
+
+def _pod(name: str, script: str, host_dir: str, propagation: str, privileged: bool = False, more=()) -> str:
     return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-                       "spec": {"containers": [c], "terminationGracePeriodSeconds": 10,
+                       "spec": {"containers": [_container("c", script, propagation, privileged), *more],
+                                "terminationGracePeriodSeconds": 10,
                                 "volumes": [{"name": "h", "hostPath": {"path": host_dir, "type": "Directory"}}]}})
 
 
 def _running(p) -> bool:
-    return (p.get("status") or {}).get("phase") == "Running" and "running" in (status_of(p, "c").get("state") or {})
+    sts = (p.get("status") or {}).get("containerStatuses") or [{}]
+    return (p.get("status") or {}).get("phase") == "Running" and all("running" in (s.get("state") or {}) for s in sts)
 
 
 def _exec(d: Daemon, pod: str, script: str) -> str:
@@ -105,19 +111,25 @@ def test_host_to_container_sees_what_the_host_mounts_later(shared_dir, d):
 BIDIRECTIONAL = ("trap 'umount /vol/in && rmdir /vol/in; exit 0' TERM; "
                  "mkdir -p /vol/in && mount -t tmpfs kpy-e2e-container /vol/in && echo from-container > /vol/in/f; "
                  "sleep 3600 & wait")
+KEPT = "mkdir -p /vol/kept && mount -t tmpfs kpy-e2e-kept /vol/kept && touch /vol/kept/f; sleep 3600"
 
 
 def test_bidirectional_mounts_reach_the_host_and_go_with_the_pod(shared_dir, d):
-    d.apply(_pod("volprop-bidi", BIDIRECTIONAL, shared_dir, "Bidirectional", privileged=True))
+    """Two privileged containers: `c` unmounts its tmpfs when stopped (as upstream asks of them),
+    `kept` does not; the kubelet never unmounts anything under a hostPath for it, as upstream's."""
+    d.apply(_pod("volprop-bidi", BIDIRECTIONAL, shared_dir, "Bidirectional", privileged=True,
+                 more=[_container("kept", KEPT, "Bidirectional", privileged=True)]))
     pod = d.wait_for("volprop-bidi", _running, 60, what="Running")
-    inner = os.path.join(shared_dir, "in")
-    assert _until(lambda: os.path.exists(os.path.join(inner, "f"))), "the container's mount did not reach the host"
+    inner, kept = os.path.join(shared_dir, "in"), os.path.join(shared_dir, "kept")
+    assert _until(lambda: os.path.exists(os.path.join(inner, "f")) and os.path.exists(os.path.join(kept, "f"))), \
+        "the containers' mounts did not reach the host"
     assert os.path.ismount(inner) and open(os.path.join(inner, "f")).read() == "from-container\n"
     assert "shared:" in _exec(d, "volprop-bidi", "grep ' /vol ' /proc/self/mountinfo")  # rshared
     _delete(d, "volprop-bidi", pod["metadata"]["uid"])
-    # the container unmounted it when it was stopped, and the unmount reached the host
-    assert mounts_under(shared_dir) == [shared_dir]
-    assert not os.path.exists(inner)
+    # `c` unmounted its own when it was stopped, and the unmount reached the host; `kept`'s stays
+    assert mounts_under(shared_dir) == [shared_dir, kept]
+    assert not os.path.exists(inner) and os.path.exists(os.path.join(kept, "f"))
+    subprocess.run(["umount", kept], check=True)
 
 
 def test_host_to_container_on_a_private_mount_fails_naming_the_path(private_dir, d):
