@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 
-from tests.vm import TOP, VMError, VMSpec, find_kernel, vng_command, vng_env
+from tests.vm import TOP, VMError, VMSpec, _prune_old_results, find_kernel, vng_command, vng_env
 
 log = logging.getLogger("tests.vm_two_nodes")
 CLUSTER_CIDR = "10.244.0.0/16"
@@ -174,7 +174,8 @@ def free_udp_port() -> int:
 
 def run_scenario(timeout: float = 420) -> int:
     kernel = find_kernel()
-    results = tempfile.mkdtemp(prefix="kpy-2n-", dir="/var/tmp")
+    _prune_old_results()  # /var/tmp/kpy-vm-*: the VM group's results dirs and these
+    results = tempfile.mkdtemp(prefix="kpy-vm-2n-", dir="/var/tmp")
     ports = {n: free_udp_port() for n in NODES}
     procs = {}
     t0 = time.time()
