@@ -25,7 +25,7 @@ from tests.conftest import need_tool
 from tests.integration.leaks import cgroups_under, mounts_under, remove_cgroup_tree
 from tests.integration.runtime_helpers import busybox_rootfs
 
-pytestmark = [pytest.mark.root, pytest.mark.cgroups]
+pytestmark = [pytest.mark.root]
 
 OCI = os.path.join(os.path.dirname(sys.executable), "kubelet-py-oci")
 WAIT = 'i=0; while [ ! -e "$1" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done'
