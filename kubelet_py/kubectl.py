@@ -154,6 +154,14 @@ def serve(ctx, manifests, node_name, pod_cidr, cluster_cidr, bridge, chain_prefi
         check_flags(listen, token_file)
     except ListenError as e:
         raise click.BadParameter(e.why, param_hint=e.flag) from None
+    if cluster_cidr:  # checked before anything starts, by the pod network's own rules
+        from netns.errors import ConfigError as NetworkConfigError
+        from netns.plan import NetworkConfig
+        from .node import _gateway_of
+        try:
+            NetworkConfig(gateway=_gateway_of(pod_cidr), cluster_cidr=cluster_cidr)
+        except (ValueError, NetworkConfigError) as e:
+            raise click.BadParameter(str(e), param_hint="--cluster-cidr") from None
     hooks = ServiceHooks.begin(log_level)  # logfmt lines on stderr, $NOTIFY_SOCKET taken
     o = ctx.obj
     opts = NodeOptions(root=o.root, run_root=o.run_root, log_root=o.log_root, socket=o.socket, registries=o.registries,

@@ -43,3 +43,22 @@ def test_cluster_cidr_must_be_a_network_holding_the_pod_cidr(value, why):
     with pytest.raises(ConfigError) as e:
         NetworkConfig(gateway="10.244.1.1/24", cluster_cidr=value)
     assert why in str(e.value) and "cluster_cidr" in str(e.value)
+
+
+@pytest.mark.parametrize("cluster, why", [
+    ("10.252.0.0/16", "must contain this node's pod CIDR 10.251.1.0/24"),
+    ("bogus", "not an IPv4 network"),
+])
+def test_serve_refuses_a_cluster_cidr_before_starting(tmp_path, cluster, why):
+    """A bad --cluster-cidr (or clusterCidr in the config file) is a usage error naming the flag,
+    before serve starts anything (its roots are never made)."""
+    from click.testing import CliRunner
+
+    from kubelet_py.cli import cli
+    root = tmp_path / "root"
+    r = CliRunner().invoke(cli, ["--root", str(root), "--run-root", str(tmp_path / "run"), "--socket",
+                                 str(tmp_path / "s.sock"), "serve", "--pod-cidr", "10.251.1.0/24",
+                                 "--cluster-cidr", cluster])
+    assert r.exit_code == 2, r.output
+    assert "Invalid value for --cluster-cidr" in r.output and why in r.output
+    assert not root.exists()
