@@ -73,8 +73,10 @@ def _host_dir(tmp_path, name: str, make: str):
     d = os.path.realpath(tmp_path / name)
     os.mkdir(d)
     subprocess.run(["mount", "--bind", d, d], check=True)
-    try:
-        subprocess.run(["mount", f"--make-{make}", d], check=True)
+    try:  # private first: a peer group of its own, also where / is shared (systemd's hosts)
+        subprocess.run(["mount", "--make-private", d], check=True)
+        if make != "private":
+            subprocess.run(["mount", f"--make-{make}", d], check=True)
         yield d
     finally:
         subprocess.run(["umount", "-R", d], check=True)

@@ -59,7 +59,8 @@ def shared_dir(tmp_path):
     d = tmp_path / "shared"
     d.mkdir()
     subprocess.run(["mount", "--bind", str(d), str(d)], check=True)
-    try:
+    try:  # private first: a peer group of its own, also where / is shared (systemd's hosts)
+        subprocess.run(["mount", "--make-private", str(d)], check=True)
         subprocess.run(["mount", "--make-shared", str(d)], check=True)
         yield d
     finally:
