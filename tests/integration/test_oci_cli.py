@@ -462,8 +462,12 @@ def pm(podman):
     for cid in left:  # remove them (and their processes) before failing, so nothing lingers
         subprocess.run([_oci_path(), "--root", podman.state, "delete", "--force", cid], capture_output=True)
     assert left == set(), "kubelet-py-oci state left by podman's containers"
-    leftover = [d for d in os.listdir("/sys/fs/cgroup/memory/libpod_parent")
-                if d.startswith("libpod-") and not d.endswith("conmon")] \
+    # podman's cgroupfs parent is shared by every podman on the host (another test run's, a
+    # container running this suite): only the cgroups of this store's containers count
+    ours = {f"libpod-{i}" for i in podman("events", "--stream=false", "--filter", "event=create",
+                                          "--format", "{{.ID}}").stdout.split()}
+    assert ours, "podman's event log names no container: the leak check below would check nothing"
+    leftover = sorted(set(os.listdir("/sys/fs/cgroup/memory/libpod_parent")) & ours) \
         if os.path.isdir("/sys/fs/cgroup/memory/libpod_parent") else []
     assert leftover == [], "a container cgroup was left behind"
 
@@ -541,9 +545,10 @@ class Ctr:
         self.d = d
         self.sock = f"{d}/c.sock"
         self.runc_root = f"{d}/oci-state"  # kubelet-py-oci's --root, given to the shim (--runc-root)
+        self.ns = f"kpytest-{uuid.uuid4().hex[:8]}"  # the namespace, also the cgroup parent: unique per run
 
     def __call__(self, *args, rc: int | None = 0, timeout: int = 60):
-        p = subprocess.run(["ctr", "-a", self.sock, "-n", "kpytest", *args], capture_output=True, text=True,
+        p = subprocess.run(["ctr", "-a", self.sock, "-n", self.ns, *args], capture_output=True, text=True,
                            timeout=timeout)
         if rc is not None:
             assert p.returncode == rc, (args, p.returncode, p.stdout, p.stderr)
@@ -575,7 +580,7 @@ def ctr(tmp_path_factory):
         for m in sorted(mounts_under(str(d)), reverse=True):
             subprocess.run(["umount", "-l", m], check=False)
         assert mounts_under(str(d)) == [], "containerd left mounts"
-        remove_cgroup_tree("kpytest")  # containerd's namespace level (cgroupsPath /kpytest/<id>)
+        remove_cgroup_tree(c.ns)  # containerd's namespace level (cgroupsPath /<namespace>/<id>)
 
 
 @pytest.fixture
@@ -584,8 +589,8 @@ def ct(ctr):
     tasks = ctr("tasks", "ls", "-q", rc=None).stdout.split()
     ctrs = ctr("containers", "ls", "-q", rc=None).stdout.split()
     assert (tasks, ctrs) == ([], []), "a test left a containerd task or container"
-    assert cgroups_under("kpytest") == [], "a container cgroup was left behind"
-    assert _states(f"{ctr.runc_root}/kpytest") == set(), "kubelet-py-oci state left by the shim's containers"  # <root>/<namespace>
+    assert cgroups_under(ctr.ns) == [], "a container cgroup was left behind"
+    assert _states(f"{ctr.runc_root}/{ctr.ns}") == set(), "kubelet-py-oci state left by the shim's containers"  # <root>/<namespace>
 
 
 def test_ctr_run_with_the_runc_v2_shim(ct):

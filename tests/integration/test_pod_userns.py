@@ -218,7 +218,7 @@ def test_a_run_root_the_pods_root_cannot_reach_is_refused_naming_it(tmp_path):
     from runtime.sandbox import create_sandbox
     run = tmp_path / "run"
     with pytest.raises(RuntimeFailure, match="is closed to others") as e:
-        create_sandbox(str(run), "podu-closed", "x", cgroup_root="kpytest-closed", host_users=False)
+        create_sandbox(str(run), "podu-closed", "x", cgroup_root=f"kpytest-closed-{os.urandom(4).hex()}", host_users=False)
     assert (e.value.kind, e.value.field) == ("FAILED_PRECONDITION", "hostUsers")
     assert os.listdir(run / "pods") == [] and mounts_under(str(run)) == []
 

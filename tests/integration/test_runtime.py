@@ -276,7 +276,8 @@ def test_namespaced_sysctls_are_set_and_others_refused(tmp_path):
     from tests.integration.runtime_helpers import busybox_rootfs
     rootfs = busybox_rootfs(tmp_path, "cat /proc/sys/kernel/shmmax /proc/sys/net/ipv4/ip_unprivileged_port_start\n")
     cfg = ImageConfig("amd64", "linux", (), cmd=("sh", "/probe.sh"))
-    doc = generate(ContainerRequest(name="sys"), cfg, rootfs, f"kpysysctl/{os.getpid()}", detect())
+    parent = f"kpysysctl-{os.urandom(4).hex()}"  # unique: two runs side by side share the host's cgroups
+    doc = generate(ContainerRequest(name="sys"), cfg, rootfs, f"{parent}/{os.getpid()}", detect())
     doc["root"]["readonly"] = True
     doc["linux"]["sysctl"] = {"kernel.shmmax": "123456789", "net.ipv4.ip_unprivileged_port_start": "80"}
     b = tmp_path / "b"
@@ -291,8 +292,8 @@ def test_namespaced_sysctls_are_set_and_others_refused(tmp_path):
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert p.returncode == 1 and "linux.sysctl.kernel.core_pattern" in p.stderr and "namespaced" in p.stderr
     from tests.integration.leaks import cgroups_under, remove_cgroup_tree
-    left = cgroups_under("kpysysctl")
-    remove_cgroup_tree("kpysysctl")
+    left = cgroups_under(parent)
+    remove_cgroup_tree(parent)
     assert left == []
 
 
@@ -306,7 +307,8 @@ def test_relative_bind_sources_and_a_fake_dev_null(tmp_path):
     from tests.integration.runtime_helpers import busybox_rootfs
     rootfs = busybox_rootfs(tmp_path, "cat /data/note; wc -c < /proc/timer_list\n")
     cfg = ImageConfig("amd64", "linux", (), cmd=("sh", "/probe.sh"))
-    doc = generate(ContainerRequest(name="rel"), cfg, rootfs, f"kpyrel/{os.getpid()}", detect())
+    parent = f"kpyrel-{os.urandom(4).hex()}"  # unique: two runs side by side share the host's cgroups
+    doc = generate(ContainerRequest(name="rel"), cfg, rootfs, f"{parent}/{os.getpid()}", detect())
     doc["root"]["readonly"] = True
     b = tmp_path / "b"
     (b / "shared").mkdir(parents=True)
@@ -324,8 +326,8 @@ def test_relative_bind_sources_and_a_fake_dev_null(tmp_path):
     assert p.returncode == 1 and "creating device /dev/null" in p.stderr, p
     assert "host secret" not in p.stdout
     from tests.integration.leaks import cgroups_under, mounts_under, remove_cgroup_tree
-    left = cgroups_under("kpyrel")
-    remove_cgroup_tree("kpyrel")
+    left = cgroups_under(parent)
+    remove_cgroup_tree(parent)
     assert left == [] and mounts_under(str(tmp_path)) == []
 
 

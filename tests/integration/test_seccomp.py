@@ -231,18 +231,18 @@ def test_runtime_default_same_as_runc(tmp_path, vs_rootfs, no_new_privs):
     doc = generate(req, cfg, vs_rootfs, "x", "v2" if host_is_cgroup2() else "v1")
     doc["root"]["readonly"] = True
     assert doc["linux"]["seccomp"]["defaultAction"] == "SCMP_ACT_ERRNO"
-    cid = f"kpysc-{uuid.uuid4().hex[:8]}"
+    cid = f"kpysc-{uuid.uuid4().hex[:8]}"  # also the cgroup parent: unique per run
     outs = {}
     try:
         for rt in ("runc", "ours"):
             d = json.loads(json.dumps(doc))
-            d["linux"]["cgroupsPath"] = f"kpysc/{cid}-{rt}"
+            d["linux"]["cgroupsPath"] = f"{cid}/{rt}"
             p = _run_doc(tmp_path, rt, d, f"{cid}{rt[0]}")
             assert p.returncode == 0, (rt, p.stderr)
             outs[rt] = sorted(ln.replace("\t", " ") for ln in p.stdout.splitlines() if ln.strip())
     finally:
         for c in ("cpu", "cpuacct", "memory", "pids", "devices", "cpuset", "blkio", "freezer", "systemd", "unified", ""):
-            top = f"/sys/fs/cgroup/{c}/kpysc".replace("//", "/")
+            top = f"/sys/fs/cgroup/{c}/{cid}".replace("//", "/")
             if os.path.isdir(top):
                 for dirpath, _dirs, _files in os.walk(top, topdown=False):
                     os.rmdir(dirpath)
