@@ -26,15 +26,17 @@ if ! grep -q '^Types:' "$sources"; then
 fi
 [ -s "$sources" ] || { echo "make-base: no Debian apt sources found under /etc/apt" >&2; exit 1; }
 
-key="$( { cat "$sources"; echo "$SUITE"; cat "${BASH_SOURCE[0]}"; } | sha256sum | cut -c1-16)"
+# what the tarball is made of: the cache key (a new snapshot, suite or option makes a new one)
+opts=(--variant=minbase --include=ca-certificates --aptopt='Acquire::Check-Valid-Until "false"')
+key="$( { cat "$sources"; echo "$SUITE ${opts[*]}"; } | sha256sum | cut -c1-16)"
 tarball="$KPY_CT_CACHE/base-$SUITE-$key.tar"
 mkdir -p "$KPY_CT_CACHE"
 if [ -s "$tarball" ]; then
   echo "make-base: cached $tarball" >&2
 else
   echo "make-base: mmdebstrap $SUITE from $(grep -v '^#' "$sources" | grep -hoE 'https?://[^ ]+' | sort -u | tr '\n' ' ')" >&2
-  mmdebstrap --quiet --variant=minbase --include=ca-certificates --format=tar \
-    --aptopt='Acquire::Check-Valid-Until "false"' \
+  trap 'rm -f "$sources" "$tarball.tmp"' EXIT
+  mmdebstrap --quiet --format=tar "${opts[@]}" \
     --customize-hook='rm -rf "$1"/var/lib/apt/lists/*' \
     "$SUITE" "$tarball.tmp" "$sources"
   mv "$tarball.tmp" "$tarball"
