@@ -15,7 +15,7 @@ echo "check: podman build -f tests/Containerfile ($((SECONDS - t0)) s so far)" >
 # --network=host: the RUN steps reach the apt mirror and PyPI without a podman network (no
 # bridge or iptables rule of podman's on this host); the caches keep downloads between runs
 # PIP_CERT: the host's CA bundle (this host's pip goes through a TLS-intercepting proxy)
-podman build --quiet --network=host --build-arg BASE="$KPY_CT_BASE" \
+podman build --quiet --force-rm --network=host --build-arg BASE="$KPY_CT_BASE" \
   --build-arg PIP_CERT=/run/kpy-host-ca.crt -v /etc/ssl/certs/ca-certificates.crt:/run/kpy-host-ca.crt:ro \
   -v "$KPY_CT_CACHE/apt-archives:/var/cache/apt/archives" -v "$KPY_CT_CACHE/pip:/root/.cache/pip" \
   -t "$KPY_CT_IMAGE" -f "$TOP/tests/Containerfile" "$TOP" >"$KPY_CT_CACHE/build.log" 2>&1 \
@@ -34,7 +34,8 @@ if [ $# -eq 0 ]; then
     "tests/e2e/test_pods.py::test_a_web_pod_runs_ready_serves_and_leaves_nothing"
 fi
 rc=0
-podman run --rm --privileged --cgroupns=host --network=none -v /lib/modules:/lib/modules:ro \
+podman run --rm --privileged --cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup --network=none \
+  -v /lib/modules:/lib/modules:ro \
   "$KPY_CT_IMAGE" "$@" || rc=$?
 echo "check: done, rc=$rc, $((SECONDS - t0)) s in all" >&2
 exit $rc
