@@ -2,9 +2,10 @@
 # CI's check of tests/Containerfile (scripts/test runs it after the host suite): build the base
 # offline (make-base.sh, cached), build the image with Debian's podman (root, cgroupfs, vfs
 # storage: podman-env.sh), then run a representative subset of the suite inside a privileged
-# container with the README's flags, while nothing of this run's host suite is left running.
-# Usage: tests/container/check.sh                 the subset (a few minutes)
-#        tests/container/check.sh PYTEST_ARGS...  these tests instead (no args to the image: the whole suite)
+# container with the README's flags (scripts/test runs it once the host suite has ended).
+# Usage: tests/container/check.sh                 the subset (1.5-3 minutes here)
+#        tests/container/check.sh all             the whole suite (scripts/test in the container)
+#        tests/container/check.sh PYTEST_ARGS...  these tests instead
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/podman-env.sh"
@@ -14,7 +15,8 @@ mkdir -p "$KPY_CT_CACHE/apt-archives" "$KPY_CT_CACHE/pip"
 echo "check: podman build -f tests/Containerfile ($((SECONDS - t0)) s so far)" >&2
 # --network=host: the RUN steps reach the apt mirror and PyPI without a podman network (no
 # bridge or iptables rule of podman's on this host); the caches keep downloads between runs
-# PIP_CERT: the host's CA bundle (this host's pip goes through a TLS-intercepting proxy)
+# PIP_CERT: the host's CA bundle, so that pip trusts what the host trusts (this project's
+# machines reach PyPI through a TLS-intercepting proxy whose CA only the host's bundle has)
 podman build --quiet --force-rm --network=host --build-arg BASE="$KPY_CT_BASE" \
   --build-arg PIP_CERT=/run/kpy-host-ca.crt -v /etc/ssl/certs/ca-certificates.crt:/run/kpy-host-ca.crt:ro \
   -v "$KPY_CT_CACHE/apt-archives:/var/cache/apt/archives" -v "$KPY_CT_CACHE/pip:/root/.cache/pip" \
@@ -32,6 +34,8 @@ if [ $# -eq 0 ]; then
     "tests/integration/test_runtime.py::test_pid1_hostname_and_isolation" \
     tests/integration/test_netns_traffic.py \
     "tests/e2e/test_pods.py::test_a_web_pod_runs_ready_serves_and_leaves_nothing"
+elif [ "$1" = all ]; then
+  set --
 fi
 rc=0
 podman run --rm --privileged --cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup --network=none \
