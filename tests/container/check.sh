@@ -11,15 +11,15 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/podman-env.sh"
 t0=$SECONDS
 "$HERE/make-base.sh" "$KPY_CT_BASE"
-mkdir -p "$KPY_CT_CACHE/apt-archives" "$KPY_CT_CACHE/pip"
+mkdir -p "$KPY_CT_CACHE/apt-archives"
 echo "check: podman build -f tests/Containerfile ($((SECONDS - t0)) s so far)" >&2
 # --network=host: the RUN steps reach the apt mirror and PyPI without a podman network (no
-# bridge or iptables rule of podman's on this host); the caches keep downloads between runs
+# bridge or iptables rule of podman's on this host); apt's downloads are kept between runs
 # PIP_CERT: the host's CA bundle, so that pip trusts what the host trusts (this project's
 # machines reach PyPI through a TLS-intercepting proxy whose CA only the host's bundle has)
 podman build --quiet --force-rm --network=host --build-arg BASE="$KPY_CT_BASE" \
   --build-arg PIP_CERT=/run/kpy-host-ca.crt -v /etc/ssl/certs/ca-certificates.crt:/run/kpy-host-ca.crt:ro \
-  -v "$KPY_CT_CACHE/apt-archives:/var/cache/apt/archives" -v "$KPY_CT_CACHE/pip:/root/.cache/pip" \
+  -v "$KPY_CT_CACHE/apt-archives:/var/cache/apt/archives" \
   -t "$KPY_CT_IMAGE" -f "$TOP/tests/Containerfile" "$TOP" >"$KPY_CT_CACHE/build.log" 2>&1 \
   || { tail -n 80 "$KPY_CT_CACHE/build.log" >&2; echo "check: podman build failed (log: $KPY_CT_CACHE/build.log)" >&2; exit 1; }
 podman image prune -f >/dev/null   # the previous build's layers, now untagged (vfs: full copies)
