@@ -26,9 +26,12 @@ ensure_venv() {
   if [ ! -x "$VENV/bin/python" ]; then
     "$py" -m venv "$VENV" 2>/dev/null || { ensure_apt python3-venv; "$py" -m venv "$VENV"; }
   fi
-  local stamp="$VENV/.kpy-installed${extras:+-$extras}"
-  if [ ! -f "$stamp" ] || [ "$TOP/pyproject.toml" -nt "$stamp" ]; then
+  # installed for this pyproject.toml's content (not its mtime: a fresh clone, or a container
+  # layer built from another checkout, has a newer file with the same dependencies)
+  local stamp="$VENV/.kpy-installed${extras:+-$extras}" want
+  want="$(sha256sum "$TOP/pyproject.toml" | cut -d' ' -f1)"
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     "$VENV/bin/pip" install -q --disable-pip-version-check --config-settings editable_mode=compat -e "$TOP${extras:+[$extras]}" >&2
-    touch "$stamp"
+    echo "$want" > "$stamp"
   fi
 }
