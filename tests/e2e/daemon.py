@@ -65,11 +65,17 @@ class Daemon:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"the daemon exited {self.proc.returncode}:\n{self.daemon_log()}")
+                why = f"the daemon exited {self.proc.returncode}:\n{self.daemon_log()}"
+                break
             if self.cli("get", "ns", check=False).returncode == 0:
                 return self
             time.sleep(0.1)
-        raise AssertionError(f"the daemon did not answer within 30 s:\n{self.daemon_log()}")
+        else:
+            why = f"the daemon did not answer within 30 s:\n{self.daemon_log()}"
+        # what a daemon that never served made (its bridge, chains, cgroups) goes too: the
+        # fixture's cleanup never runs for a start that failed
+        self.cleanup()
+        raise AssertionError(why)
 
     def gateway_ip(self) -> str:
         """The bridge's address: a local address of the node (where NodePorts answer too)."""
