@@ -105,14 +105,7 @@ def ensure_bridge(config: plan.NetworkConfig) -> Bridge:
         index = msg["index"]
         if config.mtu and msg.get_attr("IFLA_MTU") != config.mtu:
             ipr.link("set", index=index, mtu=config.mtu)
-        gw = str(config.gateway_ip)
-        have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=index, family=socket.AF_INET)}
-        if (gw, config.prefixlen) not in have:
-            try:
-                ipr.addr("add", index=index, address=gw, prefixlen=config.prefixlen)
-            except NetlinkError as e:
-                if e.code != errno.EEXIST:
-                    raise
+        _ensure_addr(ipr, index, str(config.gateway_ip), config.prefixlen)
         if not msg["flags"] & IFF_UP:
             ipr.link("set", index=index, state="up")
         msg = _link(ipr, index=index)
@@ -131,15 +124,23 @@ def ensure_local_address(ifname: str, ip: str) -> bool:
         msg = _link(ipr, ifname=ifname)
         if msg is None:
             raise LinkError(ifname, f"add address {ip}", "no such link")
-        have = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=msg["index"], family=socket.AF_INET)}
-        if ip in have:
-            return False
-        ipr.addr("add", index=msg["index"], address=ip, prefixlen=32)
-        return True
+        return _ensure_addr(ipr, msg["index"], ip, 32)
     except NetlinkError as e:
-        if e.code == errno.EEXIST:
-            return False
         raise _fail(ifname, f"add address {ip}", e) from None
+
+
+def _ensure_addr(ipr: IPRoute, index: int, ip: str, prefixlen: int) -> bool:
+    """`ip`/`prefixlen` on link `index`; True if it was added now (already there: False)."""
+    have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=index, family=socket.AF_INET)}
+    if (ip, prefixlen) in have:
+        return False
+    try:
+        ipr.addr("add", index=index, address=ip, prefixlen=prefixlen)
+    except NetlinkError as e:
+        if e.code != errno.EEXIST:
+            raise
+        return False
+    return True
 
 
 def delete_bridge(config: plan.NetworkConfig) -> bool:
