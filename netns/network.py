@@ -290,9 +290,18 @@ def gc(known_uids: Iterable[str], *, config: NetworkConfig = DEFAULT_CONFIG) -> 
 
 
 def remove_network(config: NetworkConfig = DEFAULT_CONFIG) -> GCReport:
-    """Uninstall: every pod of this network (as gc with no known pod), then the base chains, the
-    jumps to them and the bridge. For tests and a node reset; never part of pod teardown."""
+    """Uninstall: every pod of this network (as gc with no known pod), the Services' chains
+    (servicesync), then the base chains, the jumps to them and the bridge. For tests and a node
+    reset; never part of pod teardown."""
+    from . import services, servicesync
+    from .errors import ConfigError
     report = gc((), config=config)
+    try:
+        services.check_prefix(config)
+    except ConfigError:
+        pass  # no Service chain fits under this prefix: none was ever made
+    else:
+        servicesync.ServiceProxy(config).teardown()
     netlink.wait_deleted()
     iptables.apply(rules.uninstall_changes(config, {t: iptables.chains(t) for t in (rules.NAT, rules.FILTER)}))
     netlink.delete_bridge(config)

@@ -151,8 +151,7 @@ class Daemon:
         cfg = netns.NetworkConfig(state_root=self.root, bridge=self.bridge, gateway=_gateway_of(str(self.subnet)),
                                   chain_prefix=self.chain, veth_prefix=self.bridge[:7])
         rt.gc(ImageStore(self.root), Paths(self.root, self.run, self.cg))
-        netns.ServiceProxy(cfg).teardown()
-        netns.remove_network(cfg)
+        netns.remove_network(cfg)  # the Services' chains with it
         remove_cgroup_tree(self.cg, if_empty=True)
         return leaks
 
