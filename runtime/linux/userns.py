@@ -20,6 +20,16 @@ def map_text(mappings) -> str:
     return "".join(f"{c} {h} {n}\n" for c, h, n in mappings)
 
 
+def write_maps(pid: int, uid_mappings, gid_mappings, what: str) -> None:
+    """Write the uid and gid maps of process `pid`'s user namespace; an error names the map."""
+    for name, maps in (("uid_map", uid_mappings), ("gid_map", gid_mappings)):
+        try:
+            with open(f"/proc/{pid}/{name}", "w") as f:
+                f.write(map_text(maps))
+        except OSError as e:
+            raise OSError(e.errno, f"writing the {name} of {what} ({map_text(maps).strip()!r}): {e.strerror}") from None
+
+
 def new_userns(uid_mappings, gid_mappings) -> int:
     """An fd (close-on-exec) of a new user namespace whose uid and gid maps are as given.
     Errors are OSError naming the step (the map the kernel refused)."""
@@ -42,13 +52,7 @@ def new_userns(uid_mappings, gid_mappings) -> int:
     try:
         if os.read(ready_r, 1) != b"u":
             raise OSError(0, "a new user namespace: the helper process could not unshare it")
-        for name, maps in (("uid_map", uid_mappings), ("gid_map", gid_mappings)):
-            try:
-                with open(f"/proc/{pid}/{name}", "w") as f:
-                    f.write(map_text(maps))
-            except OSError as e:
-                raise OSError(e.errno, f"writing the {name} of a new user namespace ({map_text(maps).strip()!r}): "
-                              f"{e.strerror}") from None
+        write_maps(pid, uid_mappings, gid_mappings, "a new user namespace")
         return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
     finally:
         os.close(done_w)
@@ -155,13 +159,7 @@ def pin_pod_namespaces(uid_mappings, gid_mappings, pins: dict[str, str], flags: 
                 raise OSError(0, f"the pod's user namespace: {what}: {err or 'the helper exited'}")
 
         step("u", "unsharing it")
-        for name, maps in (("uid_map", uid_mappings), ("gid_map", gid_mappings)):
-            try:
-                with open(f"/proc/{proc.pid}/{name}", "w") as f:
-                    f.write(map_text(maps))
-            except OSError as e:
-                raise OSError(e.errno, f"writing the {name} of the pod's user namespace "
-                              f"({map_text(maps).strip()!r}): {e.strerror}") from None
+        write_maps(proc.pid, uid_mappings, gid_mappings, "the pod's user namespace")
         proc.stdin.write("m\n")
         proc.stdin.flush()
         step("n", "making the namespaces it owns")
