@@ -42,6 +42,7 @@ class Daemon:
         self.crashloop_max = crashloop_max
         self.extra = list(extra)
         self.proc: subprocess.Popen | None = None
+        self.killed = False  # by kill9(), and not started again since
         self.log_file = str(tmp_path / "daemon.log")
         layout = str(tmp_path / "layout")
         write_oci_layout(layout, {DEFAULT_IMAGE: busybox_image()})
@@ -62,6 +63,7 @@ class Daemon:
         if self.manifests:
             cmd += ["--manifests", self.manifests]
         self.proc = subprocess.Popen(cmd, stdout=open(self.log_file, "ab"), stderr=subprocess.STDOUT)
+        self.killed = False
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -74,7 +76,7 @@ class Daemon:
             why = f"the daemon did not answer within 30 s:\n{self.daemon_log()}"
         # what a daemon that never served made (its bridge, chains, cgroups) goes too: the
         # fixture's cleanup never runs for a start that failed
-        self.cleanup()
+        self.cleanup(restart=False)
         raise AssertionError(why)
 
     def gateway_ip(self) -> str:
@@ -90,6 +92,7 @@ class Daemon:
     def kill9(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
+        self.killed = True
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -126,9 +129,16 @@ class Daemon:
         raise AssertionError(f"pod {name}: {what or 'condition'} not met in {timeout}s; last:\n"
                              f"{json.dumps((pod or {}).get('status'), indent=1)}\n--- daemon log ---\n{self.daemon_log()[-6000:]}")
 
-    def cleanup(self) -> list[str]:
+    def cleanup(self, restart: bool = True) -> list[str]:
         """Delete every pod (as a user would), stop the daemon, report what deleting left behind,
-        then remove whatever is left (a failed test's)."""
+        then remove whatever is left (a failed test's). A daemon the test killed (kill9) and did
+        not start again, as a test that fails in between leaves it, is started again first: with
+        no daemon nothing deletes the pods, and their mounts and cgroups were reported as left."""
+        if restart and self.killed:
+            try:
+                self.start()  # a start that fails cleans up by itself (restart=False)
+            except AssertionError as e:
+                return [f"the killed daemon did not start again for the cleanup: {e}"]
         if self.proc and self.proc.poll() is None:
             for ns in json.loads(self.cli("get", "ns", "-o", "json", check=False).stdout or '{"items": []}')["items"]:
                 try:
