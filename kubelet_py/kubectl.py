@@ -134,6 +134,10 @@ def load_manifests(paths: tuple[str, ...], recursive: bool = False, strict: bool
 @click.option("--cluster-dns", default="10.96.0.10", show_default=True,
               help="The cluster DNS address the daemon serves (on the bridge) and pods use; '' for none.")
 @click.option("--cluster-domain", default="cluster.local", show_default=True)
+@click.option("--services-iptables", default="legacy", show_default=True, type=click.Choice(["legacy", "nft"]),
+              help="Where the Services' rules go: the legacy tables (iptables-legacy-restore) or nf_tables through "
+              "iptables-nft-restore (seen by the host's `iptables` where it is the nft variant; a change is applied "
+              "alone, where the legacy API replaces the whole table). The pod network stays legacy.")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--listen", default=None, help="Serve /healthz, /pods, /stats/summary, /metrics read-only over TCP on "
               "ADDR:PORT (PORT or :PORT: loopback). Off by default.")
@@ -141,7 +145,8 @@ def load_manifests(paths: tuple[str, ...], recursive: bool = False, strict: bool
               help="The bearer token --listen asks for (without it, TCP serves only /healthz).")
 @click.pass_context
 def serve(ctx, manifests, node_name, pod_cidr, cluster_cidr, bridge, chain_prefix, max_pods, crashloop_max,
-          seccomp_profile_root, allowed_unsafe_sysctls, service_cidr, cluster_dns, cluster_domain, log_level, listen, token_file):
+          seccomp_profile_root, allowed_unsafe_sysctls, service_cidr, cluster_dns, cluster_domain, services_iptables,
+          log_level, listen, token_file):
     """Run the node agent: static pods from --manifests, the API on --socket; pods keep running
     when it stops (SIGTERM)."""
     import asyncio
@@ -171,6 +176,7 @@ def serve(ctx, manifests, node_name, pod_cidr, cluster_cidr, bridge, chain_prefi
                        seccomp_profile_root=os.path.abspath(seccomp_profile_root),
                        allowed_unsafe_sysctls=tuple(x.strip() for x in allowed_unsafe_sysctls.split(",") if x.strip()),
                        service_cidr=service_cidr, cluster_dns=cluster_dns or None, cluster_domain=cluster_domain,
+                       services_iptables=services_iptables,
                        listen=listen or None, token_file=token_file and os.path.abspath(token_file))
 
     async def main():

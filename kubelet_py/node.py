@@ -57,6 +57,7 @@ class NodeOptions:
     service_cidr: str = "10.96.0.0/12"  # serve --service-cidr: where ClusterIPs come from
     cluster_dns: str | None = "10.96.0.10"  # serve --cluster-dns ("": no DNS server)
     cluster_domain: str = "cluster.local"
+    services_iptables: str = "legacy"  # serve --services-iptables: legacy or nft (kubelet_py/services/controller.py)
     listen: str | None = None  # serve --listen: the read-only node endpoints over TCP (kubelet_py/server/listen.py)
     token_file: str | None = None  # serve --token-file: their bearer token
 
@@ -87,7 +88,8 @@ class _NodeRuntime:
                                  cluster_dns=(opts.cluster_dns,) if opts.cluster_dns else (),
                                  cluster_domain=opts.cluster_domain, cluster_cidr=opts.cluster_cidr)
         from .services.controller import ServiceNetwork
-        self.service_network = ServiceNetwork(opts.service_cidr, opts.cluster_dns or None, opts.cluster_domain)
+        self.service_network = ServiceNetwork(opts.service_cidr, opts.cluster_dns or None, opts.cluster_domain,
+                                              iptables=opts.services_iptables)
         self.services = None
         self.netns = netns
         self.store = ObjectStore(opts.root)

@@ -1,7 +1,8 @@
-"""Edge: apply the service rule plan (netns/services.py) to the legacy iptables tables, keep the
-last applied plan, and flush the conntrack entries of removed UDP endpoints.
+"""Edge: apply the service rule plan (netns/services.py) to the iptables tables (legacy, or nf_tables
+through iptables-nft), keep the last applied plan, and flush the conntrack entries of removed UDP
+endpoints.
 
-A sync is ONE batched commit per table. Two appliers write the same TableDelta values:
+A sync is ONE batched commit per table. Three appliers write the same TableDelta values:
 - "restore" (the default): the deltas as one `iptables-legacy-restore -w 5 --noflush` input,
   as kube-proxy does (each `*table` ... `COMMIT` is one atomic table replacement). It is a
   separate process, spawned (never a fork of the daemon's interpreter state) from the calling
@@ -10,6 +11,18 @@ A sync is ONE batched commit per table. Two appliers write the same TableDelta v
   transaction per table. Same result; it builds each rule through ctypes (about 0.7 ms a rule
   here), so a full sync of 1,000 Services x 10 endpoints takes tens of seconds
   (tests/bench/bench_services.py measures both; README "Services (iptables)").
+- "nft": the same restore input loaded by `iptables-nft-restore -w 5 --noflush` into the nf_tables
+  `ip nat` / `ip filter` tables iptables-nft keeps (what the host's `iptables` shows on Debian 12,
+  and what kube-proxy writes on such a host). The live chains are read from `iptables-nft-save`.
+  The kernel's legacy API replaces a whole table on every commit (a one-endpoint change of
+  1,000 Services x 10 endpoints costs 150+ ms however little is written); nf_tables applies
+  just the delta (tens of ms for that change; a full load is slower than legacy's). The pod network's chains stay in the legacy tables: both
+  families' hooks see every packet (NAT: the first table that binds a connection wins; filter:
+  each family's verdict must be ACCEPT), and the Services plan depends on none of them.
+
+A proxy's first sync also removes our chains from the other family (a daemon switched from one
+mode to the other must not leave the old rules acting on traffic); `teardown()` removes them
+from both.
 
 Full sync (the first call, `resync()`, and the call after any failure): every chain of ours is
 written, live chains of ours the plan lacks (Services deleted while we were away) are removed,
@@ -46,8 +59,10 @@ from .services import Endpoint, ServicePort, ServiceRules, TableDelta
 log = logging.getLogger(__name__)
 
 RESTORE = os.environ.get("KPY_IPTABLES_RESTORE", "iptables-legacy-restore")
+NFT_RESTORE = "iptables-nft-restore"
+NFT_SAVE = "iptables-nft-save"
 RESTORE_TIMEOUT_S = 60.0
-BACKENDS = ("restore", "iptc")
+BACKENDS = ("restore", "iptc", "nft")
 
 
 @dataclass(frozen=True)
@@ -62,10 +77,14 @@ class SyncResult:
     seconds: float
 
 
-# ---- reading the live tables (python-iptables, no process) -----------------------------------------
+# ---- reading the live tables (python-iptables, no process; iptables-nft-save for "nft") ------------
 
-def live_state(config: NetworkConfig) -> tuple[dict[str, list[str]], dict[str, dict[str, list[str]]]]:
-    """(table -> chain names, table -> built-in chain -> targets of its rules)."""
+def live_state(config: NetworkConfig, backend: str = "restore") -> tuple[
+        dict[str, list[str]], dict[str, dict[str, list[str]]]]:
+    """(table -> chain names, table -> built-in chain -> targets of its rules) of the legacy
+    tables, or with backend "nft" of iptables-nft's."""
+    if backend == "nft":
+        return services.save_state(nft_tables(), {t: BUILTIN[t] for t in (FILTER, NAT)})
     chains: dict[str, list[str]] = {}
     targets: dict[str, dict[str, list[str]]] = {}
     for table in (FILTER, NAT):
@@ -73,26 +92,45 @@ def live_state(config: NetworkConfig) -> tuple[dict[str, list[str]], dict[str, d
     return chains, targets
 
 
+def nft_tables() -> dict[str, services.SavedTable]:
+    """iptables-nft's tables as `iptables-nft-save` prints them (one run, every table)."""
+    p = _tool(NFT_SAVE, [])
+    if p.returncode != 0:
+        err = p.stderr.decode(errors="replace").strip().replace("\n", "; ")
+        raise ServiceSyncError("*", "*", f"{NFT_SAVE} exited {p.returncode}: {err[:500]}")
+    return services.parse_save(p.stdout.decode(errors="replace"))
+
+
 # ---- appliers -----------------------------------------------------------------------------------
 
+def _tool(name: str, args: list[str], text: str | None = None) -> subprocess.CompletedProcess:
+    """Run an iptables tool (a separate process, from the calling thread), `text` on its stdin."""
+    path = shutil.which(name)
+    if path is None:
+        raise ServiceSyncError("*", "*", f"{name} is not installed (Debian: apt-get install iptables)")
+    try:
+        return subprocess.run([path, *args], input=None if text is None else text.encode(), capture_output=True,
+                              timeout=RESTORE_TIMEOUT_S, close_fds=True, cwd="/")
+    except subprocess.TimeoutExpired:
+        raise ServiceSyncError("*", "*", f"{name} ran past {RESTORE_TIMEOUT_S:g} s") from None
+    except OSError as e:
+        raise ServiceSyncError("*", "*", f"cannot run {name}: {e.strerror or e}") from None
+
+
 def apply_restore(deltas: Iterable[TableDelta], restore: str = RESTORE) -> None:
-    """All deltas as one iptables-legacy-restore --noflush run: one commit per table. On failure
-    nothing of the failing table was committed (tables before it in the input were)."""
+    """All deltas as one `restore -w 5 --noflush` run (iptables-legacy-restore, or
+    iptables-nft-restore): one commit per table. On failure nothing of the failing table was
+    committed (tables before it in the input were)."""
     deltas = [d for d in deltas if not d.empty]
     if not deltas:
         return
     with _gc_paused():
         text = services.restore_text(deltas)
-    path = shutil.which(restore)
-    if path is None:
-        raise ServiceSyncError("*", "*", f"{restore} is not installed (Debian: apt-get install iptables)")
-    try:
-        p = subprocess.run([path, "-w", "5", "--noflush"], input=text.encode(), capture_output=True,
-                           timeout=RESTORE_TIMEOUT_S, close_fds=True, cwd="/")
-    except subprocess.TimeoutExpired:
-        raise ServiceSyncError("*", "*", f"{restore} ran past {RESTORE_TIMEOUT_S:g} s") from None
-    except OSError as e:
-        raise ServiceSyncError("*", "*", f"cannot run {restore}: {e.strerror or e}") from None
+    _restore_text(text, restore)
+
+
+def _restore_text(text: str, restore: str) -> None:
+    p = _tool(restore, ["-w", "5", "--noflush"], text)
     if p.returncode != 0:
         err = p.stderr.decode(errors="replace").strip().replace("\n", "; ")
         table, chain = services.restore_error_location(text, err)
@@ -183,15 +221,16 @@ class ServiceProxy:
     are serialised. Raises ServiceSpecError (bad input, nothing applied) or ServiceSyncError
     (nothing of the failing table applied; the next call is a full sync: retry it)."""
 
-    def __init__(self, config: NetworkConfig, *, backend: str = "restore", restore: str = RESTORE,
+    def __init__(self, config: NetworkConfig, *, backend: str = "restore", restore: str | None = None,
                  conntrack: bool = True):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
         services.check_prefix(config)
         self.config = config
         self.backend = backend
-        self.restore = restore
+        self.restore = restore      # None: iptables-legacy-restore ("restore"), iptables-nft-restore ("nft")
         self.conntrack = conntrack
+        self._other_family_clean = False     # our chains removed from the family this backend does not write
         self._lock = threading.Lock()
         self._applied: ServiceRules | None = None
         self._cache: dict = {}          # services.plan's per service port memo
@@ -230,12 +269,14 @@ class ServiceProxy:
         live_chains = live_jumps = None
         try:
             if full:
-                live_chains, live_jumps = live_state(self.config)
+                live_chains, live_jumps = live_state(self.config, self.backend)
             with _gc_paused():
                 deltas = services.delta(self.config, new, old, live_chains, live_jumps)
             self._applied = None            # unknown until the commit is through
             if self.backend == "restore":
-                apply_restore(deltas, self.restore)
+                apply_restore(deltas, self.restore or RESTORE)
+            elif self.backend == "nft":
+                apply_restore(deltas, self.restore or NFT_RESTORE)
             else:
                 apply_iptc(deltas)
         except RuleError as e:
@@ -244,6 +285,8 @@ class ServiceProxy:
             log.warning("services: %s sync failed, the next one is full: %s", "full" if full else "incremental", e)
             raise e from None
         self._applied = new
+        if not self._other_family_clean:
+            self._clean_other_family()
         if new.node_ports:
             self._route_localnet()
         n_ct = flush_conntrack(*services.conntrack_flush_targets(old, new)) if self.conntrack else 0
@@ -264,18 +307,57 @@ class ServiceProxy:
         else:
             log.debug("services: bridge %s not there yet: route_localnet left for a later sync", self.config.bridge)
 
+    def _clean_other_family(self) -> None:
+        """After the first sync: our chains left in the family this backend does not write (a
+        previous run in the other mode) go, else both would act on traffic. A failure is logged
+        and retried after the next full sync; the rules just written are in place either way."""
+        try:
+            if self.backend == "nft":
+                remove_legacy(self.config)
+            else:
+                remove_nft(self.config)
+        except Exception as e:      # noqa: BLE001 - python-iptables' XTablesError too: the sync itself is done
+            log.warning("services: cannot remove our chains from the %s tables (a previous run's; they still act "
+                        "on traffic): %s", "legacy" if self.backend == "nft" else "iptables-nft", e)
+            return
+        self._other_family_clean = True
+
     def teardown(self) -> None:
-        """Remove every chain of ours and the jumps to them (the pod network's chains stay).
-        Repeatable; the next sync is full."""
+        """Remove every chain of ours and the jumps to them (the pod network's chains stay), from
+        the legacy tables and from iptables-nft's. Repeatable; the next sync is full."""
         with self._lock:
             self._applied = None
-            changes = []
-            for table in (FILTER, NAT):
-                ours = services.teardown_order(self.config, table, iptables.chains(table))
-                if ours:
-                    refs = BUILTIN[table] + tuple(services.fixed_chains(self.config)[table])
-                    changes.append(TableChange(table, remove=ours, referrers=refs))
-            try:
-                iptables.apply(changes)
-            except RuleError as e:
-                raise ServiceSyncError(e.table, e.chain, e.why) from None
+            self._other_family_clean = False
+            failed = []
+            for remove in (remove_legacy, remove_nft):      # the second even when the first failed
+                try:
+                    remove(self.config)
+                except ServiceSyncError as e:
+                    failed.append(e)
+            if failed:
+                raise failed[0]
+
+
+def remove_legacy(config: NetworkConfig) -> None:
+    """Our chains and the jumps to them out of the legacy tables (python-iptables)."""
+    changes = []
+    for table in (FILTER, NAT):
+        ours = services.teardown_order(config, table, iptables.chains(table))
+        if ours:
+            refs = BUILTIN[table] + tuple(services.fixed_chains(config)[table])
+            changes.append(TableChange(table, remove=ours, referrers=refs))
+    try:
+        iptables.apply(changes)
+    except RuleError as e:
+        raise ServiceSyncError(e.table, e.chain, e.why) from None
+
+
+def remove_nft(config: NetworkConfig) -> None:
+    """Our chains and the jumps to them out of iptables-nft's tables, in one iptables-nft-restore
+    run; nothing to do (and no process run but the save) when they hold none or iptables-nft is
+    not installed."""
+    if shutil.which(NFT_SAVE) is None:
+        return
+    text = services.removal_text(config, nft_tables())
+    if text:
+        _restore_text(text, NFT_RESTORE)

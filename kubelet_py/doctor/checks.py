@@ -125,6 +125,9 @@ def check_iptables(f: dict, chain_prefix: str) -> list[Check]:
     ipt = f["iptables"]
     backend = iptables_backend(ipt.get("version"))
     ours, visible = ipt.get("legacy_chains") or [], ipt.get("host_chains") or []
+    # with the host's iptables nft, chains of ours it shows are the Services' (serve --services-iptables nft)
+    nft_ours = [c for c in visible if c not in ours] if backend == "nft" else []
+    hidden = [c for c in ours if c not in visible]
     out = []
     if backend is None:
         out.append(_c("iptables/backend", False, "no `iptables` command on this host (our rules are in the legacy "
@@ -132,17 +135,23 @@ def check_iptables(f: dict, chain_prefix: str) -> list[Check]:
                       "apt-get install iptables", required=False))
     else:
         out.append(Check("iptables/backend", OK, f"host iptables is the {backend} variant ({ipt['version']}); "
-                         "kubelet-py writes the legacy tables", "", False))
-    if backend == "legacy" or (ours and set(ours) <= set(visible)):
+                         "kubelet-py writes the legacy tables" +
+                         (f", its Services' chains nf_tables (--services-iptables nft: {len(nft_ours)} now)"
+                          if nft_ours else ""), "", False))
+    if backend == "legacy" or (ours and not hidden) or (nft_ours and not hidden):
         out.append(Check("iptables/visible", OK, f"our chains ({chain_prefix}-*) are visible to the host's iptables" +
-                         (f": {len(ours)} now" if ours else ""), "", False))
+                         (f": {len(ours) + len(nft_ours)} now" if ours or nft_ours else ""), "", False))
     elif backend == "nft":
         out.append(_c("iptables/visible", False,
                       f"the host's iptables is nft: our {chain_prefix}-* chains (legacy tables"
-                      + (f", {len(ours)} now" if ours else "")
-                      + ") do not show in `iptables -S`; both apply to traffic",
+                      + (f", {len(hidden)} now" if hidden else "")
+                      + ") do not show in `iptables -S`"
+                      + (f" (the Services' {len(nft_ours)}, in nf_tables, do)" if nft_ours else "")
+                      + "; both apply to traffic",
                       "read them with iptables-legacy-save, or make legacy the host's iptables: "
-                      "update-alternatives --set iptables /usr/sbin/iptables-legacy", required=False))
+                      "update-alternatives --set iptables /usr/sbin/iptables-legacy"
+                      + ("" if nft_ours else " (the Services' chains alone: serve --services-iptables nft)"),
+                      required=False))
     return out
 
 

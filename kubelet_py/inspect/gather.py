@@ -3,8 +3,8 @@ agent holds in memory (the stored pod, its worker's container ids, the EndpointS
 on the event loop, then reads everything else in a worker thread (asyncio.to_thread): the
 records on disk (sandbox.json, the supervisor's container records, each container's config.json,
 the network record, the image store's snapshots) and the kernel's live state (/proc, the pinned
-namespaces, cgroup files, netlink in the host and in the pod netns, `iptables-legacy-save`, the
-log files). kubelet_py/inspect/report.py (pure) makes the report of both."""
+namespaces, cgroup files, netlink in the host and in the pod netns, `iptables-legacy-save` and
+`iptables-nft-save` (the Services' rules with serve --services-iptables nft), the log files). kubelet_py/inspect/report.py (pure) makes the report of both."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import subprocess
 
 log = logging.getLogger("kubelet_py.inspect")
 IPTABLES_SAVE = os.environ.get("KPY_IPTABLES_SAVE", "iptables-legacy-save")
+NFT_SAVE = "iptables-nft-save"
 SAVE_TIMEOUT_S = 30.0
 
 
@@ -308,20 +309,28 @@ def _routes(netns_fd: int) -> list[dict]:
 
 def saved_tables() -> dict:
     """{"nat": text, "filter": text} of `iptables-legacy-save` (the tables python-iptables and the
-    service proxy write), or {"error": why}."""
+    service proxy write), followed by `iptables-nft-save`'s of the same table when iptables-nft
+    is installed (the Services' rules in nft mode), or {"error": why}."""
     exe = shutil.which(IPTABLES_SAVE)
     if exe is None:
         return {"error": f"{IPTABLES_SAVE} is not installed (Debian: apt-get install iptables)"}
+    nft = shutil.which(NFT_SAVE)
     out = {}
     for table in ("nat", "filter"):
-        try:
-            p = subprocess.run([exe, "-t", table], capture_output=True, timeout=SAVE_TIMEOUT_S, close_fds=True, cwd="/")
-        except (OSError, subprocess.TimeoutExpired) as e:
-            return {"error": f"{IPTABLES_SAVE} -t {table}: {e}"}
-        if p.returncode != 0:
-            return {"error": f"{IPTABLES_SAVE} -t {table} exited {p.returncode}: "
-                             f"{p.stderr.decode(errors='replace').strip()[:300]}"}
-        out[table] = p.stdout.decode(errors="replace")
+        texts = []
+        for name, path in ((IPTABLES_SAVE, exe), (NFT_SAVE, nft)):
+            if path is None:
+                continue
+            try:
+                p = subprocess.run([path, "-t", table], capture_output=True, timeout=SAVE_TIMEOUT_S, close_fds=True,
+                                   cwd="/")
+            except (OSError, subprocess.TimeoutExpired) as e:
+                return {"error": f"{name} -t {table}: {e}"}
+            if p.returncode != 0:
+                return {"error": f"{name} -t {table} exited {p.returncode}: "
+                                 f"{p.stderr.decode(errors='replace').strip()[:300]}"}
+            texts.append(p.stdout.decode(errors="replace"))
+        out[table] = "".join(texts)
     return out
 
 

@@ -3,7 +3,7 @@
 floor measured in the same run.
 
     .venv/bin/python tests/bench/bench_services.py [--services 1000] [--endpoints 10] [--runs 3]
-                                                   [--changes 10] [--conns 2000] [--no-iptc]
+                                                   [--changes 10] [--conns 2000] [--no-iptc] [--no-nft]
 
 1. Full sync of N Services x M endpoints into empty tables: ServiceProxy (planning, reading the
    live tables, rendering, one `iptables-legacy-restore --noflush`) against the floor: the same
@@ -11,16 +11,21 @@ floor measured in the same run.
    table), loaded by `iptables-legacy-restore --noflush` alone. Target: within 2x of the floor.
    The same with the rules already in place (a restarted daemon's first sync). The
    python-iptables applier (backend "iptc", one libiptc commit per table) once, for the choice.
+   Then the same for the "nft" backend (serve --services-iptables nft): ServiceProxy with
+   `iptables-nft-restore --noflush` against that tool alone on the same text.
 2. One endpoint change with all of that in place (incremental: only the Service's SVC chain
-   rewritten, one SEP chain added and one removed), both appliers, against restore of the same
-   delta alone. Target: under 100 ms.
+   rewritten, one SEP chain added and one removed), both legacy appliers, against restore of the
+   same delta alone; then the nft backend against `iptables-nft-restore --noflush` of the same
+   delta. Target: under 100 ms (the legacy kernel API replaces the whole table on each commit,
+   its floor alone is over it; nf_tables applies the delta).
 3. Connection rate (TCP connect + close, sequential, from a client pod) to a backend pod through
    a ClusterIP (with all N Services in place; one Service sorting first in P-SERVICES, one last:
    a new connection's first packet walks P-SERVICES rule by rule) against direct to the pod IP;
    interleaved batches. Target: within 10%.
 
-Root only. Everything runs in a network namespace of its own (its own legacy tables, bridge and
-pods), made here and removed at the end: the host's tables never hold the 30,000 rules.
+Root only. Everything runs in a network namespace of its own (its own legacy and nf_tables
+tables, bridge and pods), made here and removed at the end: the host's tables never hold the
+30,000 rules.
 """
 
 from __future__ import annotations
@@ -45,7 +50,8 @@ from netns import (Endpoint, NetworkConfig, ServicePort, ServiceProxy, remove_ne
 from netns.servicesync import _gc_paused  # noqa: E402
 from tests.integration.netns_helpers import Netns, run  # noqa: E402
 
-RESTORE = "iptables-legacy-restore"
+RESTORE = {"legacy": "iptables-legacy-restore", "nft": "iptables-nft-restore"}
+BACKEND = {"legacy": "restore", "nft": "nft"}       # ServiceProxy's backend writing each family
 EMPTY = "*filter\nCOMMIT\n*nat\nCOMMIT\n"      # without --noflush: every chain flushed, ours deleted
 
 
@@ -59,14 +65,16 @@ def row(label: str, xs: list[float], ref: float | None = None, ref_name: str = "
           flush=True)
 
 
-def restore(text: str, noflush: bool = True) -> float:
+def restore(text: str, noflush: bool = True, family: str = "legacy") -> float:
     t0 = time.perf_counter()
-    subprocess.run([RESTORE, "-w", "5"] + (["--noflush"] if noflush else []), input=text.encode(), check=True)
+    subprocess.run([RESTORE[family], "-w", "5"] + (["--noflush"] if noflush else []), input=text.encode(), check=True)
     return time.perf_counter() - t0
 
 
 def reset() -> None:
-    restore(EMPTY, noflush=False)
+    """Both families empty (a proxy's first sync also clears ours from the family it does not write)."""
+    for family in RESTORE:
+        restore(EMPTY, noflush=False, family=family)
 
 
 def synthetic(n: int, m: int, real: tuple[str, str] | None = None):
@@ -102,64 +110,68 @@ def full_sync(args, cfg) -> None:
     n_chains = sum(len(cs) for cs in rules.chains.values())
     print(f"  {n_chains} chains, {n_rules} rules, {len(text) / 1e6:.1f} MB of restore input; planning alone "
           f"{t_plan * 1000:.0f} ms", flush=True)
-    floor, ours = [], []
-    for _ in range(args.runs):          # interleaved, each into empty tables
-        reset()
-        floor.append(restore(text))
-        reset()
-        p = ServiceProxy(cfg)
-        t0 = time.perf_counter()
-        r = p.sync(sps, eps)
-        ours.append(time.perf_counter() - t0)
-        assert r.full and len(r.written) == n_chains
-    row("floor: iptables-legacy-restore --noflush of the same rules", floor)
-    row("ServiceProxy full sync (restore applier)", ours, med(floor), "floor")
-    # a restarted daemon: the same rules already in place, a fresh proxy (reads the live tables,
-    # rewrites every chain of ours)
-    floor2, ours2 = [], []
-    for _ in range(args.runs):
-        floor2.append(restore(text))
-        t0 = time.perf_counter()
-        ServiceProxy(cfg).sync(sps, eps)
-        ours2.append(time.perf_counter() - t0)
-    row("floor, the same rules already in place", floor2)
-    row("ServiceProxy full sync of a new proxy, rules in place", ours2, med(floor2), "floor")
-    if args.iptc:
-        reset()
-        p = ServiceProxy(cfg, backend="iptc")
-        t0 = time.perf_counter()
-        p.sync(sps, eps)
-        row("ServiceProxy full sync (python-iptables applier), once", [time.perf_counter() - t0], med(floor), "floor")
+    for family in args.families:
+        tool, backend = RESTORE[family], BACKEND[family]
+        floor, ours = [], []
+        for _ in range(args.runs):          # interleaved, each into empty tables
+            reset()
+            floor.append(restore(text, family=family))
+            reset()
+            p = ServiceProxy(cfg, backend=backend)
+            t0 = time.perf_counter()
+            r = p.sync(sps, eps)
+            ours.append(time.perf_counter() - t0)
+            assert r.full and len(r.written) == n_chains
+        row(f"floor: {tool} --noflush of the same rules", floor)
+        row(f"ServiceProxy full sync ({backend} applier)", ours, med(floor), "floor")
+        # a restarted daemon: the same rules already in place, a fresh proxy (reads the live tables,
+        # rewrites every chain of ours)
+        floor2, ours2 = [], []
+        for _ in range(args.runs):
+            floor2.append(restore(text, family=family))
+            t0 = time.perf_counter()
+            ServiceProxy(cfg, backend=backend).sync(sps, eps)
+            ours2.append(time.perf_counter() - t0)
+        row(f"floor ({family}), the same rules already in place", floor2)
+        row(f"ServiceProxy full sync, new proxy, rules in place ({backend})", ours2, med(floor2), "floor")
+        if args.iptc and family == "legacy":
+            reset()
+            p = ServiceProxy(cfg, backend="iptc")
+            t0 = time.perf_counter()
+            p.sync(sps, eps)
+            row("ServiceProxy full sync (python-iptables applier), once", [time.perf_counter() - t0], med(floor),
+                "floor")
 
 
 def incremental(args, cfg) -> None:
     print(f"\n2. one endpoint change with {args.services} x {args.endpoints} in place", flush=True)
-    sps, eps = synthetic(args.services, args.endpoints)
-    reset()
-    p = ServiceProxy(cfg)
-    p.sync(sps, eps)
-    key = sps[len(sps) // 2].key
-    first = eps[key][0]
-    spare = Endpoint("10.246.0.1", 8080)
-    results = {"restore": [], "iptc": []}
-    floor = []
-    backends = ["restore"] + (["iptc"] if args.iptc else [])
-    for i in range(args.changes):
-        for backend in backends:       # the appliers write the same deltas; the plan applied is shared
-            p.backend = backend
-            old = p.applied
-            eps[key][0] = spare if eps[key][0] == first else first
-            t0 = time.perf_counter()
-            r = p.sync(sps, eps)
-            results[backend].append(time.perf_counter() - t0)
-            assert not r.full and len(r.written) == 2 and len(r.deleted) == 1, r     # SVC + new SEP; old SEP
-            # the floor: the same delta by restore alone, once more (it is idempotent: the chain
-            # lines create or flush, the removed chain is made and deleted again)
-            floor.append(restore(services.restore_text(services.delta(cfg, p.applied, old))))
-    row("floor: iptables-legacy-restore --noflush of the same delta", floor)
-    row("ServiceProxy incremental sync (restore applier)", results["restore"], med(floor), "floor")
-    if args.iptc:
-        row("ServiceProxy incremental sync (python-iptables applier)", results["iptc"], med(floor), "floor")
+    for family in args.families:
+        sps, eps = synthetic(args.services, args.endpoints)
+        reset()
+        p = ServiceProxy(cfg, backend=BACKEND[family])
+        p.sync(sps, eps)
+        key = sps[len(sps) // 2].key
+        first = eps[key][0]
+        spare = Endpoint("10.246.0.1", 8080)
+        backends = [BACKEND[family]] + (["iptc"] if args.iptc and family == "legacy" else [])
+        results: dict[str, list[float]] = {b: [] for b in backends}
+        floor = []
+        for i in range(args.changes):
+            for backend in backends:       # the appliers write the same deltas; the plan applied is shared
+                p.backend = backend
+                old = p.applied
+                eps[key][0] = spare if eps[key][0] == first else first
+                t0 = time.perf_counter()
+                r = p.sync(sps, eps)
+                results[backend].append(time.perf_counter() - t0)
+                assert not r.full and len(r.written) == 2 and len(r.deleted) == 1, r     # SVC + new SEP; old SEP
+                # the floor: the same delta by restore alone, once more (it is idempotent: the chain
+                # lines create or flush, the removed chain is made and deleted again)
+                floor.append(restore(services.restore_text(services.delta(cfg, p.applied, old)), family=family))
+        row(f"floor: {RESTORE[family]} --noflush of the same delta", floor)
+        row(f"ServiceProxy incremental sync ({BACKEND[family]} applier)", results[BACKEND[family]], med(floor), "floor")
+        if "iptc" in results:
+            row("ServiceProxy incremental sync (python-iptables applier)", results["iptc"], med(floor), "floor")
 
 
 class AcceptLoop:
@@ -260,6 +272,8 @@ def main() -> None:
     ap.add_argument("--changes", type=int, default=10)
     ap.add_argument("--conns", type=int, default=2000)
     ap.add_argument("--no-iptc", dest="iptc", action="store_false")
+    ap.add_argument("--no-nft", dest="families", action="store_const", const=("legacy",), default=("legacy", "nft"),
+                    help="only the legacy tables (no iptables-nft-restore)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if os.geteuid() != 0:

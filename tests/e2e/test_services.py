@@ -160,3 +160,35 @@ def _get(url: str) -> str | None:
         return urllib.request.urlopen(url, timeout=2).read().decode()
     except OSError:
         return None
+
+
+def test_services_in_nf_tables_with_the_config_files_services_iptables_nft(tmp_path):
+    """servicesIptables: nft (serve --services-iptables nft) puts the Services' rules in
+    iptables-nft's tables, none in the legacy ones (the pod network's stay there); a ClusterIP
+    reaches its pod from the node; uninstalling the network removes them."""
+    config = tmp_path / "config.yaml"
+    config.write_text("servicesIptables: nft\n")
+    d = Daemon(tmp_path, extra=["--config", str(config)]).start()
+    try:
+        d.apply(_backend("nft-0"))
+        d.apply(SERVICE)
+        d.wait_for("nft-0", lambda p: condition(p, "Ready") == "True", 60, what="Ready")
+        ip = json.loads(d.cli("get", "svc", "echo", "-o", "json").stdout)["spec"]["clusterIP"]
+        _until(lambda: f"-j DNAT --to-destination {d.pod('nft-0')['status']['podIP']}:8080" in _saved("iptables-nft-save"),
+               15, "the Service's rules in nf_tables")
+        nft = _saved("iptables-nft-save")
+        assert f"-A {d.chain}-SERVICES -d {ip}/32 -p tcp" in nft and f"-j {d.chain}-SERVICES" in nft
+        legacy = _saved("iptables-legacy-save")
+        assert f"{d.chain}-SERVICES" not in legacy and f"{d.chain}-SEP-" not in legacy
+        assert f":{d.chain}-POSTROUTING" in legacy  # the pod network's masquerade chain: legacy
+        assert _until(lambda: _get(f"http://{ip}/"), 15, "the ClusterIP answering") == "nft-0\n"
+        d.cli("delete", "svc", "echo")
+        _until(lambda: ip not in _saved("iptables-nft-save"), 10, "the Service's rules gone")
+    finally:
+        leaks = d.cleanup()
+    assert leaks == [], leaks
+    assert d.chain not in _saved("iptables-nft-save") and d.chain not in _saved("iptables-legacy-save")
+
+
+def _saved(save: str) -> str:
+    return subprocess.run([save, "-t", "nat"], capture_output=True, text=True, check=True).stdout

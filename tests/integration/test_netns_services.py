@@ -1,11 +1,14 @@
-"""Services in iptables on the real kernel (legacy tables), with real traffic: a client pod and three
+"""Services in iptables on the real kernel, with real traffic, once with the rules in the legacy tables
+(backend "restore") and once in nf_tables through iptables-nft (backend "nft", beside the pod
+network's rules, which stay in the legacy tables): a client pod and three
 backend pods (busybox httpd answering their names) on a test bridge, an "outside" host netns.
 The live tables equal the plan; ClusterIP from a pod, the node and the outside host reaches every
 backend; hairpin; a removed endpoint leaves the rotation and an incremental sync rewrites only the
 changed chains (packet counters of the others survive); no endpoints is refused at once; NodePort
 from outside, 127.0.0.1 and the node address; ClientIP affinity; a UDP client moves off a removed
 endpoint (conntrack flushed); a failed sync leaves the table as it was and the retry repairs it;
-teardown leaves nothing. The chain prefix, subnets and ports are unique to the run; traffic goes
+teardown leaves nothing of ours in either family; a proxy of the other family takes the rules
+over (a daemon switched between modes). The chain prefix, subnets and ports are unique to the run; traffic goes
 only to loopback or into namespaces made here (the service subnet is routed to a veth of
 the test into a netns of its own, so a packet the rules fail to DNAT goes nowhere else)."""
 
@@ -77,10 +80,15 @@ class UdpEcho:
         self.sock.close()
 
 
-def owned_lines(cfg, table: str, counters: bool = False) -> list[str]:
-    """This table's lines of ours in iptables-legacy-save: our chains' rules and the built-in
-    chains' jumps to them (pod network chains of the same prefix left out)."""
-    out = run(["iptables-legacy-save", "-t", table] + (["-c"] if counters else [])).stdout.splitlines()
+SAVE = {"restore": "iptables-legacy-save", "iptc": "iptables-legacy-save", "nft": "iptables-nft-save"}
+IPTABLES = {"restore": "iptables-legacy", "nft": "iptables-nft"}
+
+
+def owned_lines(cfg, table: str, counters: bool = False, save: str = "iptables-legacy-save") -> list[str]:
+    """This table's lines of ours in `save`'s output (iptables-legacy-save or iptables-nft-save):
+    our chains' rules and the built-in chains' jumps to them (pod network chains of the same
+    prefix left out)."""
+    out = run([save, "-t", table] + (["-c"] if counters else [])).stdout.splitlines()
     got = []
     for line in out:
         rule = line.split("] ", 1)[1] if counters and line.startswith("[") else line
@@ -113,10 +121,19 @@ def planned_lines(cfg, plan: services.ServiceRules, table: str) -> list[str]:
             + [j.render() for j in plan.jumps[table]])
 
 
-def assert_live_equals_plan(w, plan: services.ServiceRules | None = None) -> None:
+def both_families(cfg) -> dict[str, list[str]]:
+    """Our lines in the legacy tables and in iptables-nft's, per table."""
+    return {f"{save} {t}": owned_lines(cfg, t, save=save) for save in ("iptables-legacy-save", "iptables-nft-save")
+            for t in ("nat", "filter")}
+
+
+def assert_live_equals_plan(w, plan: services.ServiceRules | None = None, backend: str | None = None) -> None:
     plan = plan or w.proxy.applied
+    backend = backend or w.backend
+    other = "iptables-legacy-save" if backend == "nft" else "iptables-nft-save"
     for table in ("nat", "filter"):
-        live = owned_lines(w.cfg, table)
+        assert owned_lines(w.cfg, table, save=other) == [], f"{other} {table} holds rules of ours"
+        live = owned_lines(w.cfg, table, save=SAVE[backend])
         want = planned_lines(w.cfg, plan, table)
         assert sorted(live) == sorted(want), f"{table}: live has {sorted(set(live) - set(want))}, " \
                                              f"lacks {sorted(set(want) - set(live))}"
@@ -138,14 +155,17 @@ def ports(w, web_eps=BACKENDS, udp_eps=("b0", "b1"), empty_eps=()):
     return sps, eps
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
+@pytest.fixture(scope="module", params=["restore", "nft"])
+def world(request, tmp_path_factory):
     need_tool("ip")
     need_tool("iptables-legacy-save")
     need_tool("iptables-legacy-restore")
     need_tool("busybox")
+    need_tool("iptables-nft-save")
+    need_tool("iptables-nft-restore")
     pods_net, out_net, svc_net = free_subnets(3)
     w = World()
+    w.backend = request.param
     w.svc_net = svc_net
     w.dummy = "kpytd" + secrets.token_hex(3)
     w.cfg = make_config(str(tmp_path_factory.mktemp("net")), pods_net, chain_prefix="KS" + secrets.token_hex(2).upper())
@@ -153,7 +173,7 @@ def world(tmp_path_factory):
     w.ns = dict(zip(BACKENDS, backs))
     w.out = Outside(out_net)
     w.servers, w.udp = [], []
-    w.before = {t: owned_lines(w.cfg, t) for t in ("nat", "filter")}
+    w.before = both_families(w.cfg)
     w.proxy = None
     route = False
     try:
@@ -178,13 +198,13 @@ def world(tmp_path_factory):
         # b2's hostPort turned route_localnet on: off again, the proxy must turn it on for 127.0.0.1:NodePort
         with open(f"/proc/sys/net/ipv4/conf/{w.cfg.bridge}/route_localnet", "w") as f:
             f.write("0")
-        w.proxy = ServiceProxy(w.cfg)
+        w.proxy = ServiceProxy(w.cfg, backend=w.backend)
         w.first = w.proxy.sync(*ports(w))
         yield w
     finally:
         if w.proxy is not None:
             w.proxy.teardown()
-            after = {t: owned_lines(w.cfg, t) for t in ("nat", "filter")}
+            after = both_families(w.cfg)
             pod_rules_after = pod_network_lines(w.cfg)
         for s in w.servers:
             s.stop()
@@ -198,8 +218,8 @@ def world(tmp_path_factory):
         remove_network(w.cfg)
         Netns.delete_many([w.client, w.sink, *backs])
         assert_nothing_left(w.cfg)
-    # teardown of the proxy left exactly what was there before it (nothing of ours)
-    assert after == w.before == {"nat": [], "filter": []}
+    # teardown of the proxy left exactly what was there before it: nothing of ours, in either family
+    assert after == w.before and not any(after.values()), after
     assert pod_rules_after == w.pod_rules
 
 
@@ -214,7 +234,7 @@ def names(w, n: int, ip: str, port: int, ns=None) -> Counter:
 def test_first_sync_is_full_and_the_live_tables_equal_the_plan(world):
     assert world.first.full
     assert_live_equals_plan(world)
-    live = owned_lines(world.cfg, "nat")
+    live = owned_lines(world.cfg, "nat", save=SAVE[world.backend])
     # kube-proxy's layout under our prefix, with upstream's hashes
     web = ServicePort("default", "web", "http", "TCP", cip(world, 10), 80)
     svc = services.svc_chain(world.cfg, web)
@@ -295,14 +315,14 @@ def test_a_removed_endpoint_leaves_the_rotation_and_only_changed_chains_are_rewr
     web = ServicePort("default", "web", "http", "TCP", cip(w, 10), 80)
     names(w, 30, cip(w, 10), 80, ns=w.client)               # traffic: every SEP chain of web has counts
     sep = {b: services.sep_chain(w.cfg, web, Endpoint(w.ip[b], 8080)) for b in BACKENDS}
-    before = owned_lines(w.cfg, "nat", counters=True)
+    before = owned_lines(w.cfg, "nat", counters=True, save=SAVE[w.backend])
     r = w.proxy.sync(*ports(w, web_eps=("b0", "b1")))
     try:
         assert not r.full
         assert r.written == (f"nat/{services.svc_chain(w.cfg, web)}",)
         assert r.deleted == (f"nat/{sep['b2']}",)
         assert_live_equals_plan(w)
-        after = owned_lines(w.cfg, "nat", counters=True)
+        after = owned_lines(w.cfg, "nat", counters=True, save=SAVE[w.backend])
         # unchanged chains were not rewritten: their rules kept their packet counters, line for line
         for b in ("b0", "b1"):
             kept = [x for x in before if f"-A {sep[b]} " in x]
@@ -343,15 +363,16 @@ def test_a_failed_sync_leaves_the_table_as_it_was_and_the_retry_repairs_it(world
     web = ServicePort("default", "web", "http", "TCP", cip(w, 10), 80)
     svc, sep0 = services.svc_chain(w.cfg, web), services.sep_chain(w.cfg, web, Endpoint(w.ip["b0"], 8080))
     # someone else removes a chain an incremental write will jump to
-    run(["iptables-legacy", "-w", "5", "-t", "nat", "-F", svc])
-    run(["iptables-legacy", "-w", "5", "-t", "nat", "-F", sep0])
-    run(["iptables-legacy", "-w", "5", "-t", "nat", "-X", sep0])
-    nat_before = owned_lines(w.cfg, "nat")
-    filter_before = owned_lines(w.cfg, "filter")
+    ipt, save = IPTABLES[w.backend], SAVE[w.backend]
+    run([ipt, "-w", "5", "-t", "nat", "-F", svc])
+    run([ipt, "-w", "5", "-t", "nat", "-F", sep0])
+    run([ipt, "-w", "5", "-t", "nat", "-X", sep0])
+    nat_before = owned_lines(w.cfg, "nat", save=save)
+    filter_before = owned_lines(w.cfg, "filter", save=save)
     with pytest.raises(ServiceSyncError) as e:
         w.proxy.sync(*ports(w, web_eps=("b0", "b1")))
     assert e.value.table == "nat" and e.value.chain in (svc, "COMMIT") and w.proxy.applied is None
-    assert owned_lines(w.cfg, "nat") == nat_before and owned_lines(w.cfg, "filter") == filter_before
+    assert owned_lines(w.cfg, "nat", save=save) == nat_before and owned_lines(w.cfg, "filter", save=save) == filter_before
     r = w.proxy.sync(*ports(w))        # the retry is a full sync: everything is put back
     assert r.full
     assert_live_equals_plan(w)
@@ -361,7 +382,7 @@ def test_a_failed_sync_leaves_the_table_as_it_was_and_the_retry_repairs_it(world
 def test_a_new_proxy_removes_the_chains_of_services_gone_meanwhile(world):
     w = world
     sps, eps = ports(w)
-    fresh = ServiceProxy(w.cfg)
+    fresh = ServiceProxy(w.cfg, backend=w.backend)
     r = fresh.sync([sp for sp in sps if sp.name != "sticky"], eps)      # "sticky" was deleted while we were away
     try:
         sticky = ServicePort("default", "sticky", "", "TCP", cip(w, 11), 80)
@@ -374,6 +395,8 @@ def test_a_new_proxy_removes_the_chains_of_services_gone_meanwhile(world):
 
 def test_the_python_iptables_applier_writes_the_same_tables(world):
     w = world
+    if w.backend != "restore":
+        pytest.skip("python-iptables writes the legacy tables: the restore world's test")
     sps, eps = ports(w)
     other = ServiceProxy(w.cfg, backend="iptc")
     try:
@@ -398,3 +421,44 @@ def test_the_pod_network_rules_sharing_the_tables_are_untouched(world):
     w.proxy.sync(*ports(w, web_eps=("b0",)))
     w.proxy.resync()
     assert pod_network_lines(w.cfg) == w.pod_rules
+
+
+def test_a_proxy_of_the_other_family_takes_the_rules_over(world):
+    """A daemon restarted in the other mode: its first sync writes the plan into its family and
+    removes ours from the other one (else both would act on traffic); and back."""
+    w = world
+    other = "nft" if w.backend == "restore" else "restore"
+    try:
+        q = ServiceProxy(w.cfg, backend=other)
+        assert q.sync(*ports(w, web_eps=("b2",))).full
+        assert_live_equals_plan(w, q.applied, backend=other)      # and our family is empty of ours
+        assert set(names(w, 20, cip(w, 10), 80, ns=w.client)) == {"b2"}
+        assert http_get(w.out.node_ip, NP_WEB, ns=w.out.ns) == "b2"
+    finally:
+        w.proxy = ServiceProxy(w.cfg, backend=w.backend)
+        w.proxy.sync(*ports(w))
+    assert_live_equals_plan(w)
+    assert set(names(w, 60, cip(w, 10), 80, ns=w.client)) == set(BACKENDS)
+    assert pod_network_lines(w.cfg) == w.pod_rules
+
+
+def test_teardown_removes_ours_from_both_families_and_is_repeatable(world):
+    w = world
+    # the same rules in the other family too (a full sync's input, loaded by its restore alone)
+    restore = "iptables-legacy-restore" if w.backend == "nft" else "iptables-nft-restore"
+    run([restore, "-w", "5", "--noflush"], input=services.restore_text(services.delta(w.cfg, w.proxy.applied, None)))
+    try:
+        lines = both_families(w.cfg)
+        assert all(lines[f"{s} {t}"] for s in ("iptables-legacy-save", "iptables-nft-save") for t in ("nat", "filter"))
+        p = ServiceProxy(w.cfg)
+        p.teardown()
+        assert not any(both_families(w.cfg).values()), both_families(w.cfg)
+        p.teardown()                                   # nothing left: nothing to do
+        assert not any(both_families(w.cfg).values())
+        assert pod_network_lines(w.cfg) == w.pod_rules
+        assert http_get("127.0.0.1", HP_B2) == "b2"      # the pod network's hostPort still works
+    finally:
+        ServiceProxy(w.cfg).teardown()
+        w.proxy.resync()
+    assert_live_equals_plan(w)
+    assert set(names(w, 60, cip(w, 10), 80, ns=w.client)) == set(BACKENDS)
