@@ -152,19 +152,31 @@ class _NodeRuntime:
             sb = rt.load_sandbox(self.paths.run_root, uid)  # an earlier attempt made it
         except RuntimeFailure:
             sb = None
-        if sb is None:
-            sb = rt.run_pod_sandbox(self.paths, cfg)
-        try:
+        nets = []
+
+        def network(sb) -> None:
             from netns.dnsfiles import pod_dns_from_spec
             md = pod["metadata"]
             dns = pod_dns_from_spec(uid, md["name"], md.get("namespace", "default"), pod["spec"])
-            net = self.netns.setup_pod_network(uid, sb.namespaces.get("network"), translate.port_mappings(pod),
-                                               config=self.net, pod=dns, files_dir=sb.files_dir,
-                                               host_network=cfg.host_network)
+            nets.append(self.netns.setup_pod_network(uid, sb.namespaces.get("network"), translate.port_mappings(pod),
+                                                     config=self.net, pod=dns, files_dir=sb.files_dir,
+                                                     host_network=cfg.host_network))
+        if sb is None:
+            # the network is set up while the supervisor comes up (5-10 ms off every pod start);
+            # a failure of either leaves nothing of both
+            try:
+                sb = rt.run_pod_sandbox(self.paths, cfg, meanwhile=network)
+            except BaseException:
+                if nets:
+                    self.netns.teardown_pod_network(uid, config=self.net)
+                raise
+            return sb, nets[0]
+        try:
+            network(sb)
         except BaseException:
             rt.remove_pod_sandbox(self.images, self.paths, uid)
             raise
-        return sb, net
+        return sb, nets[0]
 
     def create_container(self, worker: PodWorker, lst: str, i: int, restart_count: int,
                          env: dict[str, str] | None = None) -> str:

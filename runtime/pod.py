@@ -143,14 +143,17 @@ def _status_of(rec: dict) -> ContainerStatus:
 
 # ---- pods ---------------------------------------------------------------------------------
 
-def run_pod_sandbox(paths: Paths, pod: PodConfig) -> Sandbox:
-    """Pinned namespaces, /dev/shm, the pod cgroup and the pod's supervisor; all or nothing."""
+def run_pod_sandbox(paths: Paths, pod: PodConfig, meanwhile=None) -> Sandbox:
+    """Pinned namespaces, /dev/shm, the pod cgroup and the pod's supervisor; all or nothing.
+    `meanwhile(sandbox)`, if given, runs once the namespaces exist, while the supervisor comes up
+    (the daemon sets up the pod network there, as a CRI runtime between its netns and its
+    sandbox); if it raises, nothing of the sandbox is left and the error is raised."""
     sb = create_sandbox(paths.run_root, pod.uid, pod.hostname or pod.name, cgroup_root=paths.cgroup_root,
                         qos=pod.qos, resources=pod.resources, host_network=pod.host_network,
                         host_ipc=pod.host_ipc, host_pid=pod.host_pid, share_pid=pod.share_pid,
                         etc_files=pod.etc_files, host_users=pod.host_users)
     try:
-        start_supervisor(sb.dir, paths.cgroup_root).close()
+        start_supervisor(sb.dir, paths.cgroup_root, meanwhile=None if meanwhile is None else lambda: meanwhile(sb)).close()
     except BaseException:
         remove_sandbox(paths.run_root, pod.uid, paths.cgroup_root)
         raise

@@ -7,6 +7,7 @@ it could not)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import signal
@@ -17,6 +18,7 @@ from .client import SupervisorClient
 from .wire import LOG_FILE, PID_FILE, SupervisorError, start_time
 from .zygote import Zygote
 
+log = logging.getLogger("kubelet_py.runtime")
 MARK = b"runtime.supervisor."  # in the command line of every supervisor (the zygote's)
 ZYGOTE = Zygote()
 
@@ -26,8 +28,10 @@ def warm_up() -> None:
     ZYGOTE.start()
 
 
-def start_supervisor(pod_dir: str, cgroup_parent: str, timeout: float = 10.0) -> SupervisorClient:
-    """Start the pod's supervisor (detached) and return a client once it serves."""
+def start_supervisor(pod_dir: str, cgroup_parent: str, timeout: float = 10.0, meanwhile=None) -> SupervisorClient:
+    """Start the pod's supervisor (detached) and return a client once it serves. `meanwhile()`,
+    if given, runs in this thread while the supervisor comes up (the zygote forks it, ~5 ms);
+    if it raises, the supervisor is killed once it is up (or has failed) and the error raised."""
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     try:
         try:
@@ -41,6 +45,16 @@ def start_supervisor(pod_dir: str, cgroup_parent: str, timeout: float = 10.0) ->
             os.close(log_fd)
             os.close(ready_w)
             ready_w = -1
+        if meanwhile is not None:
+            try:
+                meanwhile()
+            except BaseException:
+                try:  # up or failed: either way its pid file says what to kill
+                    _read_until_eof(ready_r, timeout)
+                except SupervisorError as e:
+                    log.warning("%s: %s", pod_dir, e)
+                kill_supervisor(pod_dir)
+                raise
         msg = _read_until_eof(ready_r, timeout)
     finally:
         os.close(ready_r)

@@ -420,3 +420,29 @@ def test_post_start_blocks_the_next_container_and_its_failure_kills(d):
     events = d.cli("describe", "pod", "postfail").stdout
     assert "FailedPostStartHook" in events, events
     assert (pod.get("status") or {}).get("phase") == "Failed"
+
+
+def test_a_sandbox_whose_network_fails_leaves_nothing_and_is_retried(d):
+    """The pod network is set up while the supervisor comes up: a hostPort another pod holds
+    fails it, and the pod's namespaces, cgroup, supervisor, veth and IP all go
+    (FailedCreatePodSandBox, retried); once the port is free the pod starts."""
+    from runtime import pod as rt
+    from runtime.container import Paths
+    port = {"containerPort": 8080, "hostPort": 31000 + os.getpid() % 1000}
+    d.apply(_pod("holder", [_c("c", "sleep 600", ports=[port])], terminationGracePeriodSeconds=0))
+    holder = d.wait_for("holder", lambda p: _phase(p) == "Running", 30, what="Running")
+    d.apply(_pod("second", [_c("c", "sleep 600", ports=[port])], terminationGracePeriodSeconds=0))
+    second = d.wait_for("second", lambda p: "FailedCreatePodSandBox" in d.cli("describe", "pod", "second").stdout,
+                        30, what="FailedCreatePodSandBox")
+    uid = second["metadata"]["uid"]
+    assert "is already allocated" in d.cli("describe", "pod", "second").stdout
+    objs = rt.list_objects(Paths(d.root, d.run, d.cg))
+    assert {o.pod or o.id for o in objs} == {holder["metadata"]["uid"]}, objs  # nothing of `second`
+    assert _phase(d.pod("second")) == "Pending"
+    for dirpath, _dirs, files in os.walk(os.path.join(d.root, "ipam")):
+        for f in files:
+            assert uid not in open(os.path.join(dirpath, f), errors="replace").read(), f
+    d.cli("delete", "pod", "holder", "--grace-period", "0")
+    d.wait_for("second", lambda p: _phase(p) == "Running", 30, what="Running once the port is free")
+    d.cli("delete", "pod", "second", "--grace-period", "0")
+    _nothing_left(d, uid)

@@ -99,6 +99,34 @@ def test_api_errors_name_the_pod_and_container(env):
     assert api.pod_containers(paths, "pod-api-2") == []
 
 
+def test_work_done_while_the_supervisor_comes_up_sees_the_namespaces_and_its_failure_leaves_nothing(env):
+    """run_pod_sandbox(meanwhile=...): the daemon sets up the pod network there. It runs with the
+    pod's network namespace pinned and the supervisor on its way; when it raises, the supervisor
+    is killed once up, the sandbox removed, and its error raised as it is."""
+    from runtime import pod as api
+    from runtime.cgroups import Cgroup
+    from tests.integration.leaks import processes_naming
+    paths = env["paths"]
+    seen = []
+
+    def network(sb):
+        seen.append((os.path.exists(sb.namespaces["network"]), sb.dir))
+        raise OSError(99, "no address for the pod", "kpy-test")
+    with pytest.raises(OSError, match="no address for the pod"):
+        api.run_pod_sandbox(paths, api.PodConfig(uid="pod-api-mw", name="mw", etc_files=False), meanwhile=network)
+    assert seen and seen[0][0], seen
+    assert not os.path.exists(seen[0][1]) and api.list_pod_sandboxes(paths) == []
+    assert processes_naming(seen[0][1]) == []  # no supervisor left for it
+    from runtime.sandbox import pod_cgroup_path
+    assert not any(os.path.isdir(d) for d in Cgroup(pod_cgroup_path(paths.cgroup_root, "besteffort", "pod-api-mw")).dirs())
+    # and when it succeeds, the pod is whole: the supervisor serves
+    ran = []
+    sb = api.run_pod_sandbox(paths, api.PodConfig(uid="pod-api-mw2", name="mw", etc_files=False),
+                             meanwhile=lambda sb: ran.append(sb.uid))
+    assert ran == ["pod-api-mw2"] and api.pod_status(paths, sb.uid).sandbox.state == "ready"
+    api.remove_pod_sandbox(env["store"], paths, sb.uid)
+
+
 @pytest.mark.cgroups
 def test_gc_after_a_crash_removes_what_is_not_kept(env):
     """The supervisors die with the node agent (SIGKILL): the containers run on, orphaned. A new
