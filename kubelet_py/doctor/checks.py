@@ -136,7 +136,7 @@ def check_iptables(f: dict, chain_prefix: str) -> list[Check]:
     else:
         out.append(Check("iptables/backend", OK, f"host iptables is the {backend} variant ({ipt['version']}); "
                          "kubelet-py writes the legacy tables" +
-                         (f", its Services' chains nf_tables (--services-iptables nft: {len(nft_ours)} now)"
+                         (f", the Services' chains nf_tables (--services-iptables nft: {len(nft_ours)} now)"
                           if nft_ours else ""), "", False))
     if backend == "legacy" or (ours and not hidden) or (nft_ours and not hidden):
         out.append(Check("iptables/visible", OK, f"our chains ({chain_prefix}-*) are visible to the host's iptables" +

@@ -182,6 +182,13 @@ def test_services_in_nf_tables_with_the_config_files_services_iptables_nft(tmp_p
         assert f"{d.chain}-SERVICES" not in legacy and f"{d.chain}-SEP-" not in legacy
         assert f":{d.chain}-POSTROUTING" in legacy  # the pod network's masquerade chain: legacy
         assert _until(lambda: _get(f"http://{ip}/"), 15, "the ClusterIP answering") == "nft-0\n"
+        # inspect finds the pod's endpoint rule in nf_tables (it reads iptables-nft-save too)
+        from tests.e2e.test_inspect import _nodes
+        report = json.loads(d.cli("inspect", "pod", "nft-0", "-o", "json").stdout)
+        pod_ip = d.pod("nft-0")["status"]["podIP"]
+        assert [r for r in _nodes(report["tree"], "rule") if r["data"]["chain"].startswith(f"{d.chain}-SEP-")
+                and f"-j DNAT --to-destination {pod_ip}:8080" in r["data"]["rule"]], report["tree"]
+        assert not [p for p in report["problems"] if "no SEP rule" in p], report["problems"]
         d.cli("delete", "svc", "echo")
         _until(lambda: ip not in _saved("iptables-nft-save"), 10, "the Service's rules gone")
     finally:
