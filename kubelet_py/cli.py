@@ -514,12 +514,9 @@ def main(argv=None) -> None:
     except (ImageError, KpyError, RuntimeFailure) as e:
         click.echo(f"kubelet-py: error: {e}", err=True)
         sys.exit(1)
-    except PermissionError as e:
-        click.echo(f"kubelet-py: error: {e.filename or ''}: permission denied (run as root?)", err=True)
-        sys.exit(1)
     except OSError as e:
-        where = f"{e.filename}: " if e.filename else ""
-        click.echo(f"kubelet-py: error: {where}{e.strerror or e} ({type(e).__name__})", err=True)
+        from .errtext import os_error_message
+        click.echo(f"kubelet-py: error: {os_error_message(e)}", err=True)
         sys.exit(1)
 
 

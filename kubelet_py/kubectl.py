@@ -34,6 +34,7 @@ def _run(work):
     """Run a command's work (a function of no argument, or a coroutine) with the daemon's
     refusals as one line for the user."""
     from .client import ClientError
+    from .errtext import server_message
     from .server.errors import ApiError
     try:
         if callable(work):
@@ -41,7 +42,7 @@ def _run(work):
         import asyncio
         return asyncio.run(work)
     except ClientError as e:
-        raise KpyError(f"Error from server ({e.reason}): {e}" if e.code else str(e)) from None
+        raise KpyError(server_message(e)) from None
     except ApiError as e:  # the embedded agent's (run -f without a daemon)
         raise KpyError(f"{e.reason}: {e}") from None
     except KeyboardInterrupt:
@@ -72,23 +73,12 @@ def _duration(value: str, what: str) -> float:
 # ---- files ------------------------------------------------------------------------------------
 
 def _files(paths: tuple[str, ...], recursive: bool) -> list[tuple[str, str]]:
-    """(name, text) of every manifest named: files, directories (.yaml, .yml, .json; -R enters
-    subdirectories), `-` for standard input."""
-    out = []
-    for p in paths:
-        if p == "-":
-            out.append(("<stdin>", sys.stdin.read()))
-        elif os.path.isdir(p):
-            for root, dirs, files in os.walk(p):
-                dirs[:] = sorted(dirs) if recursive else []
-                for f in sorted(files):
-                    if f.endswith((".yaml", ".yml", ".json")):
-                        out.append((os.path.join(root, f), open(os.path.join(root, f)).read()))
-        elif os.path.exists(p):
-            out.append((p, open(p).read()))
-        else:
-            raise KpyError(f'error: the path "{p}" does not exist')
-    return out
+    """(name, text) of every manifest named (applycmd.read_files), a missing one a KpyError."""
+    from .applycmd import MissingPath, read_files
+    try:
+        return read_files(paths, recursive)
+    except MissingPath as e:
+        raise KpyError(str(e)) from None
 
 
 def load_manifests(paths: tuple[str, ...], recursive: bool = False, strict: bool = False) -> list[dict]:
@@ -206,16 +196,10 @@ def apply(ctx, paths, recursive, strict):
     # The daemon reads and validates the files (errors still name file, document, object and
     # field): validating here would import the api package and yaml, ~75 ms of this command's
     # ~125 ms (python -X importtime), for work the daemon does again anyway.
-    files = [{"name": name, "text": text} for name, text in _files(paths, recursive)]
-
-    def go():
-        with _client(ctx) as c:
-            for r in c.apply_files(files, strict):
-                o = r["object"]
-                for w in r.get("warnings", []):
-                    click.echo(f"Warning: {w}", err=True)
-                click.echo(f"{o['kind'].lower()}/{o['metadata']['name']} {r['action']}")
-    _run(go)
+    # kubelet_py/entry.py runs the plain form of this command without click (applycmd.quick)
+    from .applycmd import apply_files
+    files = _files(paths, recursive)
+    _run(lambda: apply_files(ctx.obj.socket, files, strict, lambda text, err: click.echo(text, err=err)))
 
 
 @cli.group()

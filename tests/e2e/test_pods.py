@@ -446,3 +446,34 @@ def test_a_sandbox_whose_network_fails_leaves_nothing_and_is_retried(d):
     d.wait_for("second", lambda p: _phase(p) == "Running", 30, what="Running once the port is free")
     d.cli("delete", "pod", "second", "--grace-period", "0")
     _nothing_left(d, uid)
+
+
+def test_apply_without_click_answers_as_the_click_command(d, tmp_path):
+    """The plain `apply -f` runs without click (kubelet_py/applycmd.py, entry.py); any other
+    global option sends it through click. Both print the same: objects, warnings, errors."""
+    import subprocess
+    import sys
+    good = tmp_path / "good.yaml"
+    good.write_text(_pod("quick", [_c("c", "sleep 600", bogusField=1)], terminationGracePeriodSeconds=0))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(_pod("quickbad", [_c("c", "true", ports=[{"containerPort": 0}])]))
+    slow_flag = ("--max-layer-size", "1Gi")  # a typed global option: click's path
+    seen = {}
+    for what, path in (("good", good), ("bad", bad), ("missing", tmp_path / "nope.yaml"), ("dir", tmp_path)):
+        quick = d.cli("apply", "-f", str(path), check=False)
+        slow = d.cli(*slow_flag, "apply", "-f", str(path), check=False)
+        assert (quick.returncode, quick.stderr) == (slow.returncode, slow.stderr), (what, quick, slow)
+        assert quick.stdout.replace(" created", " unchanged") == slow.stdout, (what, quick, slow)
+        seen[what] = quick
+    assert seen["good"].returncode == 0 and seen["good"].stdout == "pod/quick created\n"
+    assert "bogusField" in seen["good"].stderr
+    assert seen["bad"].returncode == 1 and "containerPort: Required value" in seen["bad"].stderr
+    assert seen["missing"].returncode == 1 and 'the path "' in seen["missing"].stderr
+    assert seen["dir"].returncode == 1 and "quickbad" in seen["dir"].stderr  # nothing of the dir applied
+    # the quick path really runs without click
+    p = subprocess.run(d.base() + ["apply", "-f", str(good)], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"})
+    assert p.returncode == 0 and "pod/quick unchanged" in p.stdout
+    imported = {line.split("|")[-1].strip() for line in p.stderr.splitlines() if line.startswith("import time:")}
+    assert "kubelet_py.applycmd" in imported and "click" not in imported, sorted(imported)
+    d.cli("delete", "pod", "quick", "--grace-period", "0")
