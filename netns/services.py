@@ -496,12 +496,16 @@ def _insert_at_top(rule: Rule) -> str:
 
 def delta(config: NetworkConfig, new: ServiceRules, old: ServiceRules | None,
           live_chains: Mapping[str, Iterable[str]] | None = None,
-          live_jump_targets: Mapping[str, Mapping[str, Iterable[str]]] | None = None) -> tuple[TableDelta, ...]:
+          live_jump_targets: Mapping[str, Mapping[str, Iterable[str]]] | None = None,
+          live_rules: Mapping[str, Mapping[str, tuple[str, ...]]] | None = None) -> tuple[TableDelta, ...]:
     """What to write to go from `old` (the last applied plan; None: unknown, a full sync) to `new`.
 
     Full sync (old None): every chain of `new` is written; every owned chain in `live_chains` that
     `new` lacks is deleted (a Service gone while we were away); jumps missing from
-    `live_jump_targets` (table -> built-in chain -> the targets of its rules) are inserted.
+    `live_jump_targets` (table -> built-in chain -> the targets of its rules) are inserted. With
+    `live_rules` (table -> chain -> its rules as iptables-save prints them, saved_rule_lines), a
+    full sync writes only the chains whose live rules are not exactly the plan's (the "nft"
+    backend: nf_tables applies just those, where a rewrite of every chain takes seconds).
     Incremental: only chains whose rules differ from `old` are written, chains of `old` that `new`
     lacks are deleted, no jump is looked at. Chains we do not own are never in a delta."""
     out = []
@@ -510,6 +514,9 @@ def delta(config: NetworkConfig, new: ServiceRules, old: ServiceRules | None,
         if old is None:
             have = set(live_chains.get(table, ())) if live_chains else set()
             write = tuple(ChainSpec(n, rs) for n, rs in want.items())
+            if live_rules is not None:
+                saved = live_rules.get(table, {})
+                write = tuple(c for c in write if saved.get(c.name) != tuple(render_rules(c.rules)))
             stale = sorted(c for c in have if c not in want and owned_chain(config, table, c))
             targets = (live_jump_targets or {}).get(table, {})
             jumps = tuple(j for j in new.jumps.get(table, ())
@@ -617,6 +624,18 @@ def save_state(tables: Mapping[str, SavedTable], builtins: Mapping[str, Iterable
     return chains, targets
 
 
+def saved_rule_lines(tables: Mapping[str, SavedTable]) -> dict[str, dict[str, tuple[str, ...]]]:
+    """table -> chain -> its rules as `-A CHAIN ...` lines (what Rule.render gives for a rule
+    the plan wrote), every saved chain, empty ones too: delta's `live_rules`."""
+    out: dict[str, dict[str, tuple[str, ...]]] = {}
+    for name, t in tables.items():
+        by_chain: dict[str, list[str]] = {c: [] for c in t.chains}
+        for chain, spec in t.rules:
+            by_chain.setdefault(chain, []).append(f"-A {chain} {spec}" if spec else f"-A {chain}")
+        out[name] = {c: tuple(rs) for c, rs in by_chain.items()}
+    return out
+
+
 def removal_text(config: NetworkConfig, tables: Mapping[str, SavedTable]) -> str:
     """The iptables-restore --noflush input that removes every chain of ours from the saved
     tables (flushed, the rules of other chains that jump to them deleted, then each deleted);
@@ -673,4 +692,4 @@ __all__ = ["Endpoint", "ServicePort", "ServiceRules", "TableDelta", "plan", "del
            "probability", "port_proto_hash", "endpoint_hash", "svc_chain", "sep_chain", "ext_chain",
            "owned_chain", "is_hashed_chain", "fixed_chains", "usable_endpoints", "teardown_order",
            "conntrack_flush_targets", "restore_error_location", "check_prefix", "SavedTable", "parse_save",
-           "rule_target", "save_state", "removal_text"]
+           "rule_target", "save_state", "saved_rule_lines", "removal_text"]

@@ -13,12 +13,15 @@ A sync is ONE batched commit per table. Three appliers write the same TableDelta
   (tests/bench/bench_services.py measures both; README "Services (iptables)").
 - "nft": the same restore input loaded by `iptables-nft-restore -w 5 --noflush` into the nf_tables
   `ip nat` / `ip filter` tables iptables-nft keeps (what the host's `iptables` shows on Debian 12,
-  and what kube-proxy writes on such a host). The live chains are read from `iptables-nft-save`.
+  and what kube-proxy writes on such a host). The live chains are read from `iptables-nft-save`,
+  and with them the live rules: a full sync rewrites only the chains that differ from the plan
+  (rewriting all of them takes seconds in nf_tables; the legacy tables are replaced whole anyway).
   The kernel's legacy API replaces a whole table on every commit (a one-endpoint change of
   1,000 Services x 10 endpoints costs 150+ ms however little is written); nf_tables applies
-  just the delta (tens of ms for that change; a full load is slower than legacy's). The pod network's chains stay in the legacy tables: both
-  families' hooks see every packet (NAT: the first table that binds a connection wins; filter:
-  each family's verdict must be ACCEPT), and the Services plan depends on none of them.
+  just the delta (tens of ms for that change; a full load is slower than legacy's). The pod
+  network's chains stay in the legacy tables: both families' hooks see every packet (NAT: the
+  first table that binds a connection wins; filter: each family's verdict must be ACCEPT), and
+  the Services plan depends on none of them.
 
 A proxy's first sync also removes our chains from the other family (a daemon switched from one
 mode to the other must not leave the old rules acting on traffic); `teardown()` removes them
@@ -266,12 +269,16 @@ class ServiceProxy:
     def _sync(self, new: ServiceRules, t0: float) -> SyncResult:
         old = self._applied
         full = old is None
-        live_chains = live_jumps = None
+        live_chains = live_jumps = live_rules = None
         try:
-            if full:
+            if full and self.backend == "nft":       # one save: chains, jumps and rules
+                tables = nft_tables()
+                live_chains, live_jumps = services.save_state(tables, {t: BUILTIN[t] for t in (FILTER, NAT)})
+                live_rules = services.saved_rule_lines(tables)
+            elif full:
                 live_chains, live_jumps = live_state(self.config, self.backend)
             with _gc_paused():
-                deltas = services.delta(self.config, new, old, live_chains, live_jumps)
+                deltas = services.delta(self.config, new, old, live_chains, live_jumps, live_rules)
             self._applied = None            # unknown until the commit is through
             if self.backend == "restore":
                 apply_restore(deltas, self.restore or RESTORE)

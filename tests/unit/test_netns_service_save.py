@@ -154,3 +154,35 @@ def test_a_plans_restore_input_reads_back_as_its_chains():
     for table in (FILTER, NAT):
         assert t[table].chains == tuple(c.name for c in r.chains[table])
         assert [f"-A {c} {spec}" for c, spec in t[table].rules] == [x.render() for c in r.chains[table] for x in c.rules]
+
+
+def test_saved_rule_lines_are_each_chains_rules_as_rendered():
+    lines = services.saved_rule_lines(parse_save(SAVED))
+    assert lines[FILTER]["OUTPUT"] == () and lines[FILTER]["KPY-SERVICES"] == ()
+    assert lines[FILTER]["FORWARD"][-1] == "-A FORWARD -s 10.1.0.0/16"
+    assert lines[NAT][SEP] == (f"-A {SEP} -s 10.180.0.1/32 -m comment --comment ns1/svc1:p80 -j KPY-MARK-MASQ",
+                               f"-A {SEP} -p tcp -m comment --comment ns1/svc1:p80 -m tcp -j DNAT "
+                               "--to-destination 10.180.0.1:80")
+
+
+def test_a_full_sync_with_the_live_rules_writes_only_the_chains_that_differ():
+    sp = ServicePort("ns1", "svc1", "p80", "TCP", "10.20.30.41", 80, node_port=30080)
+    eps = {sp.key: [Endpoint("10.180.0.1", 80), Endpoint("10.180.0.2", 80)]}
+    r = services.plan(CFG, [sp], eps)
+    text = "".join(d.render() for d in services.delta(CFG, r, None))       # what a first full sync loads
+    tables = parse_save(text.replace("-I ", "-A ").replace(" 1 -m", " -m"))   # saved back (jumps appended)
+    chains, targets = save_state(tables, {t: BUILTIN[t] for t in (FILTER, NAT)})
+    live = services.saved_rule_lines(tables)
+    assert services.delta(CFG, r, None, chains, targets, live) == ()          # everything in place: nothing
+    # someone flushed the SVC chain, added a rule to a SEP chain and deleted the other SEP chain
+    svc = services.svc_chain(CFG, sp)
+    sep1, sep2 = (services.sep_chain(CFG, sp, e) for e in eps[sp.key])
+    live[NAT] = {**live[NAT], svc: (), sep1: live[NAT][sep1] + (f"-A {sep1} -j DROP",)}
+    del live[NAT][sep2]
+    chains[NAT] = [c for c in chains[NAT] if c != sep2]
+    d = services.delta(CFG, r, None, chains, targets, live)
+    assert [(x.table, sorted(c.name for c in x.write), x.delete, x.jumps) for x in d] == [
+        (NAT, sorted((svc, sep1, sep2)), (), ())]
+    # without the live rules (the legacy backends): every chain
+    assert sum(len(x.write) for x in services.delta(CFG, r, None, chains, targets)) == \
+        sum(len(cs) for cs in r.chains.values())
