@@ -362,9 +362,15 @@ def remove_legacy(config: NetworkConfig) -> None:
 def remove_nft(config: NetworkConfig) -> None:
     """Our chains and the jumps to them out of iptables-nft's tables, in one iptables-nft-restore
     run; nothing to do (and no process run but the save) when they hold none or iptables-nft is
-    not installed."""
+    not installed. Tables it cannot read (a kernel without nf_tables) are left with a warning: a
+    legacy-only host must still tear down."""
     if shutil.which(NFT_SAVE) is None:
         return
-    text = services.removal_text(config, nft_tables())
+    try:
+        tables = nft_tables()
+    except ServiceSyncError as e:
+        log.warning("services: cannot read iptables-nft's tables, any chains of ours there are left: %s", e)
+        return
+    text = services.removal_text(config, tables)
     if text:
         _restore_text(text, NFT_RESTORE)
