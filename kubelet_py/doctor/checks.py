@@ -155,6 +155,23 @@ def check_iptables(f: dict, chain_prefix: str) -> list[Check]:
     return out
 
 
+def check_forward_policy(f: dict, pod_cidr: str) -> list[Check]:
+    """A FORWARD policy DROP (Docker sets it in the tables of the host's iptables) drops what the
+    pods send and receive through the node unless a rule there accepts it: the pod network adds
+    no FORWARD rule of its own (as the CNI bridge plugin without its firewall plugin)."""
+    pol = f["iptables"].get("forward_policy") or {}
+    drops = [fam for fam, p in sorted(pol.items()) if p == "DROP"]
+    if not drops:
+        seen = ", ".join(f"{fam} {p}" for fam, p in sorted(pol.items())) or "no iptables command to ask"
+        return [Check("iptables/forward", OK, f"FORWARD policy: {seen}", "", False)]
+    fix = "; ".join(f"iptables-{fam} -I FORWARD -s {pod_cidr} -j ACCEPT; iptables-{fam} -I FORWARD -d {pod_cidr} "
+                    "-j ACCEPT" for fam in drops)
+    return [_c("iptables/forward", False,
+               f"the FORWARD policy is DROP in the {' and '.join(drops)} tables: traffic between pods, from pods "
+               "to the outside and to pods from outside is dropped unless accepted there",
+               fix + " (with Docker: in its DOCKER-USER chain)", required=False)]
+
+
 def check_ip_forward(f: dict) -> list[Check]:
     v = f["ip_forward"]
     return [_c("ip_forward", v == "1", f"net.ipv4.ip_forward = {v}" + ("" if v == "1" else
@@ -306,7 +323,8 @@ def run_all(f: dict, cfg: dict) -> list[Check]:
     """Every check. `cfg`: pod_cidr, service_cidr, bridge, chain_prefix, and the paths root,
     run_root, socket (with their defaults in cfg['defaults'])."""
     return [*check_root(f), *check_kernel(f), *check_overlayfs(f), *check_namespaces(f), *check_cgroups(f),
-            *check_iptables(f, cfg["chain_prefix"]), *check_ip_forward(f), *check_br_netfilter(f),
+            *check_iptables(f, cfg["chain_prefix"]), *check_forward_policy(f, cfg["pod_cidr"]), *check_ip_forward(f),
+            *check_br_netfilter(f),
             *check_binaries(f), *check_python(f), *check_disk(f),
             *check_networks(f, cfg["pod_cidr"], cfg["service_cidr"], cfg["bridge"]),
             *check_others(f, cfg, cfg["defaults"])]

@@ -74,11 +74,26 @@ def iptables(chain_prefix: str) -> dict:
     except Exception as e:  # noqa: BLE001 - recorded: iptc missing is the python-deps check's to report
         out["legacy_error"] = str(e)
         log.debug("reading the legacy tables: %s", e)
+    out["forward_policy"] = forward_policies()
     if host:
         for table in ("filter", "nat"):
             rc, text = _run([host, "-w", "5", "-t", table, "-S"])
             out["host_chains"] += [f"{table}/{w[1]}" for w in (ln.split() for ln in text.splitlines())
                                    if rc == 0 and len(w) >= 2 and w[0] == "-N" and w[1].startswith(chain_prefix + "-")]
+    return out
+
+
+def forward_policies() -> dict:
+    """{"legacy": "ACCEPT"|"DROP", "nft": ...} of filter FORWARD, per family whose command is
+    installed (a packet to or between pods must pass both)."""
+    out = {}
+    for family in ("legacy", "nft"):
+        cmd = shutil.which(f"iptables-{family}")
+        if cmd:
+            rc, text = _run([cmd, "-w", "5", "-S", "FORWARD"])
+            words = text.split("\n", 1)[0].split() if rc == 0 else []
+            if words[:2] == ["-P", "FORWARD"] and len(words) == 3:
+                out[family] = words[2]
     return out
 
 

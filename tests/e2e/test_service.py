@@ -204,7 +204,7 @@ def test_sigterm_leaves_pods_running_and_drain_stops_them(tmp_path):
 
 EVERY_CHECK = {"root", "kernel", "overlayfs", *(f"namespace/{n}" for n in ("mnt", "pid", "net", "ipc", "uts", "user",
                                                                              "cgroup")),
-               "cgroups", "iptables/backend", "iptables/visible", "ip_forward", "br_netfilter",
+               "cgroups", "iptables/backend", "iptables/visible", "iptables/forward", "ip_forward", "br_netfilter",
                "binary/iptables-legacy-restore", "binary/iptables-legacy-save", "python-deps", "disk/root",
                "disk/run-root", "disk/log-root", "cidr/pods", "cidr/services", "other/kubelet-py", "other/runtimes"}
 
@@ -257,6 +257,23 @@ def test_doctor_fails_on_a_taken_bridge_name_and_an_overlapping_route(tmp_path):
             assert re.search(r"^FAIL\s+cidr/pods\s+.*-- fix: choose a free --pod-cidr", text.stdout, re.M), text.stdout
         finally:
             ipr.link("del", ifname=name)
+
+
+def test_doctor_warns_of_a_forward_policy_drop(tmp_path):
+    """In a network namespace of its own whose legacy FORWARD policy is DROP (as Docker leaves a
+    host's tables): the check names the family and gives the rules that let pod traffic pass."""
+    ns = f"kpydf{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", ns, "iptables-legacy", "-P", "FORWARD", "DROP"], check=True)
+        p = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m", "kubelet_py", "--root", str(tmp_path / "r"),
+                            "--run-root", str(tmp_path / "run"), "doctor", "--config", os.devnull, "-o", "json",
+                            "--pod-cidr", "10.251.0.0/16"], capture_output=True, text=True, timeout=120)
+        got = {c["name"]: c for c in json.loads(p.stdout)["checks"]}["iptables/forward"]
+        assert got["status"] == "warn" and "DROP in the legacy tables" in got["message"], got
+        assert "iptables-legacy -I FORWARD -s 10.251.0.0/16 -j ACCEPT" in got["fix"], got
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=True)
 
 
 # ---- install-service ------------------------------------------------------------------------------
