@@ -5,6 +5,8 @@ container (oci/launch.py) and for a pod's PID 1 (podinit.py).
     caller --fork--> intermediate: waits until the caller has put it in the cgroup (a byte on
       |                the go pipe), runs enter() (joins or creates namespaces: a new pid
       |                namespace applies to children only), forks, reports `P<pid>`, exits
+      |                (`join_cgroup=None`: the caller lets it go at once and puts the final
+      |                process in the cgroup itself once it hears `P`: join_final)
       |                  `- final process: final(report_fd, go_fd), which never returns (it
       |                     execs, or serves until it is killed)
       `- reads the report pipe until EOF or until it has heard what it waits for
@@ -94,6 +96,21 @@ class Spawned:
             raise self._error(f"{self._what}: the process vanished")
         return self.child
 
+    def join_final(self, join_cgroup, byte: bytes) -> OSError | None:
+        """Put the final process (reported by `P`) in the cgroup and send it `byte` (it waits for
+        that before it execs). On failure it is killed (the caller reads the reports on: an `E`
+        it wrote before, its own error, is the one to raise) and the failure returned."""
+        try:
+            join_cgroup(self.child)
+        except OSError as e:
+            os.kill(self.child, signal.SIGKILL)
+            return e
+        try:
+            self.go(byte)
+        except BrokenPipeError:
+            pass  # it has exited already (a failed mount): its `E` report says why
+        return None
+
     def go(self, byte: bytes) -> None:
         """A byte on the go pipe (the final process may wait for one after reporting)."""
         os.write(self._go, byte)
@@ -117,7 +134,9 @@ def spawn(enter, final, join_cgroup, error: type, what: str,
     """Fork the intermediate (with `stdio` as its fds 0-2, inherited by the final process), put
     it in the cgroup with `join_cgroup(pid)` and let it go. `enter()` runs in the intermediate,
     `final(report_fd, go_fd)` in the final process; an exception of either comes back as
-    `error`."""
+    `error`. With `join_cgroup=None` the intermediate goes at once, in the caller's cgroup: the
+    caller puts the final process in the cgroup (Spawned.join_final) while that one prepares
+    (no cgroup namespace may be made then: it would be rooted in the caller's cgroup)."""
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     rep_r, rep_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
@@ -127,7 +146,8 @@ def spawn(enter, final, join_cgroup, error: type, what: str,
     os.close(rep_w)
     proc = Spawned(pid, rep_r, go_w, error, what)
     try:
-        join_cgroup(pid)
+        if join_cgroup is not None:
+            join_cgroup(pid)
         proc.go(b"g")
     except BaseException:
         os.kill(pid, signal.SIGKILL)

@@ -45,9 +45,10 @@ def find_exe(arg0: str, env: list[str]) -> str:
 
 
 def init(spec: Spec, rootfs: str, cgroup: Cgroup | None, report_fd: int, seccomp, create,
-         go_fd: int | None = None) -> None:
+         go_fd: int | None = None, wait_joined: bool = False) -> None:
     """Become the container (`seccomp`: a linux.seccomp.Filter or None; `create`:
-    launch.CreateOptions). Never returns: execs or raises."""
+    launch.CreateOptions). Never returns: execs or raises. `wait_joined`: the parent puts this
+    process in its cgroup meanwhile; it waits for the `j` saying so before its last steps."""
     # the exec fifo, opened read-write by start() (so that opening never blocks) and inherited:
     # the last read before execve blocks
     fifo_fd = create.exec_fifo_fd
@@ -92,6 +93,8 @@ def init(spec: Spec, rootfs: str, cgroup: Cgroup | None, report_fd: int, seccomp
     if spec.oom_score_adj is not None and not in_userns:  # else set before the join (launch.py)
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write(str(spec.oom_score_adj))
+    if wait_joined and os.read(go_fd, 1) != b"j":
+        os._exit(125)  # the parent could not put us in the cgroup: it reports the error
     become(spec, spec.args, spec.env, spec.cwd, report_fd, seccomp, create.console, create.console_size, fifo_fd)
 
 

@@ -218,20 +218,27 @@ def run_bundle(bundle: str, container_id: str) -> ExitStatus:
     return run(spec, rootfs, container_id)
 
 
-def _launch(cgroup: Cgroup, stdio, enter, final, what: str, ready: bool = False, on_hook=None) -> int:
+def _launch(cgroup: Cgroup, stdio, enter, final, what: str, ready: bool = False, on_hook=None,
+            late_join: bool = False) -> int:
     """Spawn (forkreport.spawn) into `cgroup`: `enter()` in the intermediate, `final(report_fd,
     go_fd)` (it execs) in the process whose pid this returns. Without `ready` this returns at EOF
-    (the final process has exec'd); with it, at its `R`."""
+    (the final process has exec'd); with it, at its `R`. `late_join`: the final process is put
+    in the cgroup while it makes its mounts, and waits for a `j` before it execs: a cgroup v1
+    migration waits for an RCU grace period (~5 ms here), which then overlaps the mounts."""
     def enter_undumpable():
         # non-dumpable until execve (which resets it): a container process cannot open
         # /proc/<pid>/exe (the host's interpreter) of us or our child (CVE-2019-5736)
         ksys.prctl(ksys.PR_SET_DUMPABLE, 0)
         enter()
 
-    with forkreport.spawn(enter_undumpable, final, cgroup.add, RunError, f"{what} failed", stdio) as proc:
+    with forkreport.spawn(enter_undumpable, final, None if late_join else cgroup.add, RunError, f"{what} failed",
+                          stdio) as proc:
         hook_wanted = False
+        join_error = None
         for line in proc.reports():
-            if line == "H":
+            if late_join and line.startswith("P"):
+                join_error = proc.join_final(cgroup.add, b"j")
+            elif line == "H":
                 hook_wanted = True
             elif line == "R" and ready:
                 return proc.child_pid()
@@ -240,6 +247,9 @@ def _launch(cgroup: Cgroup, stdio, enter, final, what: str, ready: bool = False,
                 on_hook(proc.child)  # raising: the go pipe closes and the final process exits
                 proc.go(b"h")
         pid = proc.child_pid()
+        if join_error is not None:
+            reap(pid)
+            raise RunError(f"{what} failed: putting it in cgroup {cgroup.path}: {join_error.strerror or join_error}")
     if ready:
         raise RunError(f"{what} failed: the process exited before it was ready")
     return pid
@@ -273,8 +283,12 @@ def _spawn(spec, rootfs, cgroup, flags, ns_fds, new_cgroupns, stdio, seccomp, cr
             ksys.unshare(ksys.CLONE_NEWCGROUP)
         if "user" in ns_fds:
             become_root()
-    return _launch(cgroup, stdio, enter, lambda rep, go: init(spec, rootfs, cgroup, rep, seccomp, create, go),
-                   "container start", ready=create.exec_fifo is not None, on_hook=create.before_pivot)
+    # the init joins its cgroup late (while it mounts) unless a step before its exec needs it
+    # there: a cgroup namespace (rooted where the process is), the hooks' pause, the exec fifo
+    late = not new_cgroupns and create.before_pivot is None and create.exec_fifo is None
+    return _launch(cgroup, stdio, enter,
+                   lambda rep, go: init(spec, rootfs, cgroup, rep, seccomp, create, go, wait_joined=late),
+                   "container start", ready=create.exec_fifo is not None, on_hook=create.before_pivot, late_join=late)
 
 
 # the user namespace last: the others are joined with the host's privileges

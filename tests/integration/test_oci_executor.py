@@ -150,3 +150,41 @@ def test_start_twice_and_exec_leave_the_spec_alone_and_give_home(executor_env):
             os.close(r)
             started.cleanup()
             reap(started.pid)
+
+
+def test_the_init_waits_for_its_cgroup_before_the_command(executor_env, monkeypatch):
+    """The init joins its cgroup late (while it mounts: oci/launch.py late_join) but never runs
+    the command before it is in it: with a join made slow on purpose (0.3 s before the write),
+    the command's first look at /proc/self/cgroup still shows the container's cgroup."""
+    import time
+    from runtime.cgroups import Cgroup, detect
+    from runtime.image.manifest import ImageConfig
+    from runtime.linux.forkreport import reap
+    from runtime.oci.generate import ContainerRequest, generate
+    from runtime.oci.run import spec_from, start
+    rootfs, cg = executor_env
+    slow_add = Cgroup.add
+
+    def add(self, pid):
+        time.sleep(0.3)
+        slow_add(self, pid)
+    monkeypatch.setattr(Cgroup, "add", add)
+    req = ContainerRequest(name="late", command=["cat", "/proc/self/cgroup"])
+    doc = generate(req, ImageConfig("amd64", "linux", ()), rootfs, f"{cg}/late", detect())
+    spec, root = spec_from(doc, os.path.dirname(rootfs))
+    r, w = os.pipe2(os.O_CLOEXEC)
+    devnull = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+    started = start(spec, root, "late", stdio=(devnull, w, w))
+    os.close(w)
+    os.close(devnull)
+    try:
+        out = _read_all(r).decode()
+        paths = {ln.split(":", 2)[2] for ln in out.splitlines() if ln.count(":") >= 2}
+        from tests.conftest import host_is_cgroup2
+        if host_is_cgroup2():  # its own cgroup namespace (the init then joins first, as before)
+            assert paths == {"/"}, out
+        else:
+            assert paths == {f"/{cg}/late"}, out
+    finally:
+        reap(started.pid)
+        started.cleanup()

@@ -331,6 +331,24 @@ def test_relative_bind_sources_and_a_fake_dev_null(tmp_path):
     assert left == [] and mounts_under(str(tmp_path)) == []
 
 
+def test_the_init_is_in_its_cgroup_when_the_command_starts(env, tmp_path):
+    """The init joins its cgroup while it makes its mounts (oci/launch.py late_join): the
+    command's first look at /proc/self/cgroup already shows the container's cgroup, in every
+    hierarchy (v1), or its own cgroup namespace's root (v2)."""
+    from tests.conftest import host_is_cgroup2
+    base = [sys.executable, "-m", "kubelet_py.cli", "--root", env["root"], "--run-root", env["run"],
+            "--cgroup-root", env["cg"], "--log-root", str(tmp_path / "logs")]
+    p = subprocess.run(base + ["runtime", "run", "--image", DEFAULT_IMAGE, "--name", "first", "--", "cat",
+                               "/proc/self/cgroup"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    paths = {ln.split(":", 2)[2] for ln in p.stdout.splitlines() if ln.count(":") >= 2}
+    if host_is_cgroup2():
+        assert paths == {"/"}, p.stdout
+    else:
+        (path,) = paths  # one cgroup in every hierarchy: none left at the supervisor's or ours
+        assert path.startswith(f"/{env['cg']}/"), p.stdout
+
+
 def test_the_container_cgroup_is_in_every_hierarchy_and_removed_from_all(env, tmp_path):
     """As runc: on v1 the container (and a process exec'd into it) is in its own cgroup in every
     hierarchy of the host, name=systemd, cpuset (whose cpus and mems are copied from the parent,
