@@ -242,6 +242,7 @@ class PodWorker:
             return
         # app containers
         will_run = False
+        starts: list[tuple[int, dict, bool]] = []  # (index, container, restart): started below
         for i, c in enumerate(spec.get("containers") or []):
             name = c["name"]
             rec = self._rec(name)
@@ -262,12 +263,13 @@ class PodWorker:
                 continue
             if st is None:
                 will_run = True
-                await self.maybe_start("containers", i, c, restart=False, policy=policy)
+                starts.append((i, c, False))
                 continue
             code = rec.current.exit_code if rec.current.exit_code is not None else 255
             if policy == "Always" or (policy == "OnFailure" and code != 0):
                 will_run = True
-                await self.maybe_start("containers", i, c, restart=True, policy=policy)
+                starts.append((i, c, True))
+        await self.start_in_order(starts, policy)
         if not will_run:
             # nothing runs and nothing will: the pod is done (phase from the exit codes)
             await self.stop_sidecars()
@@ -278,7 +280,30 @@ class PodWorker:
             if c.get("restartPolicy") == "Always" and self._rec(c["name"]).state == "running":
                 await self.kill_container(c["name"], self.agent.deletion_grace(self.pod), "Stopping container")
 
-    async def maybe_start(self, lst: str, i: int, c: dict, restart: bool, policy: str) -> None:
+    async def start_in_order(self, starts: list[tuple[int, dict, bool]], policy: str) -> None:
+        """App containers, started in their order as the kubelet does; with none having a
+        postStart hook (which must finish before the next container starts), each one's image
+        check, environment and create (its rootfs and bundle) overlap the starts of those before
+        it: only the starts themselves wait their turn."""
+        if len(starts) < 2 or any((c.get("lifecycle") or {}).get("postStart") for _i, c, _r in starts):
+            for i, c, restart in starts:
+                await self.maybe_start("containers", i, c, restart=restart, policy=policy)
+            return
+        turns = [asyncio.Event() for _ in starts]
+
+        async def in_turn(k: int, i: int, c: dict, restart: bool) -> None:
+            try:
+                await self.maybe_start("containers", i, c, restart=restart, policy=policy,
+                                       turn=turns[k - 1].wait if k else None)
+            finally:
+                turns[k].set()  # the next one's start goes on, whatever became of this one
+        results = await asyncio.gather(*(in_turn(k, i, c, r) for k, (i, c, r) in enumerate(starts)),
+                                       return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+
+    async def maybe_start(self, lst: str, i: int, c: dict, restart: bool, policy: str, turn=None) -> None:
         """Start the container now, or once its back-off has passed (CrashLoopBackOff)."""
         name = c["name"]
         rec = self._rec(name)
@@ -295,9 +320,10 @@ class PodWorker:
                 self._wake_in(wait)
                 return
             self.backoff.next(key, now, rec.current.finished_at)
-        await self.start_container(lst, i, c)
+        await self.start_container(lst, i, c, turn)
 
-    async def start_container(self, lst: str, i: int, c: dict) -> None:
+    async def start_container(self, lst: str, i: int, c: dict, turn=None) -> None:
+        """Image, environment, create, then start (`turn`: awaited just before the start)."""
         name = c["name"]
         rec = self._rec(name)
         fieldpath = f"spec.{lst}{{{name}}}"
@@ -342,6 +368,8 @@ class PodWorker:
         self.cids[name] = cid
         self.names[cid] = name
         self.agent.event(self.pod, "Normal", "Created", f"Created container: {name}", field=fieldpath)
+        if turn is not None:
+            await turn()
         try:
             await asyncio.to_thread(self.agent.runtime_start, self.uid, cid)
         except RuntimeFailure as e:

@@ -477,3 +477,20 @@ def test_apply_without_click_answers_as_the_click_command(d, tmp_path):
     imported = {line.split("|")[-1].strip() for line in p.stderr.splitlines() if line.startswith("import time:")}
     assert "kubelet_py.applycmd" in imported and "click" not in imported, sorted(imported)
     d.cli("delete", "pod", "quick", "--grace-period", "0")
+
+
+def test_app_containers_start_in_their_order(d):
+    """Without postStart hooks the containers' creates overlap (worker.start_in_order), but each
+    starts only after the one before it, as the kubelet starts them: the runtime's start times
+    follow the spec's order."""
+    from runtime import pod as rt
+    from runtime.container import Paths
+    names = ["a", "b", "c", "d"]
+    d.apply(_pod("order", [_c(n, "sleep 600") for n in names], terminationGracePeriodSeconds=0))
+    pod = d.wait_for("order", lambda p: _phase(p) == "Running"
+                     and all(s.get("state", {}).get("running") for s in (p["status"].get("containerStatuses") or [])),
+                     30, what="all running")
+    st = rt.pod_status(Paths(d.root, d.run, d.cg), pod["metadata"]["uid"])
+    started = {c.labels.get("io.kubernetes.container.name"): c.started_at for c in st.containers}
+    assert sorted(started, key=started.get) == names, started  # RFC 3339 with nanoseconds: sortable
+    d.cli("delete", "pod", "order", "--grace-period", "0")
