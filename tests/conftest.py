@@ -70,6 +70,12 @@ def pytest_runtest_makereport(item, call):
     rep = outcome.get_result()
     if rep.when == "setup" and rep.failed and str(rep.longrepr).startswith(NEEDS_ROOT):
         rep.kpy_needs_root = True
+    # here, as the report is made, not in pytest_runtest_logreport: the terminal reporter had
+    # already filed it as skipped there, and its summary of skips then crashed on the failure's
+    # text (INTERNALERROR in _folded_skips, with no counts line)
+    if STRICT and rep.skipped and not hasattr(rep, "wasxfail"):
+        rep.outcome = "failed"
+        rep.longrepr = f"KPY_STRICT=1: a skip is a failure here: {rep.longrepr}"
 
 
 def pytest_report_teststatus(report, config):
@@ -81,12 +87,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     note = getattr(config, "_kpy_vm_note", None)
     if note:
         terminalreporter.write_line(note)
-
-
-def pytest_runtest_logreport(report):
-    if STRICT and report.skipped and not hasattr(report, "wasxfail"):
-        report.outcome = "failed"
-        report.longrepr = f"KPY_STRICT=1: a skip is a failure here: {report.longrepr}"
 
 
 @pytest.fixture
