@@ -103,7 +103,10 @@ def kill_supervisor(pod_dir: str, timeout: float = 2.0) -> None:
     pid = supervisor_pid(pod_dir)
     if pid is None:
         return
-    os.kill(pid, signal.SIGKILL)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return  # exited and reaped since the look above (remove_pod_sandbox asks it to shut down first)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
