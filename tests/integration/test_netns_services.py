@@ -414,10 +414,9 @@ def test_a_new_proxy_removes_the_chains_of_services_gone_meanwhile(world):
     assert_live_equals_plan(w)
 
 
+@pytest.mark.parametrize("world", ["restore"], indirect=True)  # python-iptables writes the legacy tables
 def test_the_python_iptables_applier_writes_the_same_tables(world):
     w = world
-    if w.backend != "restore":
-        pytest.skip("python-iptables writes the legacy tables: the restore world's test")
     sps, eps = ports(w)
     other = ServiceProxy(w.cfg, backend="iptc")
     try:
