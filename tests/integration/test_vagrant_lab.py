@@ -145,6 +145,14 @@ def test_ci_scenario_runs_the_daemon_as_the_unit_does(tmp_path):
     assert cmd[1:] == ["serve"] and os.path.basename(cmd[0]) == "kubelet-py" and os.access(cmd[0], os.X_OK)
 
 
+def _missing(msg: str, fix: str) -> None:
+    """A tool the check needs is absent: a failure under KPY_STRICT (CI installs it), else a warning."""
+    if STRICT:
+        pytest.fail(f"{msg}; {fix}")
+    log.warning(msg)
+    warnings.warn(msg)
+
+
 def vagrant_validate(tmp_path) -> None:
     """`vagrant validate` with the provider config ignored (no VirtualBox or libvirt is needed), then
     with the libvirt provider's block checked too (the vagrant-libvirt plugin; no libvirtd needed);
@@ -154,12 +162,8 @@ def vagrant_validate(tmp_path) -> None:
     booted here (no box download, no KVM): tests/vm_two_nodes.py runs its scenario instead."""
     vagrant = shutil.which("vagrant")
     if vagrant is None:
-        msg = "vagrant is not installed: `vagrant validate` not run (apt-get install vagrant to run it)"
-        if STRICT:
-            pytest.fail(f"{msg}; scripts/test installs it")
-        log.warning(msg)
-        warnings.warn(msg)
-        return
+        return _missing("vagrant is not installed: `vagrant validate` not run (apt-get install vagrant to run it)",
+                        "scripts/test installs it")
     env = dict(os.environ, VAGRANT_DOTFILE_PATH=str(tmp_path / "dot"), VAGRANT_HOME=str(tmp_path / "home"),
                VAGRANT_CHECKPOINT_DISABLE="1")
     broken = tmp_path / "broken"
@@ -178,12 +182,8 @@ def vagrant_validate(tmp_path) -> None:
     assert p.returncode != 0 and "hostnme" in p.stdout + p.stderr, p.stdout + p.stderr
     plugins = subprocess.run([vagrant, "plugin", "list"], env=env, capture_output=True, text=True, timeout=120).stdout
     if "vagrant-libvirt" not in plugins:
-        msg = "the vagrant-libvirt plugin is not installed: the libvirt provider's settings not validated"
-        if STRICT:
-            pytest.fail(f"{msg}; scripts/test installs it (apt-get install vagrant-libvirt)")
-        log.warning(msg)
-        warnings.warn(msg)
-        return
+        return _missing("the vagrant-libvirt plugin is not installed: the libvirt provider's settings not validated",
+                        "scripts/test installs it (apt-get install vagrant-libvirt)")
     p = validate(LAB, provider="libvirt")
     assert p.returncode == 0 and "validated successfully" in p.stdout, p.stdout + p.stderr
     (broken / "Vagrantfile").write_text(text.replace("lv.memory =", "lv.memroy ="))
