@@ -82,12 +82,9 @@ class SyncResult:
 
 # ---- reading the live tables (python-iptables, no process; iptables-nft-save for "nft") ------------
 
-def live_state(config: NetworkConfig, backend: str = "restore") -> tuple[
-        dict[str, list[str]], dict[str, dict[str, list[str]]]]:
+def live_state(config: NetworkConfig) -> tuple[dict[str, list[str]], dict[str, dict[str, list[str]]]]:
     """(table -> chain names, table -> built-in chain -> targets of its rules) of the legacy
-    tables, or with backend "nft" of iptables-nft's."""
-    if backend == "nft":
-        return services.save_state(nft_tables(), {t: BUILTIN[t] for t in (FILTER, NAT)})
+    tables (the nft backend reads them, with the rules, from one iptables-nft-save: _sync)."""
     chains: dict[str, list[str]] = {}
     targets: dict[str, dict[str, list[str]]] = {}
     for table in (FILTER, NAT):
@@ -276,7 +273,7 @@ class ServiceProxy:
                 live_chains, live_jumps = services.save_state(tables, {t: BUILTIN[t] for t in (FILTER, NAT)})
                 live_rules = services.saved_rule_lines(tables)
             elif full:
-                live_chains, live_jumps = live_state(self.config, self.backend)
+                live_chains, live_jumps = live_state(self.config)
             with _gc_paused():
                 deltas = services.delta(self.config, new, old, live_chains, live_jumps, live_rules)
             self._applied = None            # unknown until the commit is through

@@ -97,11 +97,6 @@ def saved_rules(text: str) -> list[tuple[str, str]]:
     return out
 
 
-def _target(line: str) -> str | None:
-    m = re.search(r" -j (\S+)", line)
-    return m.group(1) if m else None
-
-
 def rule_owner(prefix: str, chain: str) -> str:
     rest = chain[len(prefix) + 1:]
     if rest in ("HOSTPORTS", "FIREWALL") or rest.startswith("HP-"):
@@ -116,6 +111,8 @@ def pod_rules(tables: dict[str, str], prefix: str, uid: str, uid_hash: str, ip: 
     chains (named with its uid hash), those naming its uid (comments) or its IP, the Service
     endpoint chains (`<prefix>-SEP-*`) that DNAT to its IP, and the rules that jump to any of
     those chains; each with the table, chain, the rule as saved and its owner."""
+    # here, not at the top: netns.services is ~15 ms of imports that `inspect`'s CLI (render_text) does not need
+    from netns.services import rule_target  # a comment holding "-j X" is no target (shlex, as saved)
     out = []
     ip_re = re.compile(r"(?<![\d.])" + re.escape(ip) + r"(?![\d])") if ip else None
     for table in ("nat", "filter"):
@@ -124,7 +121,7 @@ def pod_rules(tables: dict[str, str], prefix: str, uid: str, uid_hash: str, ip: 
         if ip_re:
             mine |= {c for c, r in rules if c.startswith(prefix + "-SEP-") and ip_re.search(r)}
         for chain, rule in rules:
-            if chain in mine or uid in rule or (ip_re and ip_re.search(rule)) or _target(rule) in mine:
+            if chain in mine or uid in rule or (ip_re and ip_re.search(rule)) or rule_target(rule) in mine:
                 out.append({"table": table, "chain": chain, "rule": rule, "owner": rule_owner(prefix, chain)})
     return out
 
