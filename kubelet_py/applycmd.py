@@ -15,9 +15,12 @@ from __future__ import annotations
 import os
 import sys
 
+from .entry import _VALUED
+
 DEFAULT_SOCKET = "/run/kubelet-py/kubelet-py.sock"  # kubelet_py/cli.py's --socket default
 SOCKET_ENV = "KUBELET_PY_SOCKET"
-_STRING_GLOBALS = ("--socket", "--root", "--run-root", "--log-root", "--registries", "--cgroup-root")
+# entry.py's valued global options less the typed ones (click checks those: a count with a unit)
+_STRING_GLOBALS = _VALUED - {"--max-layer-size", "--max-image-size", "--max-layer-entries"}
 
 
 class MissingPath(Exception):
