@@ -18,11 +18,13 @@ import os
 import socket
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from runtime import pod as rt
 from runtime.container import Paths
 from runtime.errors import RuntimeFailure
+from runtime.sandbox import Sandbox
 from runtime.supervisor.wire import SupervisorError
 
 from .config.store import ObjectStore
@@ -92,6 +94,8 @@ class _NodeRuntime:
                                               iptables=opts.services_iptables)
         self.services = None
         self.netns = netns
+        # pod networks, set up beside their sandbox and containers (make_sandbox)
+        self._net_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="kpy-net")
         self.store = ObjectStore(opts.root)
         from .volumes.manager import VolumeManager
         self.volumes = VolumeManager(opts.root, self.allocatable)
@@ -145,41 +149,61 @@ class _NodeRuntime:
         return f"the sync loop has not run for {stuck:.0f}s" if stuck > 30 else None
 
     # ---- runtime and network, blocking (workers call them in threads) -----------------------
-    def make_sandbox(self, pod: dict):
+    def make_sandbox(self, pod: dict) -> tuple[Sandbox, str, Future]:
+        """The pod's sandbox, its supervisor up, its IP allocated and its /etc files written:
+        (sandbox, IP, the future of its PodNetwork). The rest of the network (veth, addresses,
+        rules: ~10 ms) is set up in a thread of its own, begun as soon as the namespaces exist
+        (while the supervisor comes up) and going on while the containers are created; they
+        start once it is done. Until this returns, a failure of either leaves nothing of both;
+        after, a failed future leaves nothing of the network, and the caller removes the
+        sandbox (remove_sandbox)."""
         cfg = translate.sandbox_config(pod)
         uid = cfg.uid
         try:
             sb = rt.load_sandbox(self.paths.run_root, uid)  # an earlier attempt made it
         except RuntimeFailure:
             sb = None
-        nets = []
+        files: Future = Future()  # the IP, once the files are written
+        net: Future = Future()
 
-        def network(sb) -> None:
+        def setup(sb) -> None:
             from netns.dnsfiles import pod_dns_from_spec
             md = pod["metadata"]
-            dns = pod_dns_from_spec(uid, md["name"], md.get("namespace", "default"), pod["spec"])
-            nets.append(self.netns.setup_pod_network(uid, sb.namespaces.get("network"), translate.port_mappings(pod),
-                                                     config=self.net, pod=dns, files_dir=sb.files_dir,
-                                                     host_network=cfg.host_network))
-        if sb is None:
-            # the network is set up while the supervisor comes up (5-10 ms off every pod start);
-            # a failure of either leaves nothing of both
             try:
-                sb = rt.run_pod_sandbox(self.paths, cfg, meanwhile=network)
+                dns = pod_dns_from_spec(uid, md["name"], md.get("namespace", "default"), pod["spec"])
+                net.set_result(self.netns.setup_pod_network(
+                    uid, sb.namespaces.get("network"), translate.port_mappings(pod), config=self.net, pod=dns,
+                    files_dir=sb.files_dir, host_network=cfg.host_network, on_files=files.set_result))
+            except BaseException as e:
+                if not files.done():
+                    files.set_exception(e)
+                net.set_exception(e)
+        if sb is not None:  # the network too, here
+            setup(sb)
+            try:
+                return sb, files.result(), net
             except BaseException:
-                if nets:
-                    self.netns.teardown_pod_network(uid, config=self.net)
+                rt.remove_pod_sandbox(self.images, self.paths, uid)
                 raise
-            return sb, nets[0]
+        made = []
         try:
-            network(sb)
+            sb = rt.run_pod_sandbox(self.paths, cfg,
+                                    meanwhile=lambda sb: made.append(self._net_pool.submit(setup, sb)))
+            ip = files.result()
         except BaseException:
-            rt.remove_pod_sandbox(self.images, self.paths, uid)
+            if made:  # the network's own failure undid it; a whole one is taken down
+                wait([made[0]])
+                if net.exception() is None:
+                    self.netns.teardown_pod_network(uid, config=self.net)
+            if sb is not None:
+                rt.remove_pod_sandbox(self.images, self.paths, uid)
             raise
-        return sb, nets[0]
+        return sb, ip, net
 
     def create_container(self, worker: PodWorker, lst: str, i: int, restart_count: int,
                          env: dict[str, str] | None = None) -> str:
+        """The container, its init prepared (all but its execve: runtime.pod.create_container):
+        created while the pod network comes up, a start then costs a write."""
         pod = worker.pod
         c = pod["spec"][lst][i]
         cfg = translate.sandbox_config(pod)
@@ -190,7 +214,7 @@ class _NodeRuntime:
             log_path=rt.pod_log_path(self.opts.log_root, cfg, c["name"], restart_count), attempt=restart_count,
             labels={translate.CONTAINER_NAME_LABEL: c["name"], translate.POD_UID_LABEL: worker.uid,
                     translate.RESTART_COUNT_LABEL: str(restart_count)},
-            stop_signal=translate.stop_signal(c))
+            stop_signal=translate.stop_signal(c), prepare=True)
 
     # ---- volumes and the security context (kubelet_py.volumes, kubelet_py.pods.security) ------------
     def node_security(self):
@@ -560,6 +584,7 @@ class _NodeControl:
             await self.runner.cleanup()
         if getattr(self, "listener", None):
             await self.listener.cleanup()
+        self._net_pool.shutdown(wait=False)
 
     async def _tick(self) -> None:
         while True:

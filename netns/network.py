@@ -107,11 +107,14 @@ def _previous(config: NetworkConfig, pod_uid: str) -> PodNetwork | None:
 
 def setup_pod_network(pod_uid: str, netns_path: str | None, ports: Iterable[Mapping | PortMapping] = (), *,
                       config: NetworkConfig = DEFAULT_CONFIG, pod: dnsfiles.PodDNS | None = None,
-                      files_dir: str | None = None, host_network: bool = False) -> PodNetwork:
+                      files_dir: str | None = None, host_network: bool = False,
+                      on_files: Callable[[str], None] | None = None) -> PodNetwork:
     """Plug the pod's pinned network namespace into the bridge (or, with hostNetwork, only claim
     its ports) and write its /etc files into `files_dir` when given (with `pod`). Bad input
     raises PodSpecError/PortConflict before anything exists; any later failure undoes what this
-    call made, in reverse order.
+    call made, in reverse order. `on_files(ip)` is called as soon as the pod's IP is allocated
+    and its files are written, before its veth exists (the kubelet creates the containers,
+    which bind-mount those files, while the rest is set up); if it raises, the setup is undone.
 
     Repeatable: called again for a pod whose network is complete and as asked, it changes nothing
     (same IP, same veth, no iptables commit) and returns an equal PodNetwork; called on a partial
@@ -132,6 +135,8 @@ def setup_pod_network(pod_uid: str, netns_path: str | None, ports: Iterable[Mapp
             _claim(undo, claims, pod_uid, mappings)
             ip = config.node_ip or netlink.node_ip() or "127.0.0.1"
             files, warnings = _files(undo, config, pod, ip, True, files_dir)
+            if on_files is not None:
+                on_files(ip)
             net = PodNetwork(pod_uid, ip, None, None, host_network=True, ifname=None, ports=mappings,
                              files=files, warnings=warnings)
             podrecords.write(config, net)
@@ -153,6 +158,9 @@ def setup_pod_network(pod_uid: str, netns_path: str | None, ports: Iterable[Mapp
         ip, new_ip = store.ensure(pod_uid, prefer=previous.ip if previous else None)
         if new_ip:
             undo.push("IP allocation", lambda: store.release(pod_uid))
+        files, warnings = _files(undo, config, pod, ip, False, files_dir)
+        if on_files is not None:
+            on_files(ip)
 
         veth = plan.host_veth_name(config, pod_uid)
         seen = netlink.inspect_link(veth)
@@ -175,7 +183,6 @@ def setup_pod_network(pod_uid: str, netns_path: str | None, ports: Iterable[Mapp
             else:
                 undo.push("iptables rules", lambda: iptables.apply(rules.teardown_changes(config, pod_uid)))
             iptables.apply(rules.setup_changes(config, pod_uid, ip, mappings))
-        files, warnings = _files(undo, config, pod, ip, False, files_dir)
         net = PodNetwork(pod_uid, ip, str(config.gateway_ip), config.prefixlen, host_veth=veth,
                          mtu=bridge.mtu, ports=mappings, files=files, warnings=warnings)
         podrecords.write(config, net)

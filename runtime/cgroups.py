@@ -149,6 +149,28 @@ def detect() -> str:
     return "v1"
 
 
+def warm_migrations() -> None:
+    """Move the calling process into its own cgroup: a migration that changes nothing but the
+    kernel's state. The first migration after a quiet spell waits for an RCU grace period (the
+    rcu_sync of the global cgroup_threadgroup_rwsem: 8-16 ms here), the ones that follow it
+    within ~10 ms take 0.1 ms (measured). Begun in a thread as a container's creation begins,
+    it overlaps that wait with the bundle and the cgroup's mkdirs: a first container created
+    20-30 ms after its pod's sandbox was 8 ms faster. It only saves time: a refusal is ignored."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = [ln.split(":", 2) for ln in f.read().splitlines()]
+        if detect() == "v2":
+            rel = next(p for _i, ctrls, p in lines if not ctrls)
+            procs = f"{ROOT}{rel}/cgroup.procs"
+        else:
+            rel = next(p for _i, ctrls, p in lines if "pids" in ctrls.split(","))
+            procs = f"{ROOT}/pids{rel}/cgroup.procs"
+        with open(procs, "w") as f:
+            f.write(str(os.getpid()))
+    except (OSError, StopIteration, ValueError):
+        pass
+
+
 def _write(path: str, value: str) -> None:
     try:
         with open(path, "w") as f:

@@ -171,7 +171,7 @@ def remove_bundle(store: ImageStore, paths: Paths, cid: str) -> None:
     lease; idempotent. (Its supervisor's record is the supervisor's: runtime.pod removes both.)"""
     bundle = os.path.join(paths.run_root, "containers", cid)
     remove_rootfs(os.path.join(paths.root, "containers", cid), os.path.join(bundle, "rootfs"))
-    for name in ("config.json",):
+    for name in ("config.json", "exec.fifo"):  # the fifo of a prepared init that never started
         try:
             os.unlink(os.path.join(bundle, name))
         except FileNotFoundError:

@@ -1,7 +1,8 @@
 """One worker per pod (an asyncio task): it compares the desired pod with what runs and acts,
 as the kubelet's pod worker and kuberuntime's SyncPod do:
 
-    sandbox + network -> init containers one by one (sidecars stay) -> app containers ->
+    sandbox (its network set up meanwhile, awaited before each start) -> init containers one by
+    one (sidecars stay) -> app containers ->
     restarts per restartPolicy with back-off -> status
     deletion: preStop, the stop signal, the grace period, SIGKILL; sandbox and network removed
 
@@ -53,6 +54,7 @@ class PodWorker:
         self.wake = asyncio.Event()
         self.task: asyncio.Task | None = None
         self.sandbox = None
+        self.network: asyncio.Future | None = None  # the pod network being set up (make_sandbox)
         self.stream_task: asyncio.Task | None = None
         self.next_wake: float | None = None
         self.done = asyncio.Event()
@@ -162,23 +164,52 @@ class PodWorker:
             if not await self.ensure_volumes():
                 self.publish()
                 return False
+        if self.network is not None and self.network.done() and not await self.network_ready():
+            self.publish()
+            return False
         await self.sync_containers()
         self.publish()
         return False
 
     async def ensure_sandbox(self) -> bool:
         try:
-            sb, net = await asyncio.to_thread(self.agent.make_sandbox, self.pod)
+            sb, ip, net = await asyncio.to_thread(self.agent.make_sandbox, self.pod)
         except Exception as e:  # noqa: BLE001 - reported on the pod and retried
-            log.warning("pod %s: sandbox: %s", self.uid, e)
-            self.agent.event(self.pod, "Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {e}")
-            self._wake_in(5.0)
+            self._sandbox_failed(e)
             return False
         self.sandbox = sb
-        self.record = dataclasses.replace(self.record, sandbox_ready=True, pod_ips=(net.ip,) if net else (),
+        self.network = asyncio.wrap_future(net)
+        self.network.add_done_callback(lambda _f: self.wake.set())  # a failure is seen even with no start waiting
+        self.record = dataclasses.replace(self.record, sandbox_ready=True, pod_ips=(ip,),
                                           host_ips=(self.agent.node_ip,) if self.agent.node_ip else ())
         self.watch_events()
         self.probes = self.agent.prober_for(self)
+        return True
+
+    def _sandbox_failed(self, e: BaseException) -> None:
+        log.warning("pod %s: sandbox: %s", self.uid, e)
+        self.agent.event(self.pod, "Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {e}")
+        self._wake_in(5.0)
+
+    async def network_ready(self) -> bool:
+        """Whether the pod network is set up (make_sandbox goes on with it while the containers
+        are created): awaited before each start. A failure is the sandbox's: reported as
+        FailedCreatePodSandBox, the sandbox and its containers removed, all tried again."""
+        fut = self.network
+        if fut is None:
+            return self.record.sandbox_ready
+        try:
+            await asyncio.shield(fut)
+        except Exception as e:  # noqa: BLE001 - reported on the pod and retried
+            if self.network is fut:  # the first container to see it takes the pod down
+                self.network = None
+                self._sandbox_failed(e)
+                # not ready from now on, even if the removal fails (the next sync makes it again)
+                self.record = dataclasses.replace(self.record, sandbox_ready=False, pod_ips=())
+                await self.kill_pod(0.0, "")
+            return False
+        if self.network is fut:
+            self.network = None
         return True
 
     async def ensure_volumes(self) -> bool:
@@ -368,6 +399,8 @@ class PodWorker:
         self.cids[name] = cid
         self.names[cid] = name
         self.agent.event(self.pod, "Normal", "Created", f"Created container: {name}", field=fieldpath)
+        if not await self.network_ready():
+            return  # the pod's sandbox goes (its containers with it) and is made again
         if turn is not None:
             await turn()
         try:
@@ -482,6 +515,11 @@ class PodWorker:
         if self.stream_task:
             self.stream_task.cancel()
             self.stream_task = None
+        net, self.network = self.network, None
+        if net is not None:  # a network still being set up is finished, then taken down with the rest
+            await asyncio.wait([net])
+            if not net.cancelled():
+                net.exception()  # a failed one undid itself
         await asyncio.to_thread(self.agent.remove_sandbox, self.pod)
         self.cids.clear()
         self.record = dataclasses.replace(self.record, sandbox_ready=False, pod_ips=())

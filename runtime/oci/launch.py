@@ -284,8 +284,9 @@ def _spawn(spec, rootfs, cgroup, flags, ns_fds, new_cgroupns, stdio, seccomp, cr
         if "user" in ns_fds:
             become_root()
     # the init joins its cgroup late (while it mounts) unless a step before its exec needs it
-    # there: a cgroup namespace (rooted where the process is), the hooks' pause, the exec fifo
-    late = not new_cgroupns and create.before_pivot is None and create.exec_fifo is None
+    # there: a cgroup namespace (rooted where the process is), the hooks' pause (the exec fifo
+    # comes after its `j`: `R` says it is in the cgroup)
+    late = not new_cgroupns and create.before_pivot is None
     return _launch(cgroup, stdio, enter,
                    lambda rep, go: init(spec, rootfs, cgroup, rep, seccomp, create, go, wait_joined=late),
                    "container start", ready=create.exec_fifo is not None, on_hook=create.before_pivot, late_join=late)

@@ -2,7 +2,8 @@
 of state, so that it is known after the supervisor is gone.
 
 States (CRI's ContainerState): created -> running -> exited, and `unknown` for a container that
-was running when its supervisor died (its exit cannot be learned; it may still run). A record
+was running when its supervisor died (its exit cannot be learned; it may still run), or whose
+init was prepared at create (`prepared`) and waits for a start nobody can give it now. A record
 is a plain dict (JSON on disk and on the wire)."""
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ STATES = (CREATED, RUNNING, EXITED, UNKNOWN)
 UNKNOWN_EXIT_CODE = 255  # containerd's, for a container whose exit was not seen
 FIELDS = ("id", "name", "image", "image_id", "attempt", "labels", "bundle", "log_path", "log_max_size",
           "log_max_files", "stop_signal", "state", "pid", "created_at", "started_at", "finished_at", "exit_code",
-          "signal", "reason", "message", "oom_killed")
+          "signal", "reason", "message", "oom_killed", "prepared")
 
 log = logging.getLogger("kubelet_py.supervisor")
 
@@ -29,7 +30,7 @@ def new_record(req: dict, created_at: str) -> dict:
     rec = dict.fromkeys(FIELDS)
     rec.update({k: req.get(k) for k in FIELDS if k in req})
     rec.update(state=CREATED, created_at=created_at, attempt=int(req.get("attempt") or 0),
-               labels=dict(req.get("labels") or {}), oom_killed=False)
+               labels=dict(req.get("labels") or {}), oom_killed=False, prepared=False)
     return rec
 
 
@@ -67,5 +68,7 @@ def load_all(pod_dir: str, supervisor_alive: bool) -> dict[str, dict]:
             continue
         if rec["state"] == RUNNING and not supervisor_alive:
             rec = {**rec, "state": UNKNOWN, "message": "its supervisor died while it ran: its exit is not known"}
+        elif rec["state"] == CREATED and rec.get("prepared") and not supervisor_alive:
+            rec = {**rec, "state": UNKNOWN, "message": "its supervisor died while its init waited to start"}
         out[rec["id"]] = rec
     return out

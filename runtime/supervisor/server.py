@@ -7,7 +7,11 @@ Requests are dispatched through OPS; each handler answers at once or defers its 
 exit (`wait`, `stop`, `exec-wait`).
 
 Container states: created -> running -> exited (a started container never starts again);
-`unknown` for containers found running in the records of a supervisor that died. Every change
+`unknown` for containers found running in the records of a supervisor that died. A container
+created with `prepare` gets its init at `create`, as `runc create` makes it: namespaces, cgroup,
+mounts, user, everything but the execve, for which it waits on an exec fifo in its bundle;
+`start` then only lets it exec (the daemon creates containers while the pod network comes up,
+and a start costs a write). Every change
 is written to the container's record and published as an event with a sequence number;
 `subscribe` replays what a client missed (from the last MAX_EVENTS), or tells it to resync."""
 
@@ -318,49 +322,98 @@ class Supervisor:
             raise _err(INVALID_ARGUMENT, f"container {cid}: bundle and log_path are required", obj=f"container {cid}",
                        field="bundle" if not req.get("bundle") else "log_path")
         rec = records.new_record(req, now_rfc3339())
+        c = _Container(rec)
+        if req.get("prepare"):
+            self._launch(c, prepare=True)  # raising: nothing of it is left or recorded
+            rec["prepared"] = True
         records.save(self.pod_dir, rec)
-        self.containers[cid] = _Container(rec)
+        self.containers[cid] = c
         self._publish("created", cid)
         return dict(rec)
 
     def op_start(self, conn, req, passed, out_fds) -> dict:
-        from ..oci.run import load_bundle, start
         c = self._container(req)
         cid = c.rec["id"]
         if c.rec["state"] != CREATED:
             raise _err(FAILED_PRECONDITION, f"container {cid} is {c.rec['state']}: a container starts once "
                        "(create a new one)", obj=f"container {cid}")
+        if c.started is None:
+            self._launch(c, prepare=False)
+        else:  # prepared at create: its init waits on the fifo (a reader: opening never blocks)
+            fifo = _exec_fifo(c.rec)
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError as e:  # ENXIO: no reader, the init is gone (its exit is being reaped)
+                raise _err(FAILED_PRECONDITION, f"container {cid}: its init is gone ({e.strerror})",
+                           obj=f"container {cid}") from None
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+            _unlink(fifo)
+        c.rec.update(state=RUNNING, pid=c.started.pid, started_at=now_rfc3339())
+        records.save(self.pod_dir, c.rec)
+        self._publish("started", cid, pid=c.started.pid)
+        return {"pid": c.started.pid}
+
+    def _launch(self, c: _Container, prepare: bool) -> None:
+        """The container's init, its output into the log; `prepare`: it stops before its
+        execve, waiting on the exec fifo (oci.launch.CreateOptions.exec_fifo)."""
+        from ..oci.run import CreateOptions, load_bundle, start
+        cid = c.rec["id"]
         if self.pod_init == 0:
             raise _err(FAILED_PRECONDITION, "the pod's init (PID 1 of its shared pid namespace) has exited: "
                        "the pod must be recreated", obj=f"container {cid}")
         spec, rootfs = load_bundle(c.rec["bundle"])
+        create = None
+        if prepare:
+            fifo = _exec_fifo(c.rec)
+            _unlink(fifo)  # a create tried before
+            os.mkfifo(fifo, 0o600)
+            create = CreateOptions(exec_fifo=fifo)
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         devnull = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
         try:
             c.log = LogWriter(c.rec["log_path"], int(c.rec.get("log_max_size") or LOG_MAX_SIZE),
                               int(c.rec.get("log_max_files") or LOG_MAX_FILES))
-            c.started = start(spec, rootfs, cid, self.cgroup_parent, stdio=(devnull, out_w, err_w))
+            c.started = start(spec, rootfs, cid, self.cgroup_parent, stdio=(devnull, out_w, err_w), create=create)
         except BaseException:
             for fd in (out_r, err_r):
                 os.close(fd)
             if c.log is not None:
                 c.log.close()
                 c.log = None
+            if prepare:
+                _unlink(_exec_fifo(c.rec))
             raise
         finally:
             for fd in (out_w, err_w, devnull):
                 os.close(fd)
         c.spec = spec
-        c.rec.update(state=RUNNING, pid=c.started.pid, started_at=now_rfc3339())
-        records.save(self.pod_dir, c.rec)
         self.by_pid[c.started.pid] = c
         c.open_streams = 2
         for fd, stream in ((out_r, "stdout"), (err_r, "stderr")):
             os.set_blocking(fd, False)
             self.sel.register(fd, selectors.EVENT_READ, (c, stream))
-        self._publish("started", cid, pid=c.started.pid)
-        return {"pid": c.started.pid}
+
+    def _discard(self, c: _Container) -> None:
+        """A prepared init that never started (the container is removed, or the pod): killed
+        with its cgroup, its pipes, log and fifo closed. Its exit is reaped as an orphan's."""
+        self.by_pid.pop(c.started.pid, None)
+        try:
+            c.started.cleanup()
+        except Exception as e:  # noqa: BLE001 - logged; the pod's cgroup removal kills what is left
+            log.error("container %s: %s", c.rec["id"], e)
+        for key in [k for k in self.sel.get_map().values() if isinstance(k.data, tuple) and k.data[0] is c]:
+            self.sel.unregister(key.fileobj)
+            os.close(key.fd)
+        c.open_streams = 0
+        if c.log is not None:
+            c.log.close()
+            c.log = None
+        _unlink(_exec_fifo(c.rec))
+        c.started = None
 
     def op_status(self, conn, req, passed, out_fds) -> dict:
         if req.get("id") is not None:
@@ -440,6 +493,8 @@ class Supervisor:
         if c.rec["state"] in (RUNNING, UNKNOWN):
             raise _err(FAILED_PRECONDITION, f"container {cid} is still {c.rec['state']}: stop it first",
                        obj=f"container {cid}")
+        if c.started is not None and c.rec["state"] == CREATED:
+            self._discard(c)
         del self.containers[cid]
         records.drop(self.pod_dir, cid)
         self._publish("removed", cid)
@@ -469,6 +524,9 @@ class Supervisor:
         busy = [cid for cid, c in self.containers.items() if c.rec["state"] in (RUNNING, UNKNOWN)]
         if busy:
             raise _err(FAILED_PRECONDITION, f"containers still running: {', '.join(busy)}")
+        for c in self.containers.values():
+            if c.started is not None and c.rec["state"] == CREATED:
+                self._discard(c)
         if self.pod_init:
             os.kill(self.pod_init, signal.SIGKILL)  # the pod's pid namespace ends with it
             os.waitpid(self.pod_init, 0)
@@ -628,6 +686,8 @@ class Supervisor:
             return
         c.rec.update(state=EXITED, finished_at=now_rfc3339())
         c.log.close()
+        if c.rec.get("prepared"):
+            _unlink(_exec_fifo(c.rec))  # its init died waiting for its start
         records.save(self.pod_dir, c.rec)
         self._publish("exited", c.rec["id"], exit_code=c.rec["exit_code"], signal=c.rec["signal"],
                       reason=c.rec["reason"], oom_killed=c.rec["oom_killed"])
@@ -650,6 +710,19 @@ OPS = {
     "exec-wait": Supervisor.op_exec_wait, "exec-status": Supervisor.op_exec_status,
     "exec-kill": Supervisor.op_exec_kill,
 }
+
+
+def _exec_fifo(rec: dict) -> str:
+    """Where a prepared container's init waits for `start`: in its bundle (the runtime's own
+    directory, 0700)."""
+    return os.path.join(rec["bundle"], "exec.fifo")
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _signal_number(value, cid: str) -> int:

@@ -494,3 +494,79 @@ def test_app_containers_start_in_their_order(d):
     started = {c.labels.get("io.kubernetes.container.name"): c.started_at for c in st.containers}
     assert sorted(started, key=started.get) == names, started  # RFC 3339 with nanoseconds: sortable
     d.cli("delete", "pod", "order", "--grace-period", "0")
+
+
+def test_a_network_that_fails_after_the_containers_were_created_takes_them_down(tmp_path):
+    """The containers are created (their inits made) while the pod network is set up. A failure
+    of the network after that (here its iptables commit: the pod's NAT chain, which the setup
+    replaces, is held by a rule of someone else's chain) is the sandbox's: FailedCreatePodSandBox,
+    the created containers, the sandbox and the network all go, and the pod starts once the
+    hold is gone. A static pod, so that its uid (and so its chain) is known beforehand; the
+    xtables lock, held by the test, keeps the network waiting until the container is created."""
+    import fcntl
+    import socket
+    import subprocess
+
+    from kubelet_py.api.static import load_static
+    from netns import NetworkConfig
+    from netns.plan import host_veth_name, masq_chain
+    from runtime import pod as rt
+    from runtime.container import Paths
+    man = tmp_path / "manifests"
+    man.mkdir()
+    text = _pod("netfail", [_c("c", "sleep 600")], terminationGracePeriodSeconds=0)
+    path = str(man / "netfail.yaml")
+    pod, _ = load_static(text, path, socket.gethostname().lower())
+    uid, name = pod["metadata"]["uid"], pod["metadata"]["name"]
+    d = Daemon(tmp_path, manifests=str(man))
+    net = NetworkConfig(state_root=d.root, bridge=d.bridge, gateway=f"{d.gateway_ip()}/{d.subnet.prefixlen}",
+                       chain_prefix=d.chain)
+    chain, veth = masq_chain(net, uid), host_veth_name(net, uid)
+    hold = f"{d.chain}-HOLD"
+
+    def ipt(*args, check=True):
+        return subprocess.run(["iptables-legacy", "-w", "-t", "nat", *args], capture_output=True, text=True,
+                              check=check)
+    d.start()  # first: its start removes the chains of the pods it does not know
+    try:
+        ipt("-N", chain)
+        ipt("-N", hold)
+        ipt("-A", hold, "-j", chain)
+        lock = os.open("/run/xtables.lock", os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # the pod's rules wait for it (iptables -w's lock)
+            (man / "netfail.yaml").write_text(text)
+            got = d.wait_for(name, lambda p: "Created container: c" in d.cli("describe", "pod", name).stdout,
+                             20, what="its container created while the network waits")
+            assert got["metadata"]["uid"] == uid
+            time.sleep(0.3)
+            assert "Started container" not in d.cli("describe", "pod", name).stdout  # no start before the network
+        finally:
+            os.close(lock)
+        d.wait_for(name, lambda p: "FailedCreatePodSandBox" in d.cli("describe", "pod", name).stdout,
+                   30, what="FailedCreatePodSandBox")
+        assert "Started container" not in d.cli("describe", "pod", name).stdout
+        paths = Paths(d.root, d.run, d.cg)
+        deadline = time.monotonic() + 4  # the retry comes 5 s after the failure
+        while time.monotonic() < deadline and rt.list_objects(paths):
+            time.sleep(0.05)
+        assert rt.list_objects(paths) == []  # its containers, sandbox, supervisor and cgroups went
+        assert f" {veth}@" not in os.popen("ip -o link").read()
+        assert _phase(d.pod(name)) == "Pending"
+        ipt("-F", hold)
+        ipt("-X", hold)
+        pod = d.wait_for(name, lambda p: status_of(p, "c").get("state", {}).get("running"), 30,
+                         what="running once the hold is gone")
+        assert pod["status"]["podIP"]
+        (man / "netfail.yaml").unlink()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and d.cli("get", "pod", name, check=False).returncode == 0:
+            time.sleep(0.2)
+        _nothing_left(d, uid)
+    finally:
+        ipt("-F", hold, check=False)
+        ipt("-X", hold, check=False)
+        leaks = d.cleanup()
+        ipt("-F", chain, check=False)
+        ipt("-X", chain, check=False)
+    assert leaks == []

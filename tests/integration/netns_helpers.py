@@ -271,9 +271,9 @@ def _setup_many(cfg_json: str, threads: str, *pairs: str) -> None:
 
 def _crash(cfg_json: str, step: str, uid: str, path: str, ports_json: str = "[]") -> None:
     """Set up a pod and SIGKILL this process when `step` is reached (before it runs)."""
-    from netns import iptables, netlink, network
-    targets = {"veth": (netlink, "create_veth"), "address": (netlink, "configure_pod"),
-               "rules": (iptables, "apply"), "files": (network, "_pod_files")}
+    from netns import iptables, netlink, network, podrecords
+    targets = {"files": (network, "_pod_files"), "veth": (netlink, "create_veth"),
+               "address": (netlink, "configure_pod"), "rules": (iptables, "apply"), "record": (podrecords, "write")}
     mod, name = targets[step]
 
     def die(*a, **k):

@@ -122,7 +122,9 @@ def test_teardown_without_waiting_detaches_at_once(cfg, nss):
     assert_nothing_left(cfg, bridge_removed=False)
 
 
-@pytest.mark.parametrize("step", ["veth", "address", "rules", "files"])
+# the steps in their order: the files (with the IP, before the veth: the kubelet creates the
+# containers meanwhile), the veth, its address, the rules, the record of the finished setup
+@pytest.mark.parametrize("step", ["files", "veth", "address", "rules", "record"])
 def test_a_setup_killed_at_any_step_is_cleaned_by_gc(cfg, nss, step):
     alive_ns, crash_ns = nss(2)
     alive = setup_pod_network("alive", alive_ns.path, [{"containerPort": 80, "hostPort": 18997}], config=cfg)
@@ -132,13 +134,14 @@ def test_a_setup_killed_at_any_step_is_cleaned_by_gc(cfg, nss, step):
     left = allocation_files(cfg)
     assert os.path.join(cfg.hostports_dir, "tcp-18996-0.0.0.0") in left
     crashed_veth = plan.host_veth_name(cfg, "crashed")
-    assert netlink.link_exists(crashed_veth) == (step != "veth")
+    has_veth = step in ("address", "rules", "record")
+    assert netlink.link_exists(crashed_veth) == has_veth
     if step == "address":      # killed between veth creation and IP assignment
         assert "inet " not in crash_ns.exec("ip", "-o", "-4", "addr", "show", "dev", "eth0").stdout
     report = gc({"alive"}, config=cfg)
-    assert report.veths == ((crashed_veth,) if step != "veth" else ())
+    assert report.veths == ((crashed_veth,) if has_veth else ())
     assert len(report.ips) == 1 and report.hostports == ("tcp-18996-0.0.0.0",)
-    assert bool(report.chains) == (step == "files")
+    assert bool(report.chains) == (step == "record")
     # the known pod is untouched
     assert netlink.link_exists(alive.host_veth)
     assert {os.path.basename(f) for f in allocation_files(cfg)} == {alive.ip, "tcp-18997-0.0.0.0"}
@@ -149,7 +152,7 @@ def test_a_setup_killed_at_any_step_is_cleaned_by_gc(cfg, nss, step):
     assert_nothing_left(cfg, bridge_removed=False)
 
 
-@pytest.mark.parametrize("step", ["address", "files"])
+@pytest.mark.parametrize("step", ["address", "record"])
 def test_teardown_after_a_killed_setup_removes_everything(cfg, nss, step):
     (ns,) = nss(1)
     r = helper("crash", config_json(cfg), step, "half", ns.path, json.dumps([{"containerPort": 80, "hostPort": 18988}]))
@@ -291,3 +294,28 @@ def test_one_iptables_commit_per_table_per_change(cfg, nss):
     teardown_pod_network("c2", config=cfg)                   # nothing left to change: no commit
     assert delta() == {"nat": 4, "filter": first["filter"]}
     assert_nothing_left(cfg, bridge_removed=False)
+
+
+def test_on_files_comes_with_the_files_before_the_veth_and_its_failure_undoes_all(cfg, nss, tmp_path):
+    (ns,) = nss(1)
+    files_dir = tmp_path / "files"
+    files_dir.mkdir()
+    seen = []
+
+    def on_files(ip):  # what a kubelet may rely on when it creates containers meanwhile
+        seen.append((ip, sorted(os.listdir(files_dir)), netlink.link_exists(plan.host_veth_name(cfg, "early"))))
+    net = setup_pod_network("early", ns.path, config=cfg, pod=PodDNS("early"), files_dir=str(files_dir),
+                            on_files=on_files)
+    assert seen == [(net.ip, ["hostname", "hosts", "resolv.conf"], False)]
+    assert net.ip in (files_dir / "hosts").read_text()
+    teardown_pod_network("early", config=cfg)
+
+    def refuse(ip):
+        raise RuntimeError("the kubelet could not create its containers")
+    other = tmp_path / "other"
+    other.mkdir()
+    with pytest.raises(RuntimeError, match="could not create"):
+        setup_pod_network("early2", ns.path, [{"containerPort": 80, "hostPort": 18994}], config=cfg,
+                          pod=PodDNS("early2"), files_dir=str(other), on_files=refuse)
+    assert allocation_files(cfg) == [] and not netlink.link_exists(plan.host_veth_name(cfg, "early2"))
+    assert base_only(cfg) and os.listdir(other) == []

@@ -233,3 +233,92 @@ def test_run_as_user_replaces_the_images_user_and_its_groups(env):
     assert seen["nouser"] == ["4321", "0", "0"]
     assert seen["group"] == ["1000", "77", "77 50"]
     assert seen["both"] == ["1000", "88", "88 50"]
+
+
+def _exe(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return ""
+
+
+@pytest.mark.cgroups
+def test_a_prepared_container_is_made_at_create_and_only_execs_at_start(env):
+    """create_container(prepare=True), as the daemon creates while the pod network comes up:
+    the init is there after create (in its cgroup, not yet the command), a missing program is
+    an error of the create that leaves nothing, start only lets it exec, and a prepared
+    container that never starts is removed whole, alone or with its pod."""
+    from runtime import pod as api
+    from runtime.cgroups import Cgroup
+    from runtime.oci.generate import ContainerRequest
+    paths, store = env["paths"], env["store"]
+    cfg = api.PodConfig(uid="pod-prep-1", name="prep", etc_files=False)
+    sb = api.run_pod_sandbox(paths, cfg)
+    log = api.pod_log_path(env["logs"], cfg, "app")
+    cid = api.create_container(store, paths, cfg.uid, DEFAULT_IMAGE,
+                               _req("app", "echo started; trap 'exit 0' TERM; sleep 60 & wait"), log_path=log,
+                               prepare=True)
+    st = api.container_status(paths, cfg.uid, cid)
+    assert st.state == "created" and st.started_at is None and not st.pid
+    cg = Cgroup(sb.container_cgroup(cid))
+    (init,) = cg.pids()  # prepared: the init is in its cgroup, waiting before its execve
+    assert not _exe(init).endswith("busybox") and open(log).read() == ""
+    pid = api.start_container(paths, cfg.uid, cid)
+    assert pid == init
+    for _ in range(200):
+        if "started" in open(log).read():
+            break
+        time.sleep(0.02)
+    assert "stdout F started" in open(log).read() and _exe(pid).endswith("busybox")
+    st = api.container_status(paths, cfg.uid, cid)
+    assert (st.state, st.pid) == ("running", pid) and st.started_at
+    with pytest.raises(api.RuntimeFailure, match="starts once"):
+        api.start_container(paths, cfg.uid, cid)
+
+    # a program that is not there: the create fails, nothing of the container is left
+    with pytest.raises(api.RuntimeFailure, match="'no-such-program' not found"):
+        api.create_container(store, paths, cfg.uid, DEFAULT_IMAGE,
+                             ContainerRequest(name="bad", command=["no-such-program"]),
+                             cid="prep-bad", log_path=api.pod_log_path(env["logs"], cfg, "bad"), prepare=True)
+    assert api.pod_containers(paths, cfg.uid) == [cid]
+    assert not any(os.path.exists(d) for d in Cgroup(sb.container_cgroup("prep-bad")).dirs())
+    assert not os.path.exists(os.path.join(paths.run_root, "containers", "prep-bad"))
+
+    # prepared, never started: remove kills its init, its cgroup and bundle go
+    idle = api.create_container(store, paths, cfg.uid, DEFAULT_IMAGE, _req("idle", "sleep 60"),
+                                log_path=api.pod_log_path(env["logs"], cfg, "idle"), prepare=True)
+    (idle_init,) = Cgroup(sb.container_cgroup(idle)).pids()
+    api.stop_container(paths, cfg.uid, idle, grace=1)  # nothing runs yet: a no-op, as for any created one
+    assert api.container_status(paths, cfg.uid, idle).state == "created"
+    api.remove_container(store, paths, cfg.uid, idle)
+    assert not os.path.exists(f"/proc/{idle_init}") or open(f"/proc/{idle_init}/stat").read().split()[2] == "Z"
+    assert not any(os.path.exists(d) for d in Cgroup(sb.container_cgroup(idle)).dirs())
+    assert api.pod_containers(paths, cfg.uid) == [cid]
+
+    # another one left prepared goes with its pod
+    last = api.create_container(store, paths, cfg.uid, DEFAULT_IMAGE, _req("last", "sleep 60"),
+                                log_path=api.pod_log_path(env["logs"], cfg, "last"), prepare=True)
+    (last_init,) = Cgroup(sb.container_cgroup(last)).pids()
+    api.remove_pod_sandbox(store, paths, cfg.uid, grace=1)
+    assert api.list_pod_sandboxes(paths) == []
+    assert not os.path.exists(f"/proc/{last_init}") or open(f"/proc/{last_init}/stat").read().split()[2] == "Z"
+    assert not os.path.exists(os.path.join(paths.run_root, "containers", last))
+
+
+@pytest.mark.cgroups
+def test_a_prepared_init_that_dies_before_its_start_is_an_exited_container(env):
+    from runtime import pod as api
+    from runtime.cgroups import Cgroup
+    paths, store = env["paths"], env["store"]
+    cfg = api.PodConfig(uid="pod-prep-2", name="prep2", etc_files=False)
+    sb = api.run_pod_sandbox(paths, cfg)
+    cid = api.create_container(store, paths, cfg.uid, DEFAULT_IMAGE, _req("app", "sleep 60"),
+                               log_path=api.pod_log_path(env["logs"], cfg, "app"), prepare=True)
+    (init,) = Cgroup(sb.container_cgroup(cid)).pids()
+    os.kill(init, signal.SIGKILL)
+    st = api.wait_container(paths, cfg.uid, cid, timeout=10)
+    assert (st.state, st.exit_code) == ("exited", 137)
+    with pytest.raises(api.RuntimeFailure, match="starts once") as e:
+        api.start_container(paths, cfg.uid, cid)
+    assert e.value.kind == "FAILED_PRECONDITION"
+    api.remove_pod_sandbox(store, paths, cfg.uid)

@@ -20,10 +20,11 @@ NS = "/run/netns/pod-a"
 PORTS = [{"containerPort": 80, "hostPort": 18080}]
 FILES = "/pods/a/etc"
 
-# what a fresh setup with a hostPort and files changes, in order
+# what a fresh setup with a hostPort and files changes, in order (the files right after the IP:
+# on_files, then the kubelet creates the containers while the rest is made)
 FRESH = ["hostports.claim", "netlink.ensure_bridge", "sysctl.ip_forward", "sysctl.bridge_nf_call_iptables",
-         "sysctl.route_localnet", "ipam.ensure", "netlink.create_veth", "netlink.configure_pod", "iptables.apply",
-         "podfiles.write", "podrecords.write"]
+         "sysctl.route_localnet", "ipam.ensure", "podfiles.write", "netlink.create_veth", "netlink.configure_pod",
+         "iptables.apply", "podrecords.write"]
 # what undoes each of them (None: a node-level object that pod teardown never removes either)
 UNDO = {"hostports.claim": "hostports.release", "ipam.ensure": "ipam.release", "netlink.create_veth": "netlink.delete_link",
         "iptables.apply": "iptables.apply", "podfiles.write": "podfiles.remove"}
@@ -73,6 +74,19 @@ def test_a_failure_at_each_step_undoes_exactly_what_was_made_in_reverse(edge, st
     assert undone == [UNDO[n] for n in reversed(made) if n in UNDO]
     assert edge.pod_objects(CFG, "a", NS) == empty(edge)
     assert not edge._fds
+
+
+def test_on_files_is_told_the_ip_between_the_files_and_the_veth_and_its_failure_undoes_all(edge):
+    def refuse(ip):
+        raise LinkError("eth0", "create", "the containers could not be made")
+    with pytest.raises(LinkError, match="could not be made"):
+        setup(on_files=refuse)
+    assert "netlink.create_veth" not in edge.names()
+    assert edge.pod_objects(CFG, "a", NS) == empty(edge)
+    edge.calls.clear()
+    told = []
+    net = setup(on_files=lambda ip: told.append((ip, edge.names(changed_only=True)[-1])))
+    assert told == [(net.ip, "podfiles.write")]
 
 
 def test_a_rule_change_committed_in_one_table_only_is_undone(edge):

@@ -77,18 +77,21 @@ def test_a_supervisor_is_known_by_its_pid_and_start_time(tmp_path, monkeypatch):
 def test_records_read_back_without_a_supervisor_make_running_unknown(tmp_path):
     from runtime.supervisor import records
     (tmp_path / "containers").mkdir()
-    for cid, state in (("a", "created"), ("b", "running"), ("c", "exited")):
-        rec = records.new_record({"id": cid, "name": cid, "bundle": "/b", "log_path": "/l", "attempt": 2}, "T")
-        rec.update(state=state)
+    for cid, state in (("a", "created"), ("b", "running"), ("c", "exited"), ("p", "created")):
+        rec = records.new_record({"id": cid, "name": cid, "bundle": "/b", "log_path": "/l", "attempt": 2,
+                                  "prepared": True}, "T")  # a client's `prepared` is not taken
+        rec.update(state=state, prepared=cid == "p")  # p: its init made at create, waiting to exec
         records.save(str(tmp_path), rec)
     (tmp_path / "containers" / "junk.json").write_text("{")  # unreadable: skipped with a warning
     (tmp_path / "containers" / "d.json.tmp.123").write_text("{}")  # a torn write's temp file
     (tmp_path / "containers" / "e.json").write_text('{"id": "x", "state": "running"}')  # not its own name
     alive = records.load_all(str(tmp_path), True)
-    assert {k: v["state"] for k, v in alive.items()} == {"a": "created", "b": "running", "c": "exited"}
+    assert {k: v["state"] for k, v in alive.items()} == {"a": "created", "b": "running", "c": "exited", "p": "created"}
     dead = records.load_all(str(tmp_path), False)
-    assert {k: v["state"] for k, v in dead.items()} == {"a": "created", "b": "unknown", "c": "exited"}
+    assert {k: v["state"] for k, v in dead.items()} == {"a": "created", "b": "unknown", "c": "exited", "p": "unknown"}
     assert "supervisor died" in dead["b"]["message"] and dead["a"]["attempt"] == 2
+    assert "waited to start" in dead["p"]["message"]
+    assert records.new_record({"id": "q", "prepared": True}, "T")["prepared"] is False
     records.drop(str(tmp_path), "a")
     records.drop(str(tmp_path), "a")  # idempotent
     assert "a" not in records.load_all(str(tmp_path), True)
