@@ -19,6 +19,7 @@ from .entry import _VALUED
 
 DEFAULT_SOCKET = "/run/kubelet-py/kubelet-py.sock"  # kubelet_py/cli.py's --socket default
 SOCKET_ENV = "KUBELET_PY_SOCKET"
+APPLY_PATH = "/apis/kubelet-py/v1/apply"
 # entry.py's valued global options less the typed ones (click checks those: a count with a unit)
 _STRING_GLOBALS = _VALUED - {"--max-layer-size", "--max-image-size", "--max-layer-entries"}
 
@@ -54,15 +55,17 @@ def read_files(paths, recursive: bool) -> list[tuple[str, str]]:
 
 
 def apply_files(socket_path: str, files: list[tuple[str, str]], strict: bool, echo) -> None:
-    """Send the files to the daemon and print its answer: `echo(text, err)` per line, warnings
-    to stderr. Raises kubelet_py.client.ClientError."""
-    from .client import SyncClient
-    with SyncClient(socket_path) as c:
-        for r in c.apply_files([{"name": n, "text": t} for n, t in files], strict):
-            o = r["object"]
-            for w in r.get("warnings", []):
-                echo(f"Warning: {w}", True)
-            echo(f"{o['kind'].lower()}/{o['metadata']['name']} {r['action']}", False)
+    """Send the files to the daemon (its apply API, `{"files": [{"name", "text"}], "strict"}`)
+    and print its answer: `echo(text, err)` per line, warnings to stderr. Raises
+    kubelet_py.client.ClientError. Through lightclient: no `json` or `socket` import."""
+    from .lightclient import encode_str, post_json
+    docs = ", ".join('{"name": %s, "text": %s}' % (encode_str(n), encode_str(t)) for n, t in files)
+    body = '{"files": [%s], "strict": %s}' % (docs, "true" if strict else "false")
+    for r in post_json(socket_path, APPLY_PATH, body)["items"]:
+        o = r["object"]
+        for w in r.get("warnings", []):
+            echo(f"Warning: {w}", True)
+        echo(f"{o['kind'].lower()}/{o['metadata']['name']} {r['action']}", False)
 
 
 def parse_plain(argv: list[str]) -> tuple[str, list[str], bool, bool] | None:
@@ -108,19 +111,21 @@ def quick(argv: list[str]) -> int | None:
     if parsed is None:
         return None
     socket_path, paths, recursive, strict = parsed
-    from .client import ClientError
     from .errtext import os_error_message, server_message
 
     def echo(text: str, err: bool) -> None:
         print(text, file=sys.stderr if err else sys.stdout)
     try:
         apply_files(socket_path, read_files(paths, recursive), strict, echo)
-    except (MissingPath, ClientError) as e:
-        echo(f"kubelet-py: error: {server_message(e)}", True)
-        return 1
     except OSError as e:
         echo(f"kubelet-py: error: {os_error_message(e)}", True)
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as e:
+        from .client import ClientError  # imported on this path only (see lightclient)
+        if not isinstance(e, (MissingPath, ClientError)):
+            raise
+        echo(f"kubelet-py: error: {server_message(e)}", True)
+        return 1
     return 0

@@ -55,6 +55,14 @@ def pod_path(namespace: str, name: str | None = None, sub: str | None = None) ->
     return p
 
 
+def no_daemon(socket_path: str) -> ClientError:
+    return ClientError(f"no daemon at {socket_path} (start one with `kubelet-py serve`)")
+
+
+def unreachable(socket_path: str, e: BaseException) -> ClientError:
+    return ClientError(f"the daemon at {socket_path} does not answer: {e}")
+
+
 def status_error(status: int, body: bytes) -> ClientError:
     """The ClientError of an error answer: a `Status` object's message, reason and details, or
     the body's text when it is not one."""
@@ -198,7 +206,7 @@ class SyncClient:
             raise ClientError(f"no daemon at {self.socket_path} (start one with `kubelet-py serve`)")
 
     def unreachable(self, e: BaseException) -> ClientError:
-        return ClientError(f"the daemon at {self.socket_path} does not answer: {e}")
+        return unreachable(self.socket_path, e)
 
     def _open(self, method: str, path: str, body: dict | None, params) -> tuple[UnixConnection, Response]:
         if params:
@@ -214,7 +222,7 @@ class SyncClient:
             return conn, conn.request(method, path, headers, data)
         except FileNotFoundError:
             conn.close()
-            raise ClientError(f"no daemon at {self.socket_path} (start one with `kubelet-py serve`)") from None
+            raise no_daemon(self.socket_path) from None
         except OSError as e:
             conn.close()
             raise self.unreachable(e) from None
@@ -242,10 +250,6 @@ class SyncClient:
 
     def apply(self, items: list[dict], strict: bool = False) -> list[dict]:
         return self.request("POST", "/apis/kubelet-py/v1/apply", {"items": items, "strict": strict})["items"]
-
-    def apply_files(self, files: list[dict], strict: bool = False) -> list[dict]:
-        """Apply manifest files (`{"name", "text"}` each) that the daemon reads and validates."""
-        return self.request("POST", "/apis/kubelet-py/v1/apply", {"files": files, "strict": strict})["items"]
 
     def delete(self, path: str, params=None) -> dict:
         return self.request("DELETE", path, params=params)

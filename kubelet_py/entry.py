@@ -1,4 +1,4 @@
-"""The `kubelet-py` console script: before the command line (click and the rest) is imported,
+"""The `kubelet-py` command (bin/kubelet-py): before the command line (click and the rest) is imported,
 a command that forks containers itself re-executes from the sealed interpreter
 (runtime/linux/sealed.py), so that its start-up is paid once, not twice. The plain client
 commands (one request or watch, no thread, no child) end with os._exit once their output is

@@ -497,7 +497,7 @@ class _NodeRuntime:
         status.setdefault("hostIP", self.node_ip) if self.node_ip else None
         self.metrics.pod_status(pod, status)  # pod start duration, restarts
         if status != pod.get("status"):
-            self.store.put({**pod, "status": status})
+            self.store.put({**pod, "status": status}, durable=False)
 
     def pod_removed(self, pod: dict) -> None:
         """The pod's worker is done after a deletion: the object goes, with its logs."""

@@ -25,7 +25,7 @@ def _write(path: str, text: str) -> None:
     if same_content(path, data, MODE):
         return
     try:
-        write_atomic(path, data, MODE)
+        write_atomic(path, data, MODE, durable=False)  # they live as long as the sandbox, never past a reboot
     except OSError as e:
         raise StateError(path, f"cannot write: {e.strerror}") from None
 

@@ -109,7 +109,8 @@ def bundle_for(store: ImageStore, image_ref: str, req: ContainerRequest, paths: 
         doc["annotations"]["io.kubernetes.cri.image-name"] = image.record.name
         if sandbox is not None:
             doc["annotations"][SANDBOX_ANNOTATION] = sandbox.uid
-        write_json_atomic(os.path.join(bundle, "config.json"), doc, indent=1)
+        # the run root's state dies with the host (a tmpfs on most): never torn, not fsync'ed
+        write_json_atomic(os.path.join(bundle, "config.json"), doc, indent=1, durable=False)
     except BaseException:
         remove_bundle(store, paths, cid)
         raise

@@ -311,7 +311,7 @@ def create_sandbox(run_root: str, pod_uid: str, hostname: str, *, cgroup_root: s
             os.chown(d, 0, ids[0])  # the pod's root (its group) passes through to /dev/shm
             os.chmod(d, 0o710)
             let_others_search(os.path.dirname(d))
-        write_json_atomic(os.path.join(d, "sandbox.json"), asdict(sb))
+        write_json_atomic(os.path.join(d, "sandbox.json"), asdict(sb), durable=False)  # run root: dies with the host
         os.mkdir(ns_dir, 0o700)
         if etc_files:
             os.mkdir(os.path.join(d, "etc"), 0o755)

@@ -39,7 +39,9 @@ def path_of(pod_dir: str, cid: str) -> str:
 
 
 def save(pod_dir: str, rec: dict) -> None:
-    write_json_atomic(path_of(pod_dir, rec["id"]), rec)
+    """Never torn (a restarted daemon reads it), not fsync'ed: what runs does not outlive the
+    host, and an fsync per state change would stall the supervisor's loop (1-3 ms here)."""
+    write_json_atomic(path_of(pod_dir, rec["id"]), rec, durable=False)
 
 
 def drop(pod_dir: str, cid: str) -> None:

@@ -104,7 +104,7 @@ class Supervisor:
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         self.sel.register(wake_r, selectors.EVENT_READ, "sigchld")
         from ..atomicfile import write_atomic
-        write_atomic(os.path.join(self.pod_dir, PID_FILE), pid_record(), 0o600)
+        write_atomic(os.path.join(self.pod_dir, PID_FILE), pid_record(), 0o600, durable=False)  # dies with the host
         if self.ready_fd is not None:  # the launcher waits for this line (or an error's)
             os.write(self.ready_fd, b"ok\n")
             os.close(self.ready_fd)

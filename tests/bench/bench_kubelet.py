@@ -79,7 +79,7 @@ from tests.integration.leaks import processes_naming  # noqa: E402
 from tests.integration.netns_helpers import free_subnets  # noqa: E402
 
 IMAGE = "kubelet-py.local/busybox:1.35"
-KPY = os.path.join(os.path.dirname(sys.executable), "kubelet-py")  # the console script a user runs
+KPY = os.path.join(os.path.dirname(sys.executable), "kubelet-py")  # the command a user runs (bin/kubelet-py)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 POLL = 0.005
 

@@ -470,12 +470,12 @@ def test_apply_without_click_answers_as_the_click_command(d, tmp_path):
     assert seen["bad"].returncode == 1 and "containerPort: Required value" in seen["bad"].stderr
     assert seen["missing"].returncode == 1 and 'the path "' in seen["missing"].stderr
     assert seen["dir"].returncode == 1 and "quickbad" in seen["dir"].stderr  # nothing of the dir applied
-    # the quick path really runs without click
+    # the quick path really runs without click, and without json and socket (lightclient)
     p = subprocess.run(d.base() + ["apply", "-f", str(good)], capture_output=True, text=True,
                        env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"})
     assert p.returncode == 0 and "pod/quick unchanged" in p.stdout
     imported = {line.split("|")[-1].strip() for line in p.stderr.splitlines() if line.startswith("import time:")}
-    assert "kubelet_py.applycmd" in imported and "click" not in imported, sorted(imported)
+    assert "kubelet_py.lightclient" in imported and not {"click", "json", "socket"} & imported, sorted(imported)
     d.cli("delete", "pod", "quick", "--grace-period", "0")
 
 

@@ -131,6 +131,16 @@ def _check_ran(result: dict, said: str) -> None:
     assert " stdout F hello from inst\n" in result["log"], (result, said)
 
 
+def _check_command(venv: str) -> None:
+    """The kubelet-py command (bin/kubelet-py, setuptools' script-files) is installed for the
+    venv's interpreter and runs."""
+    cmd = os.path.join(venv, "bin", "kubelet-py")
+    with open(cmd) as f:
+        assert f.readline().startswith(f"#!{venv}/bin/python"), cmd
+    p = subprocess.run([cmd, "--help"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "node agent" in p.stdout, (p.stdout, p.stderr)
+
+
 def test_plain_editable_install(tmp_path, wheels):
     """`pip install -e <repo>` with nothing else: setuptools' editable wheel, an import hook."""
     _wheel, deps = wheels
@@ -141,6 +151,7 @@ def test_plain_editable_install(tmp_path, wheels):
     # what this test is about: the project is not a path entry of the venv's interpreter
     assert REPO not in result["sys_path"], ("the editable install is a path entry here", result["sys_path"])
     _check_ran(result, said)
+    _check_command(str(tmp_path / "venv"))
 
 
 def test_wheel_install(tmp_path, wheels):
@@ -150,3 +161,4 @@ def test_wheel_install(tmp_path, wheels):
     result, said = _run_program(python, tmp_path)
     assert result["runtime"].startswith(str(tmp_path / "venv")), result["runtime"]
     _check_ran(result, said)
+    _check_command(str(tmp_path / "venv"))
