@@ -68,7 +68,7 @@ def bundle_for(store: ImageStore, image_ref: str, req: ContainerRequest, paths: 
     rootfs = os.path.join(bundle, "rootfs")
     try:
         os.makedirs(bundle, mode=0o700, exist_ok=True)
-        store.add_lease(cid, [image.record.digest])
+        store.add_lease(cid, [image.record.digest], durable=False)  # the container does not outlive the host
         mount_rootfs(list(image.layer_dirs), state, rootfs, sandbox.rootfs_idmap() if sandbox else None)
         if req.uid is not None:
             # runAsUser replaces the image's user: its group and supplementary groups come from

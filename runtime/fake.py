@@ -446,7 +446,7 @@ class FakeStore:
             raise NotFound(f"image {ref}", "not found in the store")
         return self._images[ref]
 
-    def add_lease(self, holder: str, image_digests: list[str]) -> None:
+    def add_lease(self, holder: str, image_digests: list[str], durable: bool = True) -> None:
         c = self._k._call("store.add_lease", holder, tuple(image_digests))
         self._check(holder)
         leases = self._k.world.leases

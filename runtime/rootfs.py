@@ -37,12 +37,13 @@ class RootfsError(RuntimeFailure):
     pass
 
 
-def overlay_options(n_layers: int) -> str:
+def overlay_options(n_layers: int, base: str = "") -> str:
     """The mount options for `n_layers` lower layers linked as l/0 (top) .. l/<n-1>, relative
-    to the container's state dir."""
+    to the container's state dir (or below `base`, that dir's absolute path)."""
     if not 1 <= n_layers <= OVL_MAX_STACK:
         raise RootfsError(f"an image of {n_layers} layers: overlayfs stacks 1 to {OVL_MAX_STACK}")
-    opts = f"lowerdir={':'.join(f'l/{i}' for i in range(n_layers))},upperdir=upper,workdir=work"
+    b = f"{base}/" if base else ""
+    opts = f"lowerdir={':'.join(f'{b}l/{i}' for i in range(n_layers))},upperdir={b}upper,workdir={b}work"
     if len(opts) >= PAGE:
         raise RootfsError(f"{n_layers} layers make overlay options of {len(opts)} bytes (limit {PAGE - 1})")
     return opts
@@ -88,6 +89,18 @@ def mount_rootfs(layer_dirs: list[str], state_dir: str, mountpoint: str,
         finally:
             os.close(here)
         return
+
+    base = os.path.abspath(state_dir)
+    if not any(c in base for c in ",:\\"):
+        try:
+            absolute = overlay_options(len(layer_dirs), base)
+        except RootfsError:  # too long with the whole paths: from the state dir, below
+            absolute = None
+        if absolute is not None:
+            # mounted from here (a thread's start and join under a busy GIL cost up to a few
+            # ms of a pod's start)
+            ksys.mount("overlay", mountpoint, "overlay", 0, absolute)
+            return
 
     def mount_from_state_dir():  # in a thread with a cwd of its own: the caller's never moves
         os.chdir(state_dir)

@@ -356,16 +356,18 @@ class ImageStore:
         return self.resolve(name)
 
     # ---- users and garbage collection ------------------------------------------------------
-    def add_lease(self, holder: str, image_digests: list[str]) -> None:
+    def add_lease(self, holder: str, image_digests: list[str], durable: bool = True) -> None:
         """Register `holder` (e.g. a container id) as a user of these manifests: prune keeps them
-        and their layers even after `image rm`."""
+        and their layers even after `image rm`. `durable=False`: not fsync'ed (a holder that
+        does not outlive the host, as a container)."""
         if not _LEASE_NAME.match(holder):
             raise ImageError(f"lease {holder!r}: invalid holder name", kind=INVALID_ARGUMENT, obj=f"lease {holder}",
                              field="holder")
         for d in image_digests:
             validate_digest(d, f"lease {holder}")
         with self.locked():
-            write_atomic(os.path.join(self.leases, f"{holder}.json"), json.dumps({"images": image_digests}).encode())
+            write_atomic(os.path.join(self.leases, f"{holder}.json"), json.dumps({"images": image_digests}).encode(),
+                         durable=durable)
 
     def remove_lease(self, holder: str) -> None:
         if not _LEASE_NAME.match(holder):

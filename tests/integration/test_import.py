@@ -366,3 +366,25 @@ def test_cli_global_options_from_environment(tmp_path):
     r = subprocess.run([sys.executable, "-m", "kubelet_py.cli", "image", "ls", "-o", "json"], capture_output=True,
                        text=True, env=env)
     assert json.loads(r.stdout)[0]["name"] == "kubelet-py.local/busybox:1.35"
+
+
+def test_a_containers_rootfs_mounts_with_whole_paths_or_from_its_state_dir(store, tmp_path):
+    """runtime.rootfs.mount_rootfs: the overlay's options name the layers by the state dir's
+    whole path when they can; a path overlayfs cannot take in its options (a comma, a colon)
+    is mounted from inside the state dir (a thread with a cwd of its own), the caller's cwd
+    unmoved."""
+    from runtime.rootfs import mount_rootfs, remove_rootfs
+    write_oci_layout(str(tmp_path / "img"), {NAME: layered_image("gzip")})
+    import_path(store, str(tmp_path / "img"))
+    layers = list(store.image(NAME).layer_dirs)
+    cwd = os.getcwd()
+    for name, whole in (("plain", True), ("odd,name:x", False)):
+        state, mnt = str(tmp_path / name), str(tmp_path / f"root-{len(name)}")
+        mount_rootfs(layers, state, mnt)
+        try:
+            check_layered_view(mnt)
+            line = next(ln for ln in open("/proc/self/mountinfo") if f" {mnt} " in ln)
+            assert (f"upperdir={state}/upper" in line) == whole, line
+        finally:
+            remove_rootfs(state, mnt)
+        assert not os.path.exists(mnt) and os.getcwd() == cwd

@@ -208,6 +208,10 @@ def test_overlay_options_name_layers_by_short_links():
         overlay_options(501)
     with pytest.raises(RootfsError, match="stacks"):
         overlay_options(0)
+    # with the state dir's whole path (mounted without a chdir) while it fits a page
+    assert overlay_options(2, "/s/c1") == "lowerdir=/s/c1/l/0:/s/c1/l/1,upperdir=/s/c1/upper,workdir=/s/c1/work"
+    with pytest.raises(RootfsError, match="limit 4095"):
+        overlay_options(200, "/var/lib/kubelet-py/containers/kpy0123456789ab")
 
 
 def test_oom_score_adj_by_qos_as_the_kubelet():
