@@ -60,6 +60,7 @@ import ipaddress
 import json
 import os
 import pathlib
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -647,7 +648,10 @@ def main() -> None:
         compileall.compile_dir(os.path.join(TOP, pkg), quiet=1)
     with open("/proc/loadavg") as f:
         load0 = " ".join(f.read().split()[:3])
-    work = tempfile.mkdtemp(prefix="kpy-bench-kubelet-")
+    # hex only: podman reads the layout's path as an image name (a '_' at a component's edge,
+    # which mkdtemp may put there, fails its pull)
+    work = os.path.join(tempfile.gettempdir(), f"kpy-bench-kubelet-{secrets.token_hex(4)}")
+    os.mkdir(work, 0o700)
     b = Bench(args, work)
     problems: list[str] = []
     failed = None
