@@ -153,6 +153,9 @@ def run_pod_sandbox(paths: Paths, pod: PodConfig, meanwhile=None) -> Sandbox:
                         qos=pod.qos, resources=pod.resources, host_network=pod.host_network,
                         host_ipc=pod.host_ipc, host_pid=pod.host_pid, share_pid=pod.share_pid,
                         etc_files=pod.etc_files, host_users=pod.host_users)
+    # the pod's first container joins its cgroup 15-25 ms from now: the grace period a cold
+    # cgroup migration waits for (cgroups.warm_migrations) is waited for meanwhile
+    threading.Thread(target=warm_migrations, name="kpy-cgroup-warm", daemon=True).start()
     try:
         start_supervisor(sb.dir, paths.cgroup_root, meanwhile=None if meanwhile is None else lambda: meanwhile(sb)).close()
     except BaseException:
@@ -258,22 +261,23 @@ def create_container(store: ImageStore, paths: Paths, uid: str, image_ref: str, 
     elif not req.host_users:
         raise PodError(uid, cid, "hostUsers: false is the pod's (PodConfig.host_users), and this pod uses the host's",
                        INVALID_ARGUMENT, "hostUsers")
-    early = None
+    early = made = None
     if prepare:
-        # while the bundle is made: the kernel's cgroup lock warmed for the init's join
-        # (cgroups.warm_migrations) and the container's cgroup made (~4 ms of mkdirs on v1),
-        # which the init's create then finds there
-        threading.Thread(target=warm_migrations, name="kpy-cgroup-warm", daemon=True).start()
-        early = threading.Thread(target=_make_cgroup, args=(Cgroup(sb.container_cgroup(cid)),),
-                                 name="kpy-cgroup-make", daemon=True)
+        # while the bundle is made, in this order: the container's cgroup (which the init's
+        # create then finds there), then the kernel's cgroup lock warmed for the init's join
+        # (cgroups.warm_migrations, which holds cgroup_mutex through its grace period: mkdirs
+        # begun beside it waited ~8 ms for it)
+        made = threading.Event()
+        early = threading.Thread(target=_early_cgroup, args=(Cgroup(sb.container_cgroup(cid)), made),
+                                 name="kpy-cgroup-early", daemon=True)
         early.start()
     try:
         with _client(paths, uid) as client:
             bundle = bundle_for(store, image_ref, req, paths, cid, user, sb)
             try:
                 image = store.image(image_ref)
-                if early is not None:
-                    early.join()
+                if made is not None:
+                    made.wait()
                 client.call("create", id=cid, bundle=bundle, name=req.name, image=image_ref,
                             image_id=image.record.digest, attempt=attempt, labels=labels or {}, log_path=log_path,
                             log_max_size=log_max_size, log_max_files=log_max_files, prepare=prepare,
@@ -292,11 +296,14 @@ def create_container(store: ImageStore, paths: Paths, uid: str, image_ref: str, 
     return cid
 
 
-def _make_cgroup(cg: Cgroup) -> None:
+def _early_cgroup(cg: Cgroup, made: threading.Event) -> None:
     try:
         cg.create()
     except RuntimeFailure as e:  # the init's own create says it again, as an error of the create
         log.info("cgroup %s: %s", cg.path, e)
+    finally:
+        made.set()
+    warm_migrations()
 
 
 def start_container(paths: Paths, uid: str, cid: str) -> int:
