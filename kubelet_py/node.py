@@ -608,6 +608,9 @@ class _NodeControl:
                 st = await asyncio.to_thread(rt.pod_status, self.paths, uid)
             by_name: dict[str, list] = {}
             for c in st.containers:
+                if c.state == "created":  # made, never started (we died before its start): made again
+                    await asyncio.to_thread(self.remove_container, uid, c.id)
+                    continue
                 by_name.setdefault(c.name, []).append(c)
             recs = {}
             for name, insts in by_name.items():

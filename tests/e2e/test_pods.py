@@ -224,6 +224,42 @@ def test_a_daemon_sigkill_and_restart_keeps_containers_pids_and_counts(d):
     d.cli("delete", "pod", "keep", "--grace-period", "1")
 
 
+def test_a_daemon_killed_between_a_containers_create_and_its_start(d):
+    """The containers are created while the pod network is set up, started once it is done: a
+    daemon killed in between (the test holds the xtables lock, so the network waits) leaves a
+    created, never started container and a half-made network. The restarted daemon removes that
+    container, repairs the network, and the pod runs."""
+    import fcntl
+
+    from runtime import pod as rt
+    from runtime.container import Paths
+    lock = os.open("/run/xtables.lock", os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        d.apply(_pod("halfway", [_c("c", "echo up; sleep 600")], terminationGracePeriodSeconds=0))
+        pod = d.wait_for("halfway", lambda p: "Created container: c" in d.cli("describe", "pod", "halfway").stdout,
+                         20, what="created while the network waits")
+        d.kill9()
+    finally:
+        os.close(lock)
+    uid = pod["metadata"]["uid"]
+    paths = Paths(d.root, d.run, d.cg)
+    (made,) = rt.pod_status(paths, uid).containers
+    assert made.state == "created"
+    d.start()
+    pod = d.wait_for("halfway", lambda p: status_of(p, "c").get("state", {}).get("running"), 30,
+                     what="running after the restart")
+    assert status_of(pod, "c")["restartCount"] == 0 and pod["status"]["podIP"]
+    assert [c.id for c in rt.pod_status(paths, uid).containers] != [made.id]  # made again
+    for _ in range(100):
+        if d.cli("logs", "halfway").stdout == "up\n":
+            break
+        time.sleep(0.05)
+    assert d.cli("logs", "halfway").stdout == "up\n"
+    d.cli("delete", "pod", "halfway", "--grace-period", "0")
+    _nothing_left(d, uid)
+
+
 def test_a_bad_manifest_names_file_field_and_creates_nothing(d, tmp_path):
     bad = tmp_path / "web.yaml"
     bad.write_text(textwrap.dedent(f"""\
