@@ -413,11 +413,15 @@ class PodWorker:
             return
         st = await asyncio.to_thread(self.agent.container_status, self.uid, cid)
         has_startup = bool(c.get("startupProbe"))
-        self._set(name, current=_instance(st), previous=previous, restart_count=restart_count, waiting_reason="",
+        now = self._rec(name).current
+        # a command that ends at once may have had its exit learned meanwhile (container_exited):
+        # that is newer than the status read above
+        inst = now if now is not None and now.container_id == cid and now.state == "exited" else _instance(st)
+        self._set(name, current=inst, previous=previous, restart_count=restart_count, waiting_reason="",
                   waiting_message="", started=False if has_startup else None, ready=False)
         self.agent.event(self.pod, "Normal", "Started", f"Started container {name}", field=fieldpath)
         self.wake.set()  # the next step (the next init container, the status) follows at once
-        if self.probes:
+        if self.probes and inst.state == "running":
             self.probes.container_started(name, cid, c)
         hook = (c.get("lifecycle") or {}).get("postStart")
         if hook:

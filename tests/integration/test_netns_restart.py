@@ -196,7 +196,7 @@ def test_an_address_removed_inside_the_pod_is_put_back_alone(cfg, ns):
 
 def test_a_killed_setup_reads_as_inconsistent_and_a_repeated_setup_finishes_it(cfg, ns):
     ports = [{"containerPort": 80, "hostPort": 18978}]
-    r = helper("crash", config_json(cfg), "files", "half", ns.path, json.dumps(ports))
+    r = helper("crash", config_json(cfg), "record", "half", ns.path, json.dumps(ports))  # the last step
     assert r.returncode == -9, (r.stdout, r.stderr)
     got = read_back(cfg, "half")
     assert (got["error"], got["field"]) == ("NetworkInconsistent", "record")
@@ -205,7 +205,7 @@ def test_a_killed_setup_reads_as_inconsistent_and_a_repeated_setup_finishes_it(c
     index, c0 = veth_index(veth), commits()
     net = setup_pod_network("half", ns.path, ports, config=cfg, pod=PodDNS(name="crash"),
                            files_dir=os.path.join(cfg.state_root, "f"))
-    assert veth_index(veth) == index and commits() == c0            # only the files and the record were missing
+    assert veth_index(veth) == index and commits() == c0            # only the record was missing
     assert read_back(cfg, "half")["network"] == as_json(net)
     teardown_pod_network("half", config=cfg)
     assert_nothing_left(cfg, bridge_removed=False)
