@@ -203,7 +203,7 @@ class SyncClient:
 
     def check_present(self) -> None:
         if not os.path.exists(self.socket_path):
-            raise ClientError(f"no daemon at {self.socket_path} (start one with `kubelet-py serve`)")
+            raise no_daemon(self.socket_path)
 
     def unreachable(self, e: BaseException) -> ClientError:
         return unreachable(self.socket_path, e)

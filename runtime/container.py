@@ -17,6 +17,7 @@ from .errors import FAILED_PRECONDITION, INVALID_ARGUMENT, RuntimeFailure
 
 from .cgroups import detect
 from .image.store import ImageStore
+from .oci.execfifo import EXEC_FIFO
 from .oci.run import ExitStatus, load_bundle, run
 from .oci.generate import ContainerRequest, generate, qos_oom_score_adj
 from .linux.paths import open_in_root
@@ -172,7 +173,7 @@ def remove_bundle(store: ImageStore, paths: Paths, cid: str) -> None:
     lease; idempotent. (Its supervisor's record is the supervisor's: runtime.pod removes both.)"""
     bundle = os.path.join(paths.run_root, "containers", cid)
     remove_rootfs(os.path.join(paths.root, "containers", cid), os.path.join(bundle, "rootfs"))
-    for name in ("config.json", "exec.fifo"):  # the fifo of a prepared init that never started
+    for name in ("config.json", EXEC_FIFO):  # the fifo of a prepared init that never started
         try:
             os.unlink(os.path.join(bundle, name))
         except FileNotFoundError:

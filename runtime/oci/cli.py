@@ -259,7 +259,8 @@ def _load(ctx: Ctx, cid: str):
     except ValueError:
         raise _err("corrupt state file", cid) from None
     alive = _proc_start_time(rec.pid) == rec.start_time
-    return rec, status_of(alive, os.path.exists(os.path.join(d, "exec.fifo")))
+    from .execfifo import EXEC_FIFO
+    return rec, status_of(alive, os.path.exists(os.path.join(d, EXEC_FIFO)))
 
 
 # ---- hooks --------------------------------------------------------------------------------
@@ -389,7 +390,8 @@ def _create(ctx: Ctx, o) -> int:
     started = None
     console = None
     try:
-        fifo = os.path.join(d, "exec.fifo")
+        from .execfifo import EXEC_FIFO
+        fifo = os.path.join(d, EXEC_FIFO)
         os.mkfifo(fifo, 0o600)
         console = _connect_console(o.console_socket, terminal, o.id)
 
@@ -439,7 +441,8 @@ def _start(ctx: Ctx, rec, status: str) -> None:
     if status != "created":
         raise _err(f"cannot start a container in the {status} state", rec.id)
     from .state import hook_state
-    fifo = os.path.join(_dir(ctx, rec.id), "exec.fifo")
+    from .execfifo import EXEC_FIFO, release_exec_fifo
+    fifo = os.path.join(_dir(ctx, rec.id), EXEC_FIFO)
     try:
         _run_hooks(ctx, rec.hooks, "startContainer", hook_state(rec.id, rec.pid, rec.bundle, "created",
                                                                  rec.annotations), ns_pid=rec.pid)
@@ -447,12 +450,10 @@ def _start(ctx: Ctx, rec, status: str) -> None:
         _kill_all(rec)  # as runc: a failed startContainer hook stops the container
         raise
     try:
-        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = release_exec_fifo(fifo)  # unlinked: from here on the status is running
     except OSError:  # ENXIO: no reader, the init is gone
         raise _err("cannot start a container that has stopped", rec.id) from None
     try:
-        os.write(fd, b"0")
-        os.unlink(fifo)  # from here on the status is running
         # wait until the init has consumed the byte and exec'd: its fifo fd (close-on-exec) is
         # then gone, the fifo has no reader and poll reports POLLERR on our end
         import select

@@ -339,18 +339,13 @@ class Supervisor:
                        "(create a new one)", obj=f"container {cid}")
         if c.started is None:
             self._launch(c, prepare=False)
-        else:  # prepared at create: its init waits on the fifo (a reader: opening never blocks)
-            fifo = _exec_fifo(c.rec)
+        else:  # prepared at create: its init waits on the fifo
+            from ..oci.execfifo import release_exec_fifo
             try:
-                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                os.close(release_exec_fifo(_exec_fifo(c.rec)))
             except OSError as e:  # ENXIO: no reader, the init is gone (its exit is being reaped)
                 raise _err(FAILED_PRECONDITION, f"container {cid}: its init is gone ({e.strerror})",
                            obj=f"container {cid}") from None
-            try:
-                os.write(fd, b"0")
-            finally:
-                os.close(fd)
-            _unlink(fifo)
         c.rec.update(state=RUNNING, pid=c.started.pid, started_at=now_rfc3339())
         records.save(self.pod_dir, c.rec)
         self._publish("started", cid, pid=c.started.pid)
@@ -715,7 +710,8 @@ OPS = {
 def _exec_fifo(rec: dict) -> str:
     """Where a prepared container's init waits for `start`: in its bundle (the runtime's own
     directory, 0700)."""
-    return os.path.join(rec["bundle"], "exec.fifo")
+    from ..oci.execfifo import EXEC_FIFO
+    return os.path.join(rec["bundle"], EXEC_FIFO)
 
 
 def _unlink(path: str) -> None:
